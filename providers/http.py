@@ -1,0 +1,207 @@
+"""HTTP behaviour shared by every provider: one session, auth, timeouts, error mapping.
+
+Provider modules call :meth:`ProviderHttp.request_json` and get either a decoded JSON
+value or a :class:`~providers.base.ProviderError` whose ``kind`` says whether to retry.
+Envelope checks (HTTP 200 bodies that carry an error code) stay in each provider
+module, because every provider spells them differently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import aiohttp
+
+log = logging.getLogger(__name__)
+
+# A status or submit answer is small; anything bigger is not what we asked for.
+MAX_JSON_BYTES = 4 * 1024 * 1024
+DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10, sock_read=25)
+MAX_RETRY_AFTER = 600.0
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Retry-After as seconds: either delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            from datetime import UTC, datetime
+
+            when = parsedate_to_datetime(value)
+            seconds = (when - datetime.now(UTC)).total_seconds()
+        except (TypeError, ValueError, IndexError):
+            return None
+    return max(0.0, min(seconds, MAX_RETRY_AFTER))
+
+
+_RETRY_IN_TEXT = re.compile(r"(\d+(?:\.\d+)?)\s*s(?:ec(?:ond)?s?)?\b", re.IGNORECASE)
+
+
+def retry_after_from_text(text: str | None) -> float | None:
+    """foxapi-style hints such as ``"retry after 60 seconds"``."""
+    if not text:
+        return None
+    match = _RETRY_IN_TEXT.search(text)
+    return min(float(match.group(1)), MAX_RETRY_AFTER) if match else None
+
+
+def error_message_from_body(body: Any) -> tuple[str | None, str | None]:
+    """Best-effort (code, message) from the error bodies providers send."""
+    if not isinstance(body, dict):
+        return None, None
+    err = body.get("error")
+    if isinstance(err, dict):
+        code = err.get("code") or err.get("type")
+        return (str(code) if code is not None else None), _str_or_none(err.get("message"))
+    if isinstance(err, str):
+        return None, err
+    code = body.get("error_code") or body.get("code")
+    return (str(code) if code is not None else None), _str_or_none(body.get("message"))
+
+
+def _str_or_none(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None
+
+
+class ProviderHttp:
+    """An authenticated JSON client for one provider's base URL.
+
+    The aiohttp session is owned by the bot (one for all providers); this object only
+    adds the base URL, the auth header and the error mapping.
+    """
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        provider_id: str,
+        base_url: str,
+        api_key: str,
+        auth_scheme: str = "Bearer",
+        timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.session = session
+        self.provider_id = provider_id
+        self.base_url = base_url.rstrip("/")
+        self._auth_header = f"{auth_scheme} {api_key}"
+        self.timeout = timeout
+
+    def __repr__(self) -> str:  # never show the key
+        return f"ProviderHttp({self.provider_id!r}, {self.base_url!r})"
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    async def request_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        """Send one request and return the decoded JSON body of a 2xx answer.
+
+        Raises ProviderError: 401/403 AUTH, 402 CREDITS, 404 NOT_FOUND, 429
+        RATE_LIMITED (with Retry-After), 400/409/422 INVALID, 5xx / timeouts /
+        connection errors / non-JSON bodies TRANSIENT. Never retries by itself:
+        whether a retry is safe is the caller's decision (a submit POST usually is not).
+        """
+        from providers.base import ErrorKind, ProviderError
+
+        all_headers = {"Authorization": self._auth_header, "Accept": "application/json"}
+        if headers:
+            all_headers.update(headers)
+        try:
+            async with self.session.request(
+                method,
+                self.url(path),
+                json=json_body,
+                params=params,
+                headers=all_headers,
+                timeout=self.timeout,
+                allow_redirects=False,
+            ) as resp:
+                raw = await resp.content.read(MAX_JSON_BYTES + 1)
+                status = resp.status
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+        except TimeoutError as exc:
+            raise ProviderError(
+                ErrorKind.TRANSIENT, "the provider did not answer in time", code="timeout"
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise ProviderError(
+                ErrorKind.TRANSIENT,
+                f"could not reach the provider ({type(exc).__name__})",
+                code="connection_error",
+            ) from exc
+        except asyncio.CancelledError:
+            raise
+
+        if len(raw) > MAX_JSON_BYTES:
+            raise ProviderError(
+                ErrorKind.TRANSIENT, "the provider sent an oversized answer", code="oversized"
+            )
+        body = _decode_json(raw)
+        if 200 <= status < 300:
+            if body is _NOT_JSON:
+                raise ProviderError(
+                    ErrorKind.TRANSIENT,
+                    "the provider sent a malformed answer (not JSON)",
+                    code="malformed",
+                    http_status=status,
+                )
+            return body
+        raise self._http_error(status, None if body is _NOT_JSON else body, retry_after)
+
+    def _http_error(self, status: int, body: Any, retry_after: float | None) -> Exception:
+        from providers.base import ErrorKind, ProviderError
+
+        code, message = error_message_from_body(body)
+        if retry_after is None and isinstance(body, dict):
+            err = body.get("error")
+            hint = err.get("fallback_suggestion") if isinstance(err, dict) else None
+            retry_after = retry_after_from_text(hint)
+        if status in (401, 403):
+            kind, default = ErrorKind.AUTH, "the provider rejected the API key"
+        elif status == 402:
+            kind, default = ErrorKind.CREDITS, "the provider account is out of credits"
+        elif status == 404:
+            kind, default = ErrorKind.NOT_FOUND, "the provider does not know this task"
+        elif status == 429:
+            kind, default = ErrorKind.RATE_LIMITED, "the provider is rate limiting us"
+        elif status in (400, 409, 413, 422):
+            kind, default = ErrorKind.INVALID, "the provider rejected the request"
+            if status == 409:  # hiapi: same idempotency key still being processed
+                kind = ErrorKind.RATE_LIMITED
+        elif status >= 500 or status == 408:
+            kind, default = ErrorKind.TRANSIENT, "the provider had a server error"
+        else:
+            kind, default = ErrorKind.TRANSIENT, "the provider sent an unexpected answer"
+        return ProviderError(
+            kind,
+            message or default,
+            code=code or f"http_{status}",
+            retry_after=retry_after,
+            http_status=status,
+        )
+
+
+_NOT_JSON = object()
+
+
+def _decode_json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return _NOT_JSON

@@ -1,0 +1,199 @@
+"""The bot: one object that owns every resource (session, store, providers, poller).
+
+``setup_hook`` opens them in order, loads the cogs and syncs commands; ``close``
+stops the poller first (so in-flight store writes finish), then Discord, then the
+store and the HTTP session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import aiohttp
+import discord
+import yarl
+from discord import app_commands
+from discord.ext import commands
+
+from providers import provider_class
+from providers.base import Provider
+from providers.http import ProviderHttp
+from reelbot.config import DEFAULT_API_BASE, Config
+from reelbot.delivery import Delivery, DeliverySettings
+from reelbot.inputs import InputStore
+from reelbot.poller import Poller, PollerSettings
+from reelbot.service import Generations, UserError
+from reelbot.store import Store, open_store
+
+log = logging.getLogger(__name__)
+
+COGS = ("cogs.animate", "cogs.quota", "cogs.jobs")
+
+
+def build_providers(config: Config, session: aiohttp.ClientSession) -> dict[str, Provider]:
+    providers: dict[str, Provider] = {}
+    for pc in config.providers:
+        cls = provider_class(pc.id)
+        http = ProviderHttp(session, provider_id=pc.id, base_url=pc.base_url, api_key=pc.api_key)
+        providers[pc.id] = cls(http)
+    return providers
+
+
+def use_api_base(api_base: str) -> None:
+    """Point discord.py's REST layer at ``DISCORD_API_BASE`` (a proxy or a local double).
+
+    discord.py has no constructor argument for this; ``Route.BASE`` is read on every
+    request, including interaction callbacks and webhooks.
+    """
+    discord.http.Route.BASE = api_base.rstrip("/")
+
+
+class Reelbot(commands.AutoShardedBot):
+    store: Store
+    session: aiohttp.ClientSession
+    providers: dict[str, Provider]
+    generations: Generations
+    poller: Poller
+    delivery: Delivery
+
+    def __init__(self, config: Config, **options: Any) -> None:
+        intents = discord.Intents.default()
+        # /character collects reference photos posted in a thread: reading attachments
+        # of members' messages needs the privileged Message Content intent.
+        intents.message_content = True
+        options.setdefault("chunk_guilds_at_startup", False)
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents,
+            help_command=None,
+            allowed_mentions=discord.AllowedMentions.none(),
+            **options,
+        )
+        self.config = config
+        self._poller_task: asyncio.Task[None] | None = None
+
+    async def setup_hook(self) -> None:
+        config = self.config
+        if config.discord_api_base != DEFAULT_API_BASE:
+            # A plain gateway default would go to discord.gg; ask the API instead.
+            gateway = await self.http.get_bot_gateway()
+            discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway[1])
+        self.session = aiohttp.ClientSession()
+        self.store = open_store(config.database_url)
+        await self.store.open()
+        # One process per SQLite file: leases left by a previous run are void.
+        released = await self.store.release_all_leases()
+        pending = await self.store.count_unfinished()
+        log.info("store ready: %d unfinished task(s) to resume (%d leases reset)",
+                 pending, released)
+        self.providers = build_providers(config, self.session)
+        inputs = InputStore(config.data_dir / "inputs", refresher=self._refresh_input_url)
+        self.delivery = Delivery(
+            client=self,
+            store=self.store,
+            providers=self.providers,
+            session=self.session,
+            settings=DeliverySettings(
+                max_download_bytes=config.max_download_bytes,
+                allow_local_urls=config.allow_local_urls,
+            ),
+        )
+        self.poller = Poller(
+            store=self.store,
+            providers=self.providers,
+            settings=PollerSettings(
+                poll_interval=config.poll_interval,
+                poll_max_interval=config.poll_max_interval,
+                task_timeout=config.task_timeout,
+            ),
+            inputs=inputs,
+            deliver=self.delivery.deliver,
+            on_status=self.delivery.update_status,
+        )
+        self.generations = Generations(
+            config=config, store=self.store, providers=self.providers, inputs=inputs,
+            wake=self.poller.wake,
+        )
+        self.tree.on_error = self.on_app_command_error
+        for cog in COGS:
+            await self.load_extension(cog)
+        await self.sync_commands()
+        self._poller_task = asyncio.create_task(self.poller.run(), name="poller")
+        self._poller_task.add_done_callback(_log_crash)
+
+    async def sync_commands(self) -> None:
+        if self.config.guild_ids:
+            for gid in self.config.guild_ids:
+                guild = discord.Object(gid)
+                self.tree.copy_global_to(guild=guild)
+                synced = await self.tree.sync(guild=guild)
+                log.info("synced %d commands to guild %s", len(synced), gid)
+        else:
+            synced = await self.tree.sync()
+            log.info("synced %d global commands", len(synced))
+
+    async def _refresh_input_url(self, meta: dict[str, Any]) -> str | None:
+        """A fresh CDN URL for a kept first frame, from the status message that shows it."""
+        channel_id, message_id = meta.get("status_channel_id"), meta.get("status_message_id")
+        if not channel_id or not message_id:
+            return None
+        channel = self.get_partial_messageable(channel_id)
+        message = await channel.fetch_message(message_id)
+        return message.attachments[0].url if message.attachments else None
+
+    async def on_ready(self) -> None:
+        log.info("connected as %s (%s) to %d guild(s)", self.user, getattr(self.user, "id", "?"),
+                 len(self.guilds))
+
+    async def on_app_command_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        original = getattr(error, "original", error)
+        if isinstance(original, UserError):
+            text = str(original)
+        elif isinstance(error, app_commands.NoPrivateMessage):
+            text = "This command only works in a server channel, not in DMs."
+        elif isinstance(error, app_commands.TransformerError):
+            text = f"`{error.value}` is not a valid value for that option."
+        elif isinstance(error, app_commands.CheckFailure):
+            text = "You are not allowed to use this command here."
+        else:
+            command = interaction.command.qualified_name if interaction.command else "?"
+            log.error(
+                "command /%s failed for user %s in guild %s",
+                command, interaction.user.id, interaction.guild_id, exc_info=original,
+            )
+            text = "Something went wrong on my side. It has been logged; please try again."
+        await self._reply_ephemeral(interaction, text)
+
+    @staticmethod
+    async def _reply_ephemeral(interaction: discord.Interaction, text: str) -> None:
+        try:
+            if interaction.response.is_done():
+                await interaction.edit_original_response(content=text)
+            else:
+                await interaction.response.send_message(text, ephemeral=True)
+        except discord.HTTPException:
+            log.warning("could not send an error reply to interaction %s", interaction.id)
+
+    async def close(self) -> None:
+        """Stop taking work, let in-flight writes finish, then close everything."""
+        if getattr(self, "poller", None) is not None:
+            await self.poller.stop()
+        if self._poller_task is not None:
+            self._poller_task.cancel()
+            await asyncio.gather(self._poller_task, return_exceptions=True)
+        await super().close()
+        if getattr(self, "store", None) is not None:
+            await self.store.close()
+        if getattr(self, "session", None) is not None:
+            await self.session.close()
+        log.info("stopped cleanly at %s", time.strftime("%H:%M:%S"))
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.critical("the poller stopped unexpectedly", exc_info=task.exception())

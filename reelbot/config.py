@@ -1,0 +1,210 @@
+"""Typed configuration read once from the environment (SPEC §2), validated at start.
+
+A problem is reported as :class:`ConfigError` whose message is the one line the
+operator sees: the variable, what is wrong, and what to do.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from providers import PROVIDER_IDS, provider_class
+
+DEFAULT_API_BASE = "https://discord.com/api/v10"
+
+
+class ConfigError(Exception):
+    """Invalid or missing configuration; ``str(exc)`` is the operator-facing line."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    id: str
+    api_key: str = field(repr=False)
+    base_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    discord_token: str = field(repr=False)
+    discord_api_base: str = DEFAULT_API_BASE
+    guild_ids: tuple[int, ...] = ()
+    database_url: str = "sqlite:///data/reelbot.db"
+    providers: tuple[ProviderConfig, ...] = ()
+    default_provider: str | None = None
+    poll_interval: float = 5.0
+    poll_max_interval: float = 60.0
+    task_timeout: float = 3600.0
+    daily_quota: int = 10
+    moderator_role_ids: frozenset[int] = frozenset()
+    allow_local_urls: bool = False
+    log_level: str = "INFO"
+    # Abuse limits (issue 4): seconds between one user's submissions, and how many
+    # of one user's tasks may be in flight at once (0 = no limit).
+    user_cooldown: float = 10.0
+    max_user_in_flight: int = 3
+    max_download_bytes: int = 512 * 1024 * 1024
+    data_dir: Path = Path("data")
+
+    @property
+    def provider_ids(self) -> tuple[str, ...]:
+        return tuple(p.id for p in self.providers)
+
+    @property
+    def sqlite_path(self) -> str:
+        return sqlite_path_from_url(self.database_url)
+
+
+def sqlite_path_from_url(url: str) -> str:
+    """``sqlite:///rel/path`` → ``rel/path``; ``sqlite:////abs/path`` → ``/abs/path``."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        raise ConfigError(
+            f"DATABASE_URL must start with sqlite:/// (got {url.split(':', 1)[0]}:…); "
+            "e.g. sqlite:///data/reelbot.db"
+        )
+    path = url[len(prefix) :]
+    if not path:
+        raise ConfigError("DATABASE_URL has no file path; e.g. sqlite:///data/reelbot.db")
+    return path
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number (got {raw!r})") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum} (got {value})")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds (got {raw!r})") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum:g} (got {raw})")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false (got {raw!r})")
+
+
+def _id_list(env: Mapping[str, str], name: str) -> tuple[int, ...]:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return ()
+    ids = []
+    for part in raw.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if not part.isdigit():
+            raise ConfigError(f"{name} must be comma-separated numeric ids (bad entry {part!r})")
+        ids.append(int(part))
+    return tuple(ids)
+
+
+def _url(name: str, value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ConfigError(f"{name} must be an http(s) URL (got {value!r})")
+    return value.rstrip("/")
+
+
+def load_config(env: Mapping[str, str] | None = None, *, require_token: bool = True) -> Config:
+    """Build the config from ``env`` (default: the process environment)."""
+    env = os.environ if env is None else env
+
+    token = env.get("DISCORD_TOKEN", "").strip()
+    if require_token and not token:
+        raise ConfigError(
+            "DISCORD_TOKEN is not set: put your bot token in .env (see .env.example) "
+            "or the environment"
+        )
+
+    providers = []
+    for pid in PROVIDER_IDS:
+        key = env.get(f"{pid.upper()}_API_KEY", "").strip()
+        if not key:
+            continue
+        base_name = f"{pid.upper()}_BASE_URL"
+        base = env.get(base_name, "").strip() or (provider_class(pid).default_base_url or "")
+        if not base:
+            raise ConfigError(
+                f"{base_name} is not set: {pid} has no public default base URL, "
+                "set it to your aggregator's API base"
+            )
+        providers.append(ProviderConfig(pid, key, _url(base_name, base)))
+
+    default_provider = env.get("DEFAULT_PROVIDER", "").strip() or None
+    configured = [p.id for p in providers]
+    if default_provider is not None:
+        if default_provider not in PROVIDER_IDS:
+            raise ConfigError(
+                f"DEFAULT_PROVIDER must be one of {', '.join(PROVIDER_IDS)} "
+                f"(got {default_provider!r})"
+            )
+        if default_provider not in configured:
+            raise ConfigError(
+                f"DEFAULT_PROVIDER is {default_provider} but {default_provider.upper()}_API_KEY "
+                "is not set"
+            )
+    elif configured:
+        default_provider = configured[0]
+
+    poll = _float(env, "POLL_INTERVAL_SECONDS", 5.0, minimum=0.05)
+    poll_max = _float(env, "POLL_MAX_INTERVAL_SECONDS", 60.0, minimum=0.05)
+    if poll_max < poll:
+        raise ConfigError(
+            f"POLL_MAX_INTERVAL_SECONDS ({poll_max:g}) must not be below "
+            f"POLL_INTERVAL_SECONDS ({poll:g})"
+        )
+    log_level = env.get("LOG_LEVEL", "INFO").strip().upper() or "INFO"
+    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError(
+            f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL (got {log_level!r})"
+        )
+
+    database_url = env.get("DATABASE_URL", "").strip() or "sqlite:///data/reelbot.db"
+    sqlite_path_from_url(database_url)  # validate early: one clear line
+
+    return Config(
+        discord_token=token,
+        discord_api_base=_url(
+            "DISCORD_API_BASE", env.get("DISCORD_API_BASE", "").strip() or DEFAULT_API_BASE
+        ),
+        guild_ids=_id_list(env, "DISCORD_GUILD_IDS"),
+        database_url=database_url,
+        providers=tuple(providers),
+        default_provider=default_provider,
+        poll_interval=poll,
+        poll_max_interval=poll_max,
+        task_timeout=_float(env, "TASK_TIMEOUT_SECONDS", 3600.0, minimum=1.0),
+        daily_quota=_int(env, "DAILY_QUOTA", 10),
+        moderator_role_ids=frozenset(_id_list(env, "MODERATOR_ROLE_IDS")),
+        allow_local_urls=_bool(env, "ALLOW_LOCAL_URLS", False),
+        log_level=log_level,
+        user_cooldown=_float(env, "USER_COOLDOWN_SECONDS", 10.0, minimum=0.0),
+        max_user_in_flight=_int(env, "MAX_USER_IN_FLIGHT", 3),
+        max_download_bytes=_int(env, "MAX_DOWNLOAD_MB", 512, minimum=1) * 1024 * 1024,
+        data_dir=Path(env.get("DATA_DIR", "").strip() or "data"),
+    )

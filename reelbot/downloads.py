@@ -1,0 +1,179 @@
+"""Fetching provider outputs safely: public https only, streamed to disk, size-capped."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import ipaddress
+import logging
+import os
+import socket
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import aiohttp
+
+log = logging.getLogger(__name__)
+
+CHUNK = 256 * 1024
+DOWNLOAD_TIMEOUT = aiohttp.ClientTimeout(total=600, connect=15, sock_read=60)
+
+# What we accept as a delivered output; anything else (an HTML error page with a
+# 200, say) is refused rather than posted as "out.mp4".
+ALLOWED_TYPES = ("video/", "image/", "audio/", "application/octet-stream", "binary/octet-stream")
+
+EXTENSIONS = {
+    "video/mp4": ".mp4",
+    "video/webm": ".webm",
+    "video/quicktime": ".mov",
+    "image/png": ".png",
+    "image/jpeg": ".jpg",
+    "image/webp": ".webp",
+    "image/gif": ".gif",
+    "audio/mpeg": ".mp3",
+}
+
+
+class DownloadError(Exception):
+    """An output could not be fetched. ``permanent`` means retrying will not help."""
+
+    def __init__(self, message: str, *, permanent: bool, status: int | None = None) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        self.status = status
+
+
+@dataclass(slots=True)
+class DownloadedFile:
+    path: Path
+    size: int
+    content_type: str
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+async def check_url_allowed(url: str, *, allow_local: bool) -> None:
+    """Refuse non-https URLs and hosts that resolve to loopback/private/link-local space.
+
+    ``allow_local`` (ALLOW_LOCAL_URLS) lifts both rules, for tests against doubles.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise DownloadError("the output URL is not an http(s) URL", permanent=True)
+    if allow_local:
+        return
+    if parts.scheme != "https":
+        raise DownloadError("refusing a plain-http output URL", permanent=True)
+    host = parts.hostname
+    try:
+        addresses = [ipaddress.ip_address(host)]
+    except ValueError:
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(host, parts.port or 443, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise DownloadError(f"cannot resolve the output host ({exc})", permanent=False) from exc
+        addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+    for address in addresses:
+        if not address.is_global:
+            raise DownloadError("refusing an output URL on a private address", permanent=True)
+
+
+async def download_to_temp(
+    session: aiohttp.ClientSession,
+    url: str,
+    *,
+    max_bytes: int,
+    allow_local: bool,
+    directory: Path | None = None,
+) -> DownloadedFile:
+    """Stream ``url`` into a temporary file, never holding more than one chunk in memory."""
+    await check_url_allowed(url, allow_local=allow_local)
+    try:
+        async with session.get(url, timeout=DOWNLOAD_TIMEOUT, allow_redirects=False) as resp:
+            if resp.status != 200:
+                permanent = resp.status in (401, 403, 404, 410)
+                raise DownloadError(
+                    f"the output URL answered HTTP {resp.status}"
+                    + (" (it may have expired)" if permanent else ""),
+                    permanent=permanent,
+                    status=resp.status,
+                )
+            content_type = (resp.content_type or "application/octet-stream").lower()
+            if not content_type.startswith(ALLOWED_TYPES):
+                raise DownloadError(
+                    f"the output is not a media file ({content_type})", permanent=True
+                )
+            if resp.content_length is not None and resp.content_length > max_bytes:
+                raise DownloadError(
+                    f"the output is too large ({resp.content_length} bytes)", permanent=True
+                )
+            return await _stream(resp, content_type, max_bytes, directory)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise DownloadError(
+            f"downloading the output failed ({type(exc).__name__})", permanent=False
+        ) from exc
+
+
+async def _stream(
+    resp: aiohttp.ClientResponse, content_type: str, max_bytes: int, directory: Path | None
+) -> DownloadedFile:
+    suffix = EXTENSIONS.get(content_type, ".bin")
+    fd, name = tempfile.mkstemp(prefix="reelbot-", suffix=suffix, dir=directory)
+    path = Path(name)
+    size = 0
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            async for chunk in resp.content.iter_chunked(CHUNK):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise DownloadError(
+                        f"the output is larger than the {max_bytes // (1024 * 1024)} MiB cap",
+                        permanent=True,
+                    )
+                # Disk writes of 256 KiB are fast enough not to stall the loop noticeably.
+                fh.write(chunk)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return DownloadedFile(path=path, size=size, content_type=content_type)
+
+
+def decode_inline(
+    data_base64: str, *, max_bytes: int, directory: Path | None = None
+) -> DownloadedFile:
+    """An inline base64 output (gptge ``binary_data_base64``) written to a temp file."""
+    if len(data_base64) * 3 // 4 > max_bytes:
+        raise DownloadError("the inline output is too large", permanent=True)
+    try:
+        data = base64.b64decode(data_base64, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise DownloadError("the inline output is not valid base64", permanent=True) from exc
+    content_type = sniff_content_type(data) or "application/octet-stream"
+    fd, name = tempfile.mkstemp(
+        prefix="reelbot-", suffix=EXTENSIONS.get(content_type, ".bin"), dir=directory
+    )
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    return DownloadedFile(path=Path(name), size=len(data), content_type=content_type)
+
+
+def sniff_content_type(data: bytes) -> str | None:
+    """Media type from magic bytes (input images and inline outputs)."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    if data[4:8] == b"ftyp":
+        return "video/mp4"
+    if data.startswith(b"\x1a\x45\xdf\xa3"):
+        return "video/webm"
+    return None

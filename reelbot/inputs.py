@@ -1,0 +1,85 @@
+"""First-frame images kept by the bot, so a 🔁 days later never needs an expired URL.
+
+The bytes live in ``DATA_DIR/inputs/<sha256>.<ext>`` (content-addressed: a re-run
+shares the file). A task's request stores only the metadata below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from providers.base import InputImage
+
+log = logging.getLogger(__name__)
+
+ALLOWED_IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp")
+MAX_IMAGE_BYTES = 20 * 1024 * 1024
+# A URL must outlive the provider's fetch of it; below this margin we get a fresh one.
+URL_MARGIN = 600.0
+
+UrlRefresher = Callable[[dict[str, Any]], Awaitable[str | None]]
+
+
+def discord_url_expiry(url: str) -> float | None:
+    """Discord CDN URLs carry their expiry as hex unix seconds in ``ex``."""
+    values = parse_qs(urlsplit(url).query).get("ex")
+    if not values:
+        return None
+    try:
+        return float(int(values[0], 16))
+    except ValueError:
+        return None
+
+
+class InputStore:
+    def __init__(self, directory: Path, refresher: UrlRefresher | None = None) -> None:
+        self.directory = directory
+        self.refresher = refresher
+
+    def _path(self, sha256: str, content_type: str) -> Path:
+        ext = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}[content_type]
+        return self.directory / f"{sha256}.{ext}"
+
+    async def save(self, data: bytes, content_type: str, *, url: str | None) -> dict[str, Any]:
+        """Keep the bytes; return the metadata to store in the task's request."""
+        sha256 = hashlib.sha256(data).hexdigest()
+        path = self._path(sha256, content_type)
+        await asyncio.to_thread(_write_once, path, data)
+        meta: dict[str, Any] = {"sha256": sha256, "content_type": content_type, "size": len(data)}
+        if url:
+            meta["url"] = url
+            meta["url_expires_at"] = discord_url_expiry(url)
+        return meta
+
+    async def input_image(self, meta: dict[str, Any]) -> InputImage:
+        path = self._path(meta["sha256"], meta["content_type"])
+        data = await asyncio.to_thread(path.read_bytes)
+        return InputImage(url=await self._fresh_url(meta), data=data, content_type=meta["content_type"])
+
+    async def _fresh_url(self, meta: dict[str, Any]) -> str | None:
+        url = meta.get("url")
+        expires = meta.get("url_expires_at")
+        if url and (expires is None or expires - time.time() > URL_MARGIN):
+            return url
+        if self.refresher is not None:
+            try:
+                return await self.refresher(meta)
+            except Exception:  # noqa: BLE001 - the inline data URL still works
+                log.warning("could not refresh the input image URL", exc_info=True)
+        return None
+
+
+def _write_once(path: Path, data: bytes) -> None:
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)  # atomic: a crash never leaves a half-written image under its name

@@ -1,0 +1,371 @@
+"""The background loop: submit, poll and hand finished tasks to delivery.
+
+The store is the queue (RoboDanny's reminder pattern): the loop claims tasks whose
+``next_action_at`` has come, in lanes (one per provider, plus one for delivery) so a
+slow provider never holds up another's tasks, acts on each in its own asyncio task,
+records the outcome with the next action time, and sleeps until the next due time
+or until :meth:`Poller.wake` says new work arrived. Nothing lives only in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from providers.base import ErrorKind, GenerationRequest, Provider, ProviderError, TaskStatus
+from reelbot.inputs import InputStore
+from reelbot.scheduling import backoff, next_poll_interval
+from reelbot.store.base import Store
+from reelbot.store.models import TaskRow
+
+log = logging.getLogger(__name__)
+
+NOT_FOUND_CONFIRMATIONS = 3  # a provider 404 is believed only after this many in a row
+MAX_SUBMIT_RETRIES = 5
+LEASE_SECONDS = 300.0
+IDLE_WAKE = 30.0  # re-check the store at least this often even when nothing is due
+
+
+@dataclass(frozen=True, slots=True)
+class PollerSettings:
+    poll_interval: float
+    poll_max_interval: float
+    task_timeout: float
+    provider_concurrency: int = 8
+    delivery_concurrency: int = 4
+
+
+class Lane:
+    """A bounded number of concurrent actions (one provider's, or delivery's)."""
+
+    def __init__(self, name: str, capacity: int) -> None:
+        self.name = name
+        self.capacity = capacity
+        self.busy = 0
+        self.saturated = False
+
+    @property
+    def free(self) -> int:
+        return self.capacity - self.busy
+
+
+class Poller:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        providers: Mapping[str, Provider],
+        settings: PollerSettings,
+        inputs: InputStore,
+        deliver: Callable[[TaskRow], Awaitable[dict[str, Any]]],
+        on_status: Callable[[TaskRow], Awaitable[None]],
+        owner: str | None = None,
+    ) -> None:
+        self.store = store
+        self.providers = providers
+        self.settings = settings
+        self.inputs = inputs
+        self._deliver = deliver
+        self._on_status = on_status
+        self.owner = owner or f"poller-{uuid.uuid4().hex[:8]}"
+        self._lanes = {pid: Lane(pid, settings.provider_concurrency) for pid in providers}
+        self._delivery_lane = Lane("delivery", settings.delivery_concurrency)
+        self._wake = asyncio.Event()
+        self._running: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self._sleep_until = 0.0
+        self.ticks = 0
+
+    # --- control ------------------------------------------------------------------------
+    def wake(self) -> None:
+        """New or changed work: look at the store now rather than at the next due time."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        log.info("poller %s started (%d providers)", self.owner, len(self._lanes))
+        while not self._stopping:
+            try:
+                await self._tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the loop must not die; the store is the truth
+                log.exception("poller tick failed; retrying shortly")
+                await asyncio.sleep(1.0)
+                continue
+            await self._sleep()
+
+    async def stop(self, *, grace: float = 10.0) -> None:
+        """Stop claiming work and let in-flight actions finish (their results are stored)."""
+        self._stopping = True
+        self.wake()
+        if self._running:
+            _, pending = await asyncio.wait(set(self._running), timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=2.0)
+
+    # --- the loop -------------------------------------------------------------------------
+    async def _tick(self) -> None:
+        self.ticks += 1
+        now = time.time()
+        for lane in (*self._lanes.values(), self._delivery_lane):
+            if lane.free <= 0:
+                lane.saturated = True
+                continue
+            claimed = await self.store.claim_due(
+                now=now,
+                limit=lane.free,
+                owner=self.owner,
+                lease_seconds=LEASE_SECONDS,
+                provider=None if lane is self._delivery_lane else lane.name,
+                delivery=lane is self._delivery_lane,
+            )
+            lane.saturated = len(claimed) >= lane.free
+            for task in claimed:
+                self._spawn(lane, task)
+
+    async def _sleep(self) -> None:
+        if self._stopping:
+            return
+        next_due = await self.store.next_due_at()
+        now = time.time()
+        timeout = IDLE_WAKE if next_due is None else max(0.0, min(next_due - now, IDLE_WAKE))
+        self._sleep_until = now + timeout
+        if timeout > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+        self._wake.clear()
+
+    def _spawn(self, lane: Lane, task: TaskRow) -> None:
+        lane.busy += 1
+        job = asyncio.create_task(self._act(lane, task), name=f"task-{task.id}")
+        self._running.add(job)
+        job.add_done_callback(self._running.discard)
+
+    async def _act(self, lane: Lane, task: TaskRow) -> None:
+        fields: dict[str, Any]
+        try:
+            if lane is self._delivery_lane:
+                fields = await self._deliver(task)
+            elif task.state == "submitting":
+                fields = await self._submit(task)
+            else:
+                fields = await self._poll(task)
+        except asyncio.CancelledError:
+            # Shutting down mid-action: leave the lease to expire; the next start resumes.
+            raise
+        except Exception:  # noqa: BLE001 - one task's bug must not stop the others
+            log.exception("task %s (%s): unexpected error; will retry", task.id, task.provider)
+            fields = {
+                "error_streak": task.error_streak + 1,
+                "next_action_at": time.time() + self._backoff(task.error_streak + 1),
+            }
+        finally:
+            lane.busy -= 1
+        try:
+            changed = await self.store.release(
+                task.id, self.owner, expected_state=task.state, **fields
+            )
+        except Exception:  # noqa: BLE001 - lease expiry will hand the task back
+            log.exception("task %s: could not record outcome", task.id)
+            return
+        if not changed:
+            log.info("task %s changed meanwhile (e.g. cancelled); outcome dropped", task.id)
+        next_at = fields.get("next_action_at")
+        if lane.saturated or (next_at is not None and next_at <= self._sleep_until):
+            self.wake()
+        if changed and "state" in fields and fields["state"] != task.state:
+            updated = await self.store.get_task(task.id)
+            if updated is not None and lane is not self._delivery_lane:
+                await self._status_changed(updated)
+
+    async def _status_changed(self, task: TaskRow) -> None:
+        try:
+            await self._on_status(task)
+        except Exception:  # noqa: BLE001 - a status edit is cosmetic
+            log.warning("task %s: status message update failed", task.id, exc_info=True)
+
+    def _backoff(self, streak: int, retry_after: float | None = None) -> float:
+        return backoff(
+            streak,
+            floor=self.settings.poll_interval,
+            ceiling=self.settings.poll_max_interval,
+            retry_after=retry_after,
+        )
+
+    # --- actions ----------------------------------------------------------------------------
+    async def _submit(self, task: TaskRow) -> dict[str, Any]:
+        now = time.time()
+        provider = self.providers.get(task.provider)
+        if provider is None:
+            return _fail(now, "provider_unavailable", f"{task.provider} is no longer configured")
+        if task.provider_task_id:  # submitted, then the process stopped before moving on
+            return {"state": "queued", "next_action_at": now}
+        if task.submitted_at is not None and not provider.capabilities.idempotent_submit:
+            # A previous submit may or may not have reached the provider. Submitting
+            # again could bill twice, so we stop here and let the requester decide.
+            return _fail(
+                now,
+                "submit_unconfirmed",
+                "the bot stopped while submitting this request, so it cannot tell whether "
+                "the provider received it",
+            )
+        await self.store.update_task(task.id, submitted_at=now)
+        try:
+            request = await self._generation_request(task)
+            provider_task_id = await provider.submit(request, idempotency_key=f"reelbot-{task.id}")
+        except ProviderError as exc:
+            return self._submit_error(task, provider, exc)
+        log.info("task %s submitted to %s as %s", task.id, task.provider, provider_task_id)
+        interval = self.settings.poll_interval
+        return {
+            "state": "queued",
+            "provider_task_id": provider_task_id,
+            "submitted_at": now,
+            "poll_interval": interval,
+            "error_streak": 0,
+            "next_action_at": time.time() + interval,
+        }
+
+    def _submit_error(self, task: TaskRow, provider: Provider, exc: ProviderError) -> dict[str, Any]:
+        now = time.time()
+        answered = exc.http_status is not None  # the provider saw and refused the request
+        safe_to_retry = exc.retryable and (answered or provider.capabilities.idempotent_submit)
+        if safe_to_retry and task.error_streak < MAX_SUBMIT_RETRIES:
+            log.warning("task %s: submit to %s failed (%r); retrying", task.id, task.provider, exc)
+            return {
+                "submitted_at": None,
+                "error_streak": task.error_streak + 1,
+                "next_action_at": now + self._backoff(task.error_streak + 1, exc.retry_after),
+            }
+        if exc.kind is ErrorKind.AUTH:
+            log.error("%s rejected the API key: check %s_API_KEY", task.provider,
+                      task.provider.upper())
+        log.info("task %s: submit failed: %r", task.id, exc)
+        code = exc.code if answered or not exc.retryable else "submit_unconfirmed"
+        return _fail(now, code, exc.message)
+
+    async def _generation_request(self, task: TaskRow) -> GenerationRequest:
+        req = task.request
+        image = None
+        if req.get("image"):
+            image = await self.inputs.input_image(req["image"])
+        return GenerationRequest(
+            prompt=req["prompt"],
+            model=req.get("model"),
+            image=image,
+            duration=req.get("duration"),
+            aspect_ratio=req.get("aspect_ratio"),
+            resolution=req.get("resolution"),
+            seed=req.get("seed"),
+            negative_prompt=req.get("negative_prompt"),
+            motion=req.get("motion"),
+            character_id=req.get("character_model_id"),
+        )
+
+    async def _poll(self, task: TaskRow) -> dict[str, Any]:
+        now = time.time()
+        provider = self.providers.get(task.provider)
+        started = task.submitted_at or task.created_at
+        if now - started > self.settings.task_timeout:
+            if provider is not None and task.provider_task_id:
+                with contextlib.suppress(ProviderError):
+                    await provider.cancel(task.provider_task_id)
+            minutes = self.settings.task_timeout / 60
+            return _fail(now, "task_timeout", f"no result after {minutes:g} minutes")
+        if provider is None:
+            # Keep the task: the operator may configure the provider again.
+            return {"next_action_at": now + self.settings.poll_max_interval}
+        assert task.provider_task_id is not None
+        try:
+            if task.kind == "training":
+                status = await provider.character_status(task.provider_task_id)
+            else:
+                status = await provider.status(task.provider_task_id)
+        except ProviderError as exc:
+            return self._poll_error(task, exc)
+        return self._apply_status(task, status, now)
+
+    def _poll_error(self, task: TaskRow, exc: ProviderError) -> dict[str, Any]:
+        now = time.time()
+        streak = task.error_streak + 1
+        if exc.kind is ErrorKind.NOT_FOUND and streak >= NOT_FOUND_CONFIRMATIONS:
+            return _fail(now, "not_found", exc.message)
+        if exc.kind is ErrorKind.AUTH:
+            log.error("%s rejected the API key while polling task %s: check %s_API_KEY",
+                      task.provider, task.id, task.provider.upper())
+        else:
+            log.warning("task %s: poll of %s failed (%r)", task.id, task.provider, exc)
+        # Everything else is retried until TASK_TIMEOUT_SECONDS: the generation may
+        # already be paid for, so we never give up on it early.
+        return {
+            "error_streak": streak,
+            "attempts": task.attempts + 1,
+            "next_action_at": now + self._backoff(streak, exc.retry_after),
+        }
+
+    def _apply_status(self, task: TaskRow, status: TaskStatus, now: float) -> dict[str, Any]:
+        common: dict[str, Any] = {
+            "attempts": task.attempts + 1,
+            "error_streak": 0,
+            "raw_state": status.raw_state,
+        }
+        if status.credits is not None:
+            common["credits"] = status.credits
+        if status.state == "succeeded":
+            outputs = [_output_dict(o) for o in status.outputs]
+            if not outputs and task.kind != "training":
+                return common | _fail(now, "no_output", "the provider returned no output")
+            return common | {
+                "state": "succeeded",
+                "progress": 100,
+                "outputs": outputs,
+                "finished_at": now,
+                "next_action_at": now,
+            }
+        if status.state == "failed":
+            return common | _fail(
+                now, status.error_code or "failed", status.error_message or "generation failed"
+            )
+        interval = next_poll_interval(
+            age=now - (task.submitted_at or task.created_at),
+            floor=self.settings.poll_interval,
+            ceiling=self.settings.poll_max_interval,
+            previous_progress=task.progress,
+            progress=status.progress,
+            since_last_poll=now - task.updated_at,
+        )
+        return common | {
+            "state": status.state,
+            "progress": status.progress,
+            "poll_interval": interval,
+            "next_action_at": now + interval,
+        }
+
+
+def _fail(now: float, code: str, message: str) -> dict[str, Any]:
+    return {
+        "state": "failed",
+        "error_code": code,
+        "error_message": message,
+        "finished_at": now,
+        "next_action_at": now,
+    }
+
+
+def _output_dict(output: Any) -> dict[str, Any]:
+    return {
+        "kind": output.kind,
+        "url": output.url,
+        "data_base64": output.data_base64,
+        "file_id": output.file_id,
+        "expires_at": output.expires_at,
+        "content_type": output.content_type,
+    }

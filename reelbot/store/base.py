@@ -1,0 +1,95 @@
+"""The store interface. The SQLite backend implements it; a PostgreSQL one can too.
+
+Every method is one transaction; callers never hold a transaction across awaits on
+Discord or a provider.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from reelbot.store.models import NewTask, QuotaPolicy, QuotaStatus, TaskRow, UsageSummary
+
+
+class Store(Protocol):
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+
+    # --- tasks ----------------------------------------------------------------------
+    async def create_task(self, task: NewTask, *, now: float, policy: QuotaPolicy) -> TaskRow:
+        """Insert a task in state ``submitting`` and take its quota, atomically.
+
+        Raises QuotaExceeded, CooldownActive or TooManyInFlight and changes nothing.
+        """
+        ...
+
+    async def get_task(self, task_id: int) -> TaskRow | None: ...
+    async def task_by_message(self, message_id: int) -> TaskRow | None:
+        """The task whose status message or final (result) message this is."""
+        ...
+
+    async def update_task(self, task_id: int, **fields: Any) -> None: ...
+
+    async def claim_due(
+        self,
+        *,
+        now: float,
+        limit: int,
+        owner: str,
+        lease_seconds: float,
+        provider: str | None = None,
+        delivery: bool = False,
+    ) -> list[TaskRow]:
+        """Lease up to ``limit`` due tasks of one lane, earliest first."""
+        ...
+
+    async def release(
+        self, task_id: int, owner: str, *, expected_state: str | None = None, **fields: Any
+    ) -> bool:
+        """Record the outcome of an action and give the lease back.
+
+        With ``expected_state`` nothing changes (False) if the task's state moved.
+        """
+        ...
+
+    async def cancel_task(self, task_id: int, *, now: float) -> bool:
+        """In-flight → cancelled; False when the task was no longer in flight."""
+        ...
+
+    async def release_all_leases(self) -> int: ...
+
+    async def next_due_at(self) -> float | None: ...
+
+    async def mark_delivered(self, task_id: int, result_message_id: int, *, now: float) -> bool:
+        """Set the delivered marker once; False when it was already set."""
+        ...
+
+    async def refund(self, task_id: int) -> bool:
+        """Give a task's quota back once; False when already refunded."""
+        ...
+
+    async def user_tasks(self, guild_id: int, user_id: int, *, limit: int) -> list[TaskRow]: ...
+    async def guild_tasks(self, guild_id: int, *, limit: int) -> list[TaskRow]: ...
+    async def count_unfinished(self) -> int: ...
+
+    # --- quotas & moderation ----------------------------------------------------------
+    async def quota_status(
+        self, guild_id: int, user_id: int, *, now: float, default_limit: int
+    ) -> QuotaStatus: ...
+    async def set_user_limit(self, guild_id: int, user_id: int, limit: int) -> None: ...
+    async def set_guild_default(self, guild_id: int, limit: int) -> None: ...
+    async def reset_usage(self, guild_id: int, user_id: int, *, now: float) -> int: ...
+    async def usage_summary(
+        self, guild_id: int, user_id: int | None = None
+    ) -> UsageSummary: ...
+    async def audit(
+        self, guild_id: int, actor_id: int, action: str, *, target_id: int | None,
+        details: str, now: float,
+    ) -> None: ...
+    async def audit_entries(self, guild_id: int, *, limit: int = 50) -> list[dict[str, Any]]: ...
+
+    async def claim_reaction(
+        self, message_id: int, user_id: int, emoji: str, *, now: float, window: float
+    ) -> bool:
+        """True the first time this reaction is seen within ``window`` seconds."""
+        ...

@@ -1,0 +1,183 @@
+"""Rows and errors of the store, shared by every backend."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+ACTIVE_STATES = frozenset({"submitting", "queued", "running"})
+FINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
+
+
+def utc_day(ts: float) -> str:
+    """The quota day (UTC calendar date) of a unix timestamp."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+
+
+def next_utc_midnight(ts: float) -> float:
+    day = datetime.fromtimestamp(ts, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return (day + timedelta(days=1)).timestamp()
+
+
+@dataclass(slots=True)
+class TaskRow:
+    id: int
+    kind: str
+    provider: str
+    provider_task_id: str | None
+    guild_id: int
+    channel_id: int
+    thread_id: int | None
+    status_message_id: int | None
+    requester_id: int
+    request: dict[str, Any]
+    state: str
+    raw_state: str | None
+    progress: int | None
+    attempts: int
+    error_streak: int
+    poll_interval: float
+    next_action_at: float | None
+    created_at: float
+    updated_at: float
+    submitted_at: float | None
+    finished_at: float | None
+    error_code: str | None
+    error_message: str | None
+    outputs: list[dict[str, Any]]
+    credits: float | None
+    delivered: bool
+    delivery_attempts: int
+    result_message_id: int | None
+    status_edited_at: float | None
+    status_text: str | None
+    quota_day: str
+    quota_weight: int
+    refunded: bool
+    retry_of: int | None
+    character_id: int | None
+
+    @property
+    def in_flight(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    @property
+    def reply_channel_id(self) -> int:
+        return self.thread_id or self.channel_id
+
+    @classmethod
+    def from_mapping(cls, row: Any) -> TaskRow:
+        return cls(
+            id=row["id"],
+            kind=row["kind"],
+            provider=row["provider"],
+            provider_task_id=row["provider_task_id"],
+            guild_id=row["guild_id"],
+            channel_id=row["channel_id"],
+            thread_id=row["thread_id"],
+            status_message_id=row["status_message_id"],
+            requester_id=row["requester_id"],
+            request=json.loads(row["request_json"]),
+            state=row["state"],
+            raw_state=row["raw_state"],
+            progress=row["progress"],
+            attempts=row["attempts"],
+            error_streak=row["error_streak"],
+            poll_interval=row["poll_interval"],
+            next_action_at=row["next_action_at"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            submitted_at=row["submitted_at"],
+            finished_at=row["finished_at"],
+            error_code=row["error_code"],
+            error_message=row["error_message"],
+            outputs=json.loads(row["outputs_json"]) if row["outputs_json"] else [],
+            credits=row["credits"],
+            delivered=bool(row["delivered"]),
+            delivery_attempts=row["delivery_attempts"],
+            result_message_id=row["result_message_id"],
+            status_edited_at=row["status_edited_at"],
+            status_text=row["status_text"],
+            quota_day=row["quota_day"],
+            quota_weight=row["quota_weight"],
+            refunded=bool(row["refunded"]),
+            retry_of=row["retry_of"],
+            character_id=row["character_id"],
+        )
+
+
+@dataclass(slots=True)
+class NewTask:
+    provider: str
+    guild_id: int
+    channel_id: int
+    requester_id: int
+    request: dict[str, Any]
+    poll_interval: float
+    kind: str = "video"
+    thread_id: int | None = None
+    quota_weight: int = 1
+    retry_of: int | None = None
+    character_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaPolicy:
+    """The limits checked atomically when a task is created."""
+
+    default_limit: int  # DAILY_QUOTA, for guilds that never set one
+    cooldown: float = 0.0  # seconds between one user's submissions
+    max_in_flight: int = 0  # one user's concurrent in-flight tasks (0 = no cap)
+    enforce: bool = True  # False: moderators' own requests still count but are not refused
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaStatus:
+    limit: int  # 0 = unlimited
+    used: int
+    day: str
+    resets_at: float
+    source: str  # "user", "guild" or "default"
+
+    @property
+    def remaining(self) -> int | None:
+        return None if self.limit == 0 else max(0, self.limit - self.used)
+
+
+class SubmissionRefused(Exception):
+    """A limit stops this submission; the message is shown to the user as is."""
+
+
+class QuotaExceeded(SubmissionRefused):
+    def __init__(self, status: QuotaStatus) -> None:
+        self.status = status
+        super().__init__(
+            f"You have used {status.used} of your {status.limit} generations today. "
+            f"Your quota resets <t:{int(status.resets_at)}:R> (midnight UTC)."
+        )
+
+
+class CooldownActive(SubmissionRefused):
+    def __init__(self, retry_at: float) -> None:
+        self.retry_at = retry_at
+        super().__init__(
+            f"Slow down a little: you can start another generation <t:{int(retry_at) + 1}:R>."
+        )
+
+
+class TooManyInFlight(SubmissionRefused):
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(
+            f"You already have {limit} generations running. Wait for one to finish "
+            "(see /jobs) before starting another."
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class UsageSummary:
+    tasks: int
+    credits: float
+    by_provider: dict[str, float] = field(default_factory=dict)

@@ -1,0 +1,479 @@
+"""The SQLite backend (aiosqlite, WAL): the zero-set-up default store."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import time
+from collections.abc import AsyncIterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from reelbot.store.models import (
+    CooldownActive,
+    NewTask,
+    QuotaExceeded,
+    QuotaPolicy,
+    QuotaStatus,
+    TaskRow,
+    TooManyInFlight,
+    UsageSummary,
+    next_utc_midnight,
+    utc_day,
+)
+
+log = logging.getLogger(__name__)
+
+_MIGRATION_NAME = re.compile(r"^V(\d+)__[\w-]+\.sql$")
+
+# Columns callers may change through update_task/release; anything else is a bug.
+UPDATABLE = frozenset(
+    {
+        "provider_task_id", "thread_id", "status_message_id", "state", "raw_state",
+        "progress", "attempts", "error_streak", "poll_interval", "next_action_at",
+        "submitted_at", "finished_at", "error_code", "error_message", "outputs",
+        "credits", "status_edited_at", "status_text", "request", "result_message_id",
+        "delivery_attempts",
+    }
+)  # fmt: skip
+
+
+def load_migrations(dialect: str = "sqlite") -> list[tuple[int, str]]:
+    """(version, sql) pairs from ``migrations/<dialect>/V<n>__name.sql``, in order."""
+    folder = resources.files("reelbot.store") / "migrations" / dialect
+    found = []
+    for entry in folder.iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.read_text(encoding="utf-8")))
+    found.sort()
+    versions = [v for v, _ in found]
+    if versions != list(range(1, len(found) + 1)):
+        raise RuntimeError(f"migrations must be numbered 1..n without gaps, got {versions}")
+    return found
+
+
+def _encode(column: str, value: Any) -> tuple[str, Any]:
+    if column == "outputs":
+        return "outputs_json", json.dumps(value) if value is not None else None
+    if column == "request":
+        return "request_json", json.dumps(value)
+    return column, value
+
+
+class SqliteStore:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._db: aiosqlite.Connection | None = None
+        # One writer at a time: aiosqlite runs statements in order on one thread, but
+        # a transaction spans several awaits, and nothing else may interleave with it.
+        self._write_lock = asyncio.Lock()
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("store is not open")
+        return self._db
+
+    async def open(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self.path, isolation_level=None)
+        self._db.row_factory = aiosqlite.Row
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL is durable across process crashes in WAL mode; only power loss can
+        # drop the last commits, which is the usual trade for a bot's write rate.
+        await self._db.execute("PRAGMA synchronous=NORMAL")
+        await self._db.execute("PRAGMA busy_timeout=5000")
+        await self._db.execute("PRAGMA foreign_keys=ON")
+        await self.migrate()
+
+    async def close(self) -> None:
+        if self._db is not None:
+            async with self._write_lock:
+                await self._db.close()
+            self._db = None
+
+    async def schema_version(self) -> int:
+        async with self.db.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def migrate(self) -> None:
+        """Apply migrations newer than ``PRAGMA user_version``, each in a transaction."""
+        current = await self.schema_version()
+        for version, sql in load_migrations("sqlite"):
+            if version <= current:
+                continue
+            log.info("applying store migration V%d", version)
+            async with self._transaction():
+                for statement in _split_sql(sql):
+                    await self.db.execute(statement)
+                # user_version is transactional in SQLite: it moves with the schema.
+                await self.db.execute(f"PRAGMA user_version = {int(version)}")
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._write_lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+            await self.db.execute("COMMIT")
+
+    async def _fetch_task(self, sql: str, params: tuple[Any, ...]) -> TaskRow | None:
+        async with self.db.execute(sql, params) as cur:
+            row = await cur.fetchone()
+        return TaskRow.from_mapping(row) if row else None
+
+    async def _fetch_tasks(self, sql: str, params: tuple[Any, ...]) -> list[TaskRow]:
+        async with self.db.execute(sql, params) as cur:
+            rows = await cur.fetchall()
+        return [TaskRow.from_mapping(r) for r in rows]
+
+    # --- tasks --------------------------------------------------------------------------
+    async def create_task(self, task: NewTask, *, now: float, policy: QuotaPolicy) -> TaskRow:
+        day = utc_day(now)
+        async with self._transaction() as db:
+            if policy.enforce:
+                await self._check_limits(db, task, now=now, day=day, policy=policy)
+            await db.execute(
+                "INSERT INTO quota_usage (guild_id, user_id, day, used) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(guild_id, user_id, day) DO UPDATE SET used = used + excluded.used",
+                (task.guild_id, task.requester_id, day, task.quota_weight),
+            )
+            async with db.execute(
+                "INSERT INTO tasks (kind, provider, guild_id, channel_id, thread_id, "
+                "requester_id, request_json, state, poll_interval, next_action_at, "
+                "created_at, updated_at, quota_day, quota_weight, retry_of, character_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 'submitting', ?, NULL, ?, ?, ?, ?, ?, ?) "
+                "RETURNING *",
+                (
+                    task.kind, task.provider, task.guild_id, task.channel_id, task.thread_id,
+                    task.requester_id, json.dumps(task.request), task.poll_interval,
+                    now, now, day, task.quota_weight, task.retry_of, task.character_id,
+                ),
+            ) as cur:
+                row = await cur.fetchone()
+        assert row is not None
+        return TaskRow.from_mapping(row)
+
+    async def _check_limits(
+        self, db: aiosqlite.Connection, task: NewTask, *, now: float, day: str,
+        policy: QuotaPolicy,
+    ) -> None:
+        if policy.cooldown > 0:
+            async with db.execute(
+                "SELECT MAX(created_at) FROM tasks WHERE guild_id = ? AND requester_id = ?",
+                (task.guild_id, task.requester_id),
+            ) as cur:
+                row = await cur.fetchone()
+            last = row[0] if row else None
+            if last is not None and now - last < policy.cooldown:
+                raise CooldownActive(last + policy.cooldown)
+        if policy.max_in_flight > 0:
+            async with db.execute(
+                "SELECT COUNT(*) FROM tasks WHERE guild_id = ? AND requester_id = ? "
+                "AND state IN ('submitting', 'queued', 'running')",
+                (task.guild_id, task.requester_id),
+            ) as cur:
+                row = await cur.fetchone()
+            if row and row[0] >= policy.max_in_flight:
+                raise TooManyInFlight(policy.max_in_flight)
+        status = await self._quota_status(
+            db, task.guild_id, task.requester_id, now=now, default_limit=policy.default_limit
+        )
+        if status.limit and status.used + task.quota_weight > status.limit:
+            raise QuotaExceeded(status)
+
+    async def get_task(self, task_id: int) -> TaskRow | None:
+        return await self._fetch_task("SELECT * FROM tasks WHERE id = ?", (task_id,))
+
+    async def task_by_message(self, message_id: int) -> TaskRow | None:
+        return await self._fetch_task(
+            "SELECT * FROM tasks WHERE status_message_id = ? OR result_message_id = ? "
+            "ORDER BY id DESC LIMIT 1",
+            (message_id, message_id),
+        )
+
+    async def update_task(self, task_id: int, **fields: Any) -> None:
+        if fields:
+            await self._update(task_id, fields, release_owner=None, expected_state=None)
+
+    async def release(
+        self, task_id: int, owner: str, *, expected_state: str | None = None, **fields: Any
+    ) -> bool:
+        return await self._update(
+            task_id, fields, release_owner=owner, expected_state=expected_state
+        )
+
+    async def _update(
+        self,
+        task_id: int,
+        fields: dict[str, Any],
+        *,
+        release_owner: str | None,
+        expected_state: str | None,
+    ) -> bool:
+        unknown = set(fields) - UPDATABLE
+        if unknown:
+            raise ValueError(f"not updatable: {sorted(unknown)}")
+        assignments, params = [], []
+        for column, value in fields.items():
+            name, encoded = _encode(column, value)
+            assignments.append(f"{name} = ?")  # names come from the UPDATABLE whitelist
+            params.append(encoded)
+        assignments.append("updated_at = ?")
+        params.append(time.time())
+        where = "id = ?"
+        params.append(task_id)
+        if release_owner is not None:
+            assignments += ["lease_owner = NULL", "lease_until = NULL"]
+            where += " AND (lease_owner = ? OR lease_owner IS NULL)"
+            params.append(release_owner)
+        if expected_state is not None:
+            # Someone else (a cancel) may have moved the task meanwhile: theirs wins.
+            where += " AND state = ?"
+            params.append(expected_state)
+        sql = f"UPDATE tasks SET {', '.join(assignments)} WHERE {where}"  # noqa: S608
+        async with self._transaction() as db:
+            cur = await db.execute(sql, params)
+            return cur.rowcount == 1
+
+    async def cancel_task(self, task_id: int, *, now: float) -> bool:
+        """Move an in-flight task to ``cancelled`` (its final message is still to post)."""
+        async with self._transaction() as db:
+            cur = await db.execute(
+                "UPDATE tasks SET state = 'cancelled', error_code = 'cancelled', "
+                "finished_at = ?, updated_at = ?, next_action_at = ?, lease_owner = NULL, "
+                "lease_until = NULL WHERE id = ? AND state IN ('submitting', 'queued', 'running')",
+                (now, now, now, task_id),
+            )
+            return cur.rowcount == 1
+
+    async def release_all_leases(self) -> int:
+        """Single-process start-up: leases of a previous run of this process are void."""
+        async with self._transaction() as db:
+            cur = await db.execute(
+                "UPDATE tasks SET lease_owner = NULL, lease_until = NULL "
+                "WHERE lease_owner IS NOT NULL"
+            )
+            return cur.rowcount
+
+    async def claim_due(
+        self,
+        *,
+        now: float,
+        limit: int,
+        owner: str,
+        lease_seconds: float,
+        provider: str | None = None,
+        delivery: bool = False,
+    ) -> list[TaskRow]:
+        """Lease up to ``limit`` due tasks of one lane, earliest first.
+
+        A lane is either one provider's in-flight tasks (submit and poll), or, with
+        ``delivery``, the finished tasks whose final message is still to be posted.
+        """
+        if delivery:
+            lane, lane_params = "state IN ('succeeded', 'failed', 'cancelled')", ()
+        else:
+            lane = "provider = ? AND state IN ('submitting', 'queued', 'running')"
+            lane_params = (provider,)
+        # lane is one of the two constant strings above; values are bound parameters.
+        sql = (
+            "UPDATE tasks SET lease_owner = ?, lease_until = ? WHERE id IN ("  # noqa: S608
+            " SELECT id FROM tasks WHERE next_action_at IS NOT NULL AND next_action_at <= ?"
+            " AND (lease_until IS NULL OR lease_until < ?)"
+            f" AND {lane} ORDER BY next_action_at LIMIT ?) RETURNING *"
+        )
+        async with self._transaction() as db, db.execute(
+            sql, (owner, now + lease_seconds, now, now, *lane_params, limit)
+        ) as cur:
+            rows = await cur.fetchall()
+        tasks = [TaskRow.from_mapping(r) for r in rows]
+        tasks.sort(key=lambda t: t.next_action_at or 0.0)
+        return tasks
+
+    async def next_due_at(self) -> float | None:
+        # Leased rows are skipped by claim_due until the lease ends, so the next wake-up
+        # is the later of the two times.
+        async with self.db.execute(
+            "SELECT MIN(MAX(next_action_at, COALESCE(lease_until, 0))) FROM tasks "
+            "WHERE next_action_at IS NOT NULL"
+        ) as cur:
+            row = await cur.fetchone()
+        return row[0] if row and row[0] is not None else None
+
+    async def mark_delivered(self, task_id: int, result_message_id: int, *, now: float) -> bool:
+        async with self._transaction() as db:
+            cur = await db.execute(
+                "UPDATE tasks SET delivered = 1, result_message_id = ?, next_action_at = NULL, "
+                "updated_at = ? WHERE id = ? AND delivered = 0",
+                (result_message_id, now, task_id),
+            )
+            return cur.rowcount == 1
+
+    async def refund(self, task_id: int) -> bool:
+        async with self._transaction() as db:
+            async with db.execute(
+                "UPDATE tasks SET refunded = 1 WHERE id = ? AND refunded = 0 "
+                "RETURNING guild_id, requester_id, quota_day, quota_weight",
+                (task_id,),
+            ) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                return False
+            await db.execute(
+                "UPDATE quota_usage SET used = MAX(0, used - ?) "
+                "WHERE guild_id = ? AND user_id = ? AND day = ?",
+                (row["quota_weight"], row["guild_id"], row["requester_id"], row["quota_day"]),
+            )
+            return True
+
+    async def user_tasks(self, guild_id: int, user_id: int, *, limit: int) -> list[TaskRow]:
+        return await self._fetch_tasks(
+            "SELECT * FROM tasks WHERE guild_id = ? AND requester_id = ? "
+            "ORDER BY id DESC LIMIT ?",
+            (guild_id, user_id, limit),
+        )
+
+    async def guild_tasks(self, guild_id: int, *, limit: int) -> list[TaskRow]:
+        return await self._fetch_tasks(
+            "SELECT * FROM tasks WHERE guild_id = ? ORDER BY id DESC LIMIT ?", (guild_id, limit)
+        )
+
+    async def count_unfinished(self) -> int:
+        async with self.db.execute(
+            "SELECT COUNT(*) FROM tasks WHERE next_action_at IS NOT NULL"
+        ) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    # --- quotas & moderation ------------------------------------------------------------
+    async def quota_status(
+        self, guild_id: int, user_id: int, *, now: float, default_limit: int
+    ) -> QuotaStatus:
+        return await self._quota_status(
+            self.db, guild_id, user_id, now=now, default_limit=default_limit
+        )
+
+    @staticmethod
+    async def _quota_status(
+        db: aiosqlite.Connection, guild_id: int, user_id: int, *, now: float, default_limit: int
+    ) -> QuotaStatus:
+        day = utc_day(now)
+        async with db.execute(
+            "SELECT"
+            " (SELECT daily_limit FROM user_quotas WHERE guild_id = ? AND user_id = ?),"
+            " (SELECT daily_quota FROM guild_settings WHERE guild_id = ?),"
+            " (SELECT used FROM quota_usage WHERE guild_id = ? AND user_id = ? AND day = ?)",
+            (guild_id, user_id, guild_id, guild_id, user_id, day),
+        ) as cur:
+            row = await cur.fetchone()
+        assert row is not None
+        user_limit, guild_limit, used = row[0], row[1], row[2] or 0
+        if user_limit is not None:
+            limit, source = user_limit, "user"
+        elif guild_limit is not None:
+            limit, source = guild_limit, "guild"
+        else:
+            limit, source = default_limit, "default"
+        return QuotaStatus(
+            limit=limit, used=used, day=day, resets_at=next_utc_midnight(now), source=source
+        )
+
+    async def set_user_limit(self, guild_id: int, user_id: int, limit: int) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO user_quotas (guild_id, user_id, daily_limit) VALUES (?, ?, ?) "
+                "ON CONFLICT(guild_id, user_id) DO UPDATE SET daily_limit = excluded.daily_limit",
+                (guild_id, user_id, limit),
+            )
+
+    async def set_guild_default(self, guild_id: int, limit: int) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO guild_settings (guild_id, daily_quota) VALUES (?, ?) "
+                "ON CONFLICT(guild_id) DO UPDATE SET daily_quota = excluded.daily_quota",
+                (guild_id, limit),
+            )
+
+    async def reset_usage(self, guild_id: int, user_id: int, *, now: float) -> int:
+        """Clear today's usage; returns what it was."""
+        params = (guild_id, user_id, utc_day(now))
+        async with self._transaction() as db:
+            async with db.execute(
+                "SELECT used FROM quota_usage WHERE guild_id = ? AND user_id = ? AND day = ?",
+                params,
+            ) as cur:
+                row = await cur.fetchone()
+            await db.execute(
+                "UPDATE quota_usage SET used = 0 WHERE guild_id = ? AND user_id = ? AND day = ?",
+                params,
+            )
+        return 0 if row is None else int(row[0])
+
+    async def usage_summary(self, guild_id: int, user_id: int | None = None) -> UsageSummary:
+        sql = (
+            "SELECT provider, COUNT(*), COALESCE(SUM(credits), 0) FROM tasks WHERE guild_id = ?"
+        )
+        params: tuple[Any, ...] = (guild_id,)
+        if user_id is not None:
+            sql += " AND requester_id = ?"
+            params += (user_id,)
+        sql += " GROUP BY provider"
+        async with self.db.execute(sql, params) as cur:
+            rows = await cur.fetchall()
+        by_provider = {r[0]: float(r[2]) for r in rows}
+        return UsageSummary(
+            tasks=sum(int(r[1]) for r in rows),
+            credits=sum(by_provider.values()),
+            by_provider=by_provider,
+        )
+
+    async def audit(
+        self, guild_id: int, actor_id: int, action: str, *, target_id: int | None,
+        details: str, now: float,
+    ) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO audit_log (guild_id, actor_id, action, target_id, details, at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (guild_id, actor_id, action, target_id, details, now),
+            )
+
+    async def audit_entries(self, guild_id: int, *, limit: int = 50) -> list[dict[str, Any]]:
+        async with self.db.execute(
+            "SELECT actor_id, action, target_id, details, at FROM audit_log WHERE guild_id = ? "
+            "ORDER BY id DESC LIMIT ?",
+            (guild_id, limit),
+        ) as cur:
+            rows = await cur.fetchall()
+        return [dict(r) for r in rows]
+
+    async def claim_reaction(
+        self, message_id: int, user_id: int, emoji: str, *, now: float, window: float
+    ) -> bool:
+        async with self._transaction() as db:
+            cur = await db.execute(
+                "INSERT INTO reaction_actions (message_id, user_id, emoji, at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT(message_id, user_id, emoji) DO UPDATE "
+                "SET at = excluded.at WHERE reaction_actions.at < excluded.at - ?",
+                (message_id, user_id, emoji, now, window),
+            )
+            return cur.rowcount == 1
+
+
+def _split_sql(script: str) -> list[str]:
+    """Statements of a migration file (no semicolons inside literals in our migrations)."""
+    lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
