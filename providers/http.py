@@ -43,6 +43,17 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, min(seconds, MAX_RETRY_AFTER))
 
 
+# Anything that looks like a credential is cut out of provider text before we show it.
+_SECRET = re.compile(
+    r"(?i)\b(?:bearer|key|token|secret)\b\s*[:=]?\s*(?=[^\s,;\"']*\d)[^\s,;\"']{12,}"
+    r"|\bsk-[A-Za-z0-9_\-]{6,}"
+)
+
+
+def redact(text: str) -> str:
+    return _SECRET.sub("[redacted]", text)
+
+
 _RETRY_IN_TEXT = re.compile(r"(\d+(?:\.\d+)?)\s*s(?:ec(?:ond)?s?)?\b", re.IGNORECASE)
 
 
@@ -93,6 +104,7 @@ class ProviderHttp:
         self.provider_id = provider_id
         self.base_url = base_url.rstrip("/")
         self._auth_header = f"{auth_scheme} {api_key}"
+        self._api_key = api_key
         self.timeout = timeout
 
     def __repr__(self) -> str:  # never show the key
@@ -168,6 +180,9 @@ class ProviderHttp:
         from providers.base import ErrorKind, ProviderError
 
         code, message = error_message_from_body(body)
+        if message:
+            # A gateway that echoes the request (and so our key) must not leak it.
+            message = redact(message.replace(self._api_key, "[redacted]"))[:300]
         if retry_after is None and isinstance(body, dict):
             err = body.get("error")
             hint = err.get("fallback_suggestion") if isinstance(err, dict) else None

@@ -87,8 +87,9 @@ class Reelbot(commands.AutoShardedBot):
         # One process per SQLite file: leases left by a previous run are void.
         released = await self.store.release_all_leases()
         pending = await self.store.count_unfinished()
-        log.info("store ready: %d unfinished task(s) to resume (%d leases reset)",
-                 pending, released)
+        log.info(
+            "store ready: %d unfinished task(s) to resume (%d leases reset)", pending, released
+        )
         self.providers = build_providers(config, self.session)
         inputs = InputStore(config.data_dir / "inputs", refresher=self._refresh_input_url)
         self.delivery = Delivery(
@@ -114,7 +115,10 @@ class Reelbot(commands.AutoShardedBot):
             on_status=self.delivery.update_status,
         )
         self.generations = Generations(
-            config=config, store=self.store, providers=self.providers, inputs=inputs,
+            config=config,
+            store=self.store,
+            providers=self.providers,
+            inputs=inputs,
             wake=self.poller.wake,
         )
         self.tree.on_error = self.on_app_command_error
@@ -145,8 +149,12 @@ class Reelbot(commands.AutoShardedBot):
         return message.attachments[0].url if message.attachments else None
 
     async def on_ready(self) -> None:
-        log.info("connected as %s (%s) to %d guild(s)", self.user, getattr(self.user, "id", "?"),
-                 len(self.guilds))
+        log.info(
+            "connected as %s (%s) to %d guild(s)",
+            self.user,
+            getattr(self.user, "id", "?"),
+            len(self.guilds),
+        )
 
     async def on_app_command_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
@@ -164,7 +172,10 @@ class Reelbot(commands.AutoShardedBot):
             command = interaction.command.qualified_name if interaction.command else "?"
             log.error(
                 "command /%s failed for user %s in guild %s",
-                command, interaction.user.id, interaction.guild_id, exc_info=original,
+                command,
+                interaction.user.id,
+                interaction.guild_id,
+                exc_info=original,
             )
             text = "Something went wrong on my side. It has been logged; please try again."
         await self._reply_ephemeral(interaction, text)

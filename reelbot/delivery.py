@@ -121,8 +121,9 @@ class Delivery:
                 message = await self._post_text(task, messages.failure_text(task))
         except _RetryLater as exc:
             if attempt >= MAX_DELIVERY_ATTEMPTS:
-                log.error("task %s: giving up delivery after %d attempts: %s",
-                          task.id, attempt, exc)
+                log.error(
+                    "task %s: giving up delivery after %d attempts: %s", task.id, attempt, exc
+                )
                 return {"next_action_at": None}
             delay = min(30.0 * 2 ** (attempt - 1), 3600.0)
             log.warning("task %s: delivery failed (%s); retrying in %.0fs", task.id, exc, delay)
@@ -229,21 +230,28 @@ class Delivery:
 
     def _upload_limit(self, guild_id: int) -> int:
         guild = self.client.get_guild(guild_id)
-        return guild.filesize_limit if guild is not None else discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
+        return (
+            guild.filesize_limit
+            if guild is not None
+            else discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
+        )
 
     async def _send(
         self, task: TaskRow, *, content: str, files: list[discord.File]
     ) -> discord.Message:
         """Send in the thread; fall back to the parent channel if the thread is gone."""
-        mentions = discord.AllowedMentions(users=[discord.Object(task.requester_id)],
-                                           roles=False, everyone=False)
+        mentions = discord.AllowedMentions(
+            users=[discord.Object(task.requester_id)], roles=False, everyone=False
+        )
         targets = [task.reply_channel_id]
         if task.thread_id and task.channel_id != task.thread_id:
             targets.append(task.channel_id)
         last_error: Exception | None = None
         for index, channel_id in enumerate(targets):
             channel = self.client.get_partial_messageable(channel_id, guild_id=task.guild_id)
-            note = "" if index == 0 else "-# (the request's thread is gone, so the result is here)\n"
+            note = (
+                "" if index == 0 else "-# (the request's thread is gone, so the result is here)\n"
+            )
             try:
                 for f in files:
                     f.reset()
@@ -257,8 +265,12 @@ class Delivery:
                 if exc.status == 413 or exc.code == 40005:
                     raise _TooLarge() from exc
                 if exc.status in (403, 404):
-                    log.warning("task %s: cannot post in %s (%s); trying fallback",
-                                task.id, channel_id, exc.status)
+                    log.warning(
+                        "task %s: cannot post in %s (%s); trying fallback",
+                        task.id,
+                        channel_id,
+                        exc.status,
+                    )
                     last_error = exc
                     continue
                 raise _RetryLater(f"Discord answered {exc.status}") from exc

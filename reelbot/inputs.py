@@ -61,7 +61,9 @@ class InputStore:
     async def input_image(self, meta: dict[str, Any]) -> InputImage:
         path = self._path(meta["sha256"], meta["content_type"])
         data = await asyncio.to_thread(path.read_bytes)
-        return InputImage(url=await self._fresh_url(meta), data=data, content_type=meta["content_type"])
+        return InputImage(
+            url=await self._fresh_url(meta), data=data, content_type=meta["content_type"]
+        )
 
     async def _fresh_url(self, meta: dict[str, Any]) -> str | None:
         url = meta.get("url")
@@ -71,7 +73,7 @@ class InputStore:
         if self.refresher is not None:
             try:
                 return await self.refresher(meta)
-            except Exception:  # noqa: BLE001 - the inline data URL still works
+            except Exception:
                 log.warning("could not refresh the input image URL", exc_info=True)
         return None
 

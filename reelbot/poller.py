@@ -94,7 +94,7 @@ class Poller:
                 await self._tick()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - the loop must not die; the store is the truth
+            except Exception:
                 log.exception("poller tick failed; retrying shortly")
                 await asyncio.sleep(1.0)
                 continue
@@ -161,7 +161,7 @@ class Poller:
         except asyncio.CancelledError:
             # Shutting down mid-action: leave the lease to expire; the next start resumes.
             raise
-        except Exception:  # noqa: BLE001 - one task's bug must not stop the others
+        except Exception:
             log.exception("task %s (%s): unexpected error; will retry", task.id, task.provider)
             fields = {
                 "error_streak": task.error_streak + 1,
@@ -173,7 +173,7 @@ class Poller:
             changed = await self.store.release(
                 task.id, self.owner, expected_state=task.state, **fields
             )
-        except Exception:  # noqa: BLE001 - lease expiry will hand the task back
+        except Exception:
             log.exception("task %s: could not record outcome", task.id)
             return
         if not changed:
@@ -189,7 +189,7 @@ class Poller:
     async def _status_changed(self, task: TaskRow) -> None:
         try:
             await self._on_status(task)
-        except Exception:  # noqa: BLE001 - a status edit is cosmetic
+        except Exception:
             log.warning("task %s: status message update failed", task.id, exc_info=True)
 
     def _backoff(self, streak: int, retry_after: float | None = None) -> float:
@@ -234,7 +234,9 @@ class Poller:
             "next_action_at": time.time() + interval,
         }
 
-    def _submit_error(self, task: TaskRow, provider: Provider, exc: ProviderError) -> dict[str, Any]:
+    def _submit_error(
+        self, task: TaskRow, provider: Provider, exc: ProviderError
+    ) -> dict[str, Any]:
         now = time.time()
         answered = exc.http_status is not None  # the provider saw and refused the request
         safe_to_retry = exc.retryable and (answered or provider.capabilities.idempotent_submit)
@@ -246,8 +248,9 @@ class Poller:
                 "next_action_at": now + self._backoff(task.error_streak + 1, exc.retry_after),
             }
         if exc.kind is ErrorKind.AUTH:
-            log.error("%s rejected the API key: check %s_API_KEY", task.provider,
-                      task.provider.upper())
+            log.error(
+                "%s rejected the API key: check %s_API_KEY", task.provider, task.provider.upper()
+            )
         log.info("task %s: submit failed: %r", task.id, exc)
         code = exc.code if answered or not exc.retryable else "submit_unconfirmed"
         return _fail(now, code, exc.message)
@@ -299,8 +302,12 @@ class Poller:
         if exc.kind is ErrorKind.NOT_FOUND and streak >= NOT_FOUND_CONFIRMATIONS:
             return _fail(now, "not_found", exc.message)
         if exc.kind is ErrorKind.AUTH:
-            log.error("%s rejected the API key while polling task %s: check %s_API_KEY",
-                      task.provider, task.id, task.provider.upper())
+            log.error(
+                "%s rejected the API key while polling task %s: check %s_API_KEY",
+                task.provider,
+                task.id,
+                task.provider.upper(),
+            )
         else:
             log.warning("task %s: poll of %s failed (%r)", task.id, task.provider, exc)
         # Everything else is retried until TASK_TIMEOUT_SECONDS: the generation may

@@ -284,8 +284,12 @@ class Generations:
     async def abandon(self, task: TaskRow, reason: str) -> None:
         """The task could not even be posted: undo it (quota back, nothing to deliver)."""
         await self.store.update_task(
-            task.id, state="failed", error_code="discord", error_message=reason,
-            finished_at=time.time(), next_action_at=None,
+            task.id,
+            state="failed",
+            error_code="discord",
+            error_message=reason,
+            finished_at=time.time(),
+            next_action_at=None,
         )
         await self.store.refund(task.id)
 
@@ -298,8 +302,11 @@ class Generations:
         if provider is not None and task.provider_task_id:
             try:
                 accepted = await provider.cancel(task.provider_task_id)
-                log.info("task %s: provider cancel %s", task.id,
-                         "accepted" if accepted else "not available; stopped tracking")
+                log.info(
+                    "task %s: provider cancel %s",
+                    task.id,
+                    "accepted" if accepted else "not available; stopped tracking",
+                )
             except ProviderError as exc:
                 log.warning("task %s: provider cancel failed (%r); stopped tracking", task.id, exc)
         self.wake()

@@ -157,9 +157,20 @@ class SqliteStore:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, 'submitting', ?, NULL, ?, ?, ?, ?, ?, ?) "
                 "RETURNING *",
                 (
-                    task.kind, task.provider, task.guild_id, task.channel_id, task.thread_id,
-                    task.requester_id, json.dumps(task.request), task.poll_interval,
-                    now, now, day, task.quota_weight, task.retry_of, task.character_id,
+                    task.kind,
+                    task.provider,
+                    task.guild_id,
+                    task.channel_id,
+                    task.thread_id,
+                    task.requester_id,
+                    json.dumps(task.request),
+                    task.poll_interval,
+                    now,
+                    now,
+                    day,
+                    task.quota_weight,
+                    task.retry_of,
+                    task.character_id,
                 ),
             ) as cur:
                 row = await cur.fetchone()
@@ -167,7 +178,12 @@ class SqliteStore:
         return TaskRow.from_mapping(row)
 
     async def _check_limits(
-        self, db: aiosqlite.Connection, task: NewTask, *, now: float, day: str,
+        self,
+        db: aiosqlite.Connection,
+        task: NewTask,
+        *,
+        now: float,
+        day: str,
         policy: QuotaPolicy,
     ) -> None:
         if policy.cooldown > 0:
@@ -295,9 +311,10 @@ class SqliteStore:
             " AND (lease_until IS NULL OR lease_until < ?)"
             f" AND {lane} ORDER BY next_action_at LIMIT ?) RETURNING *"
         )
-        async with self._transaction() as db, db.execute(
-            sql, (owner, now + lease_seconds, now, now, *lane_params, limit)
-        ) as cur:
+        async with (
+            self._transaction() as db,
+            db.execute(sql, (owner, now + lease_seconds, now, now, *lane_params, limit)) as cur,
+        ):
             rows = await cur.fetchall()
         tasks = [TaskRow.from_mapping(r) for r in rows]
         tasks.sort(key=lambda t: t.next_action_at or 0.0)
@@ -341,8 +358,7 @@ class SqliteStore:
 
     async def user_tasks(self, guild_id: int, user_id: int, *, limit: int) -> list[TaskRow]:
         return await self._fetch_tasks(
-            "SELECT * FROM tasks WHERE guild_id = ? AND requester_id = ? "
-            "ORDER BY id DESC LIMIT ?",
+            "SELECT * FROM tasks WHERE guild_id = ? AND requester_id = ? ORDER BY id DESC LIMIT ?",
             (guild_id, user_id, limit),
         )
 
@@ -423,9 +439,7 @@ class SqliteStore:
         return 0 if row is None else int(row[0])
 
     async def usage_summary(self, guild_id: int, user_id: int | None = None) -> UsageSummary:
-        sql = (
-            "SELECT provider, COUNT(*), COALESCE(SUM(credits), 0) FROM tasks WHERE guild_id = ?"
-        )
+        sql = "SELECT provider, COUNT(*), COALESCE(SUM(credits), 0) FROM tasks WHERE guild_id = ?"
         params: tuple[Any, ...] = (guild_id,)
         if user_id is not None:
             sql += " AND requester_id = ?"
@@ -441,8 +455,14 @@ class SqliteStore:
         )
 
     async def audit(
-        self, guild_id: int, actor_id: int, action: str, *, target_id: int | None,
-        details: str, now: float,
+        self,
+        guild_id: int,
+        actor_id: int,
+        action: str,
+        *,
+        target_id: int | None,
+        details: str,
+        now: float,
     ) -> None:
         async with self._transaction() as db:
             await db.execute(

@@ -1,0 +1,269 @@
+"""/animate, and the 🔁 (run again) and ❌ (cancel) reactions on its messages."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from reelbot import messages
+from reelbot.delivery import CANCEL_EMOJI, NO_PINGS, RETRY_EMOJI
+from reelbot.permissions import interaction_is_moderator, member_is_moderator
+from reelbot.service import AnimateRequest, UserError
+
+if TYPE_CHECKING:
+    from reelbot.app import Reelbot
+
+log = logging.getLogger(__name__)
+
+REACTION_DEDUP_WINDOW = 30.0  # seconds: a duplicated gateway event or a double click
+AUTOCOMPLETE_LIMIT = 25
+
+
+class Animate(commands.Cog):
+    def __init__(self, bot: Reelbot) -> None:
+        self.bot = bot
+        self.generations = bot.generations
+        # Only configured providers are offered: the choices are known at start-up,
+        # not when the class is defined, so this instance gets its own parameter.
+        command = self.animate
+        param = command._params["provider"]
+        command._params["provider"] = dataclasses.replace(
+            param,
+            choices=[app_commands.Choice(name=pid, value=pid) for pid in bot.providers],
+        )
+
+    @app_commands.command(name="animate", description="Turn a prompt (and an image) into a video")
+    @app_commands.guild_only()
+    @app_commands.describe(
+        prompt="What should happen in the video (1–2000 characters)",
+        image="First frame: PNG, JPEG or WebP up to 20 MiB (image-to-video)",
+        provider="Which video service to use",
+        model="The provider's model",
+        duration="Length in seconds",
+        aspect_ratio="Frame shape",
+        resolution="Output resolution",
+        seed="Seed for reproducible results",
+        negative_prompt="What to avoid (providers that accept it)",
+        character="One of your trained characters (see /character)",
+        motion="Motion template (Higgsfield)",
+    )
+    @app_commands.choices(
+        aspect_ratio=[app_commands.Choice(name=v, value=v) for v in ("16:9", "9:16", "1:1")],
+        resolution=[app_commands.Choice(name=v, value=v) for v in ("480p", "720p", "1080p")],
+    )
+    async def animate(
+        self,
+        interaction: discord.Interaction,
+        prompt: str,
+        image: discord.Attachment | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+        duration: int | None = None,
+        aspect_ratio: str | None = None,
+        resolution: str | None = None,
+        seed: int | None = None,
+        negative_prompt: str | None = None,
+        character: str | None = None,
+        motion: str | None = None,
+    ) -> None:
+        # Acknowledge first: everything below may take longer than Discord's 3 s.
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        assert interaction.guild_id is not None and interaction.channel is not None
+        request = AnimateRequest(
+            prompt=prompt,
+            provider=provider,
+            model=model,
+            duration=duration,
+            aspect_ratio=aspect_ratio,
+            resolution=resolution,
+            seed=seed,
+            negative_prompt=negative_prompt,
+            motion=motion,
+            character=character,
+            has_image=image is not None,
+        )
+        provider_obj, stored = self.generations.validate(request)
+        if image is not None:
+            stored["image"] = await self.generations.read_image(image)
+        channel = interaction.channel
+        is_thread = isinstance(channel, discord.Thread)
+        task = await self.generations.create(
+            provider=provider_obj,
+            request=stored,
+            guild_id=interaction.guild_id,
+            channel_id=channel.parent_id if is_thread and channel.parent_id else channel.id,
+            requester_id=interaction.user.id,
+            is_moderator=interaction_is_moderator(interaction, self.bot.config.moderator_role_ids),
+            thread_id=channel.id if is_thread else None,
+        )
+        try:
+            where = await self.generations.open_thread(
+                channel, task, author_name=interaction.user.display_name
+            )
+            task = await self.generations.post_status(
+                where, task, thread_id=where.id if isinstance(where, discord.Thread) else None
+            )
+        except discord.HTTPException as exc:
+            log.warning("task %s: cannot post in channel %s (%s)", task.id, channel.id, exc.status)
+            await self.generations.abandon(task, f"cannot post here ({exc.status})")
+            raise UserError(
+                "I can't post in this channel (missing permissions?). Your quota was not used."
+            ) from exc
+        await interaction.edit_original_response(
+            content=f"✅ On it! Follow your video in <#{task.reply_channel_id}> (task #{task.id})."
+        )
+
+    # --- autocomplete -------------------------------------------------------------------------
+    def _chosen_provider(self, interaction: discord.Interaction):
+        chosen = getattr(interaction.namespace, "provider", None)
+        try:
+            return self.generations.provider_for(chosen)
+        except UserError:
+            return None
+
+    @animate.autocomplete("model")
+    async def model_autocomplete(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        provider = self._chosen_provider(interaction)
+        if provider is None:
+            return []
+        needle = current.lower()
+        return [
+            app_commands.Choice(name=m, value=m) for m in provider.models() if needle in m.lower()
+        ][:AUTOCOMPLETE_LIMIT]
+
+    @animate.autocomplete("motion")
+    async def motion_autocomplete(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        provider = self._chosen_provider(interaction)
+        if provider is None or "motion" not in provider.capabilities.options:
+            return []
+        try:
+            motions = await provider.motions(current)
+        except Exception:
+            log.warning("motion list from %s failed", provider.id, exc_info=True)
+            return []
+        return [app_commands.Choice(name=m.name[:100], value=m.id) for m in motions][
+            :AUTOCOMPLETE_LIMIT
+        ]
+
+    @animate.autocomplete("character")
+    async def character_autocomplete(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return []
+
+    # --- reactions ----------------------------------------------------------------------------
+    @commands.Cog.listener()
+    async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
+        if payload.guild_id is None or self.bot.user is None:
+            return
+        if payload.user_id == self.bot.user.id:
+            return
+        emoji = str(payload.emoji)
+        if emoji not in (RETRY_EMOJI, CANCEL_EMOJI):
+            return
+        task = await self.bot.store.task_by_message(payload.message_id)
+        if task is None:
+            return
+        allowed = payload.user_id == task.requester_id or member_is_moderator(
+            payload.member, self.bot.config.moderator_role_ids
+        )
+        if not allowed:
+            await self._remove_reaction(payload)
+            return
+        if not await self.bot.store.claim_reaction(
+            payload.message_id,
+            payload.user_id,
+            emoji,
+            now=time.time(),
+            window=REACTION_DEDUP_WINDOW,
+        ):
+            return  # the same reaction, seen again: act once
+        if emoji == RETRY_EMOJI and payload.message_id == task.result_message_id:
+            await self._run_again(task, payload)
+        elif emoji == CANCEL_EMOJI and payload.message_id == task.status_message_id:
+            await self._cancel(task, payload)
+
+    async def _remove_reaction(self, payload: discord.RawReactionActionEvent) -> None:
+        channel = self.bot.get_partial_messageable(payload.channel_id, guild_id=payload.guild_id)
+        try:
+            await channel.get_partial_message(payload.message_id).remove_reaction(
+                payload.emoji, discord.Object(payload.user_id)
+            )
+        except discord.HTTPException:
+            log.debug("could not remove a stranger's reaction (missing Manage Messages?)")
+
+    async def _say(self, channel_id: int, guild_id: int, text: str, ping: int) -> None:
+        channel = self.bot.get_partial_messageable(channel_id, guild_id=guild_id)
+        try:
+            await channel.send(
+                text,
+                allowed_mentions=discord.AllowedMentions(
+                    users=[discord.Object(ping)], roles=False, everyone=False
+                ),
+            )
+        except discord.HTTPException:
+            log.warning("could not post a notice in %s", channel_id)
+
+    async def _run_again(self, task, payload: discord.RawReactionActionEvent) -> None:
+        gens = self.generations
+        try:
+            provider = gens.provider_for(task.provider)
+            new_task = await gens.create(
+                provider=provider,
+                request=task.request,
+                guild_id=task.guild_id,
+                channel_id=task.channel_id,
+                requester_id=task.requester_id,
+                is_moderator=member_is_moderator(
+                    payload.member, self.bot.config.moderator_role_ids
+                ),
+                thread_id=task.thread_id,
+                retry_of=task.id,
+            )
+        except UserError as exc:
+            await self._say(
+                task.reply_channel_id,
+                task.guild_id,
+                f"<@{payload.user_id}> I can't run task #{task.id} again: {exc}",
+                payload.user_id,
+            )
+            return
+        where = self.bot.get_partial_messageable(task.reply_channel_id, guild_id=task.guild_id)
+        try:
+            await gens.post_status(where, new_task, thread_id=task.thread_id)
+        except discord.HTTPException as exc:
+            await gens.abandon(new_task, f"cannot post the status message ({exc.status})")
+            return
+        log.info("task %s: run again as task %s by %s", task.id, new_task.id, payload.user_id)
+
+    async def _cancel(self, task, payload: discord.RawReactionActionEvent) -> None:
+        if not task.in_flight:
+            return
+        if await self.generations.cancel(task):
+            if payload.user_id != task.requester_id:
+                await self.bot.store.audit(
+                    task.guild_id,
+                    payload.user_id,
+                    "cancel",
+                    target_id=task.requester_id,
+                    details=f"task #{task.id}",
+                    now=time.time(),
+                )
+            log.info("task %s cancelled by %s", task.id, payload.user_id)
+
+
+async def setup(bot: Reelbot) -> None:
+    await bot.add_cog(Animate(bot))
+
+
+__all__ = ["NO_PINGS", "Animate", "messages"]

@@ -1,0 +1,152 @@
+"""Application commands recorded from the bot's sync (PUT .../commands).
+
+The recorded schema is the contract: ``DiscordDouble.invoke`` types options
+from it and refuses anything Discord could not have sent. Sync validates the
+main rules Discord enforces, so schema bugs fail here rather than in prod.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .errors import field_error, invalid_form_body
+from .snowflake import SnowflakeFactory
+
+NAME_RE = re.compile(r"^[-_\w]{1,32}$")
+SUB_COMMAND, SUB_COMMAND_GROUP = 1, 2
+MAX_OPTIONS = 25
+MAX_CHOICES = 25
+
+
+def _validate_options(options: list[dict[str, Any]], where: str, errors: dict[str, Any]) -> None:
+    if len(options) > MAX_OPTIONS:
+        errors[f"{where}.options"] = field_error("BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer.")
+    seen: set[str] = set()
+    optional_seen = False
+    for index, option in enumerate(options):
+        here = f"{where}.options.{index}"
+        name = option.get("name", "")
+        if not NAME_RE.match(name) or name != name.lower():
+            errors[f"{here}.name"] = field_error("APPLICATION_COMMAND_INVALID_NAME", "Invalid name")
+        if name in seen:
+            errors[f"{here}.name"] = field_error(
+                "APPLICATION_COMMAND_OPTIONS_NAME_ALREADY_EXISTS", "Option names must be unique"
+            )
+        seen.add(name)
+        if not 1 <= len(option.get("description", "")) <= 100:
+            errors[f"{here}.description"] = field_error(
+                "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length."
+            )
+        if len(option.get("choices") or []) > MAX_CHOICES:
+            errors[f"{here}.choices"] = field_error("BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer.")
+        if option.get("choices") and option.get("autocomplete"):
+            errors[f"{here}.autocomplete"] = field_error(
+                "APPLICATION_COMMAND_OPTION_AUTOCOMPLETE_AND_CHOICES",
+                "Autocomplete cannot be set with choices",
+            )
+        if option.get("type") in (SUB_COMMAND, SUB_COMMAND_GROUP):
+            _validate_options(option.get("options") or [], here, errors)
+            continue
+        if option.get("required"):
+            if optional_seen:
+                errors[f"{here}.required"] = field_error(
+                    "APPLICATION_COMMAND_OPTIONS_REQUIRED_INVALID",
+                    "Required options must be placed before non-required options",
+                )
+        else:
+            optional_seen = True
+
+
+def validate_command(command: dict[str, Any], where: str, errors: dict[str, Any]) -> None:
+    name = command.get("name", "")
+    command_type = command.get("type", 1)
+    if not NAME_RE.match(name) or (command_type == 1 and name != name.lower()):
+        errors[f"{where}.name"] = field_error("APPLICATION_COMMAND_INVALID_NAME", "Invalid name")
+    if command_type == 1 and not 1 <= len(command.get("description", "")) <= 100:
+        errors[f"{where}.description"] = field_error(
+            "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length."
+        )
+    _validate_options(command.get("options") or [], where, errors)
+
+
+class CommandRegistry:
+    def __init__(self, snowflakes: SnowflakeFactory, application_id: int) -> None:
+        self._snowflakes = snowflakes
+        self._application_id = application_id
+        # scope (None = global, else guild id) -> name/type -> stored command
+        self._scopes: dict[int | None, dict[tuple[str, int], dict[str, Any]]] = {}
+
+    def _stored(self, guild_id: int | None, command: dict[str, Any]) -> dict[str, Any]:
+        key = (command["name"], command.get("type", 1))
+        previous = self._scopes.get(guild_id, {}).get(key)
+        # Discord keeps a command's id across syncs when its name and type match.
+        command_id = previous["id"] if previous else str(self._snowflakes.next())
+        stored = {
+            "type": 1,
+            "options": [],
+            "default_member_permissions": None,
+            "nsfw": False,
+            **command,
+            "id": command_id,
+            "application_id": str(self._application_id),
+            "version": str(self._snowflakes.next()),
+        }
+        if guild_id is not None:
+            stored["guild_id"] = str(guild_id)
+        return stored
+
+    def replace(self, guild_id: int | None, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Bulk overwrite (what ``tree.sync()`` does)."""
+        errors: dict[str, Any] = {}
+        for index, command in enumerate(commands):
+            validate_command(command, str(index), errors)
+        names = [(c.get("name"), c.get("type", 1)) for c in commands]
+        if len(names) != len(set(names)):
+            errors["_errors"] = [
+                {"code": "APPLICATION_COMMANDS_DUPLICATE_NAME", "message": "Duplicate names"}
+            ]
+        if errors:
+            raise invalid_form_body(errors)
+        stored = [self._stored(guild_id, c) for c in commands]
+        self._scopes[guild_id] = {(c["name"], c["type"]): c for c in stored}
+        return stored
+
+    def upsert(self, guild_id: int | None, command: dict[str, Any]) -> dict[str, Any]:
+        errors: dict[str, Any] = {}
+        validate_command(command, "0", errors)
+        if errors:
+            raise invalid_form_body(errors)
+        stored = self._stored(guild_id, command)
+        self._scopes.setdefault(guild_id, {})[(stored["name"], stored["type"])] = stored
+        return stored
+
+    def delete(self, guild_id: int | None, command_id: str) -> bool:
+        scope = self._scopes.get(guild_id, {})
+        for key, command in list(scope.items()):
+            if command["id"] == command_id:
+                del scope[key]
+                return True
+        return False
+
+    def in_scope(self, guild_id: int | None) -> list[dict[str, Any]]:
+        return list(self._scopes.get(guild_id, {}).values())
+
+    def get(self, guild_id: int | None, command_id: str) -> dict[str, Any] | None:
+        return next((c for c in self.in_scope(guild_id) if c["id"] == command_id), None)
+
+    def find(self, name: str, guild_id: int | None) -> dict[str, Any] | None:
+        """A chat-input command as Discord resolves it: guild scope first, then global."""
+        for scope in (guild_id, None) if guild_id is not None else (None,):
+            command = self._scopes.get(scope, {}).get((name, 1))
+            if command is not None:
+                return command
+        return None
+
+    def describe(self, guild_id: int | None) -> str:
+        names = sorted(c["name"] for c in self.in_scope(None))
+        text = f"global: {names or 'none'}"
+        if guild_id is not None:
+            guild_names = sorted(c["name"] for c in self.in_scope(guild_id))
+            text += f"; guild {guild_id}: {guild_names or 'none'}"
+        return text

@@ -1,0 +1,207 @@
+"""A whole world on 127.0.0.1: the Discord double, the five provider doubles, the real bot.
+
+Used by the end-to-end tests and by ``python bot.py --sandbox``. The bot is the
+unmodified product (``reelbot.app.Reelbot``) configured through the same
+environment variables an operator would set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import discord
+
+from doubles.discord import DiscordDouble
+from doubles.providers import ProviderDouble, make_double
+from providers import PROVIDER_IDS
+from reelbot.app import Reelbot, use_api_base
+from reelbot.config import DEFAULT_API_BASE, Config, load_config
+
+log = logging.getLogger(__name__)
+
+MEDIA = Path(__file__).resolve().parent / "media"
+API_KEY = "double-key"
+MANAGE_GUILD = 0x20
+
+
+@dataclass
+class World:
+    discord: DiscordDouble
+    providers: dict[str, ProviderDouble]
+    data_dir: Path
+    env: dict[str, str]
+    guild_id: int = 0
+    channel_id: int = 0
+    mod_role_id: int = 0
+    admin_role_id: int = 0
+    users: dict[str, int] = field(default_factory=dict)
+    bot: Reelbot | None = None
+    _bot_task: asyncio.Task[None] | None = None
+
+    @property
+    def config(self) -> Config:
+        return load_config(self.env)
+
+    # --- lifecycle ------------------------------------------------------------------------
+    async def start_bot(self, **env: str) -> Reelbot:
+        """Start (or restart) the real bot against the doubles; returns once it is ready."""
+        if self.bot is not None:
+            raise RuntimeError("bot already running")
+        self.env.update(env)
+        config = load_config(self.env)
+        use_api_base(config.discord_api_base)
+        bot = Reelbot(config, guild_ready_timeout=0.1)
+        self.bot = bot
+        self._bot_task = asyncio.create_task(bot.start(config.discord_token), name="bot")
+        ready = asyncio.create_task(bot.wait_until_ready())
+        done, _ = await asyncio.wait(
+            {ready, self._bot_task}, timeout=20, return_when=asyncio.FIRST_COMPLETED
+        )
+        if ready not in done:
+            ready.cancel()
+            if self._bot_task in done:
+                self._bot_task.result()  # raise the start-up error
+            raise TimeoutError("the bot did not become ready within 20 s")
+        return bot
+
+    async def stop_bot(self) -> None:
+        """A clean stop (SIGTERM path)."""
+        bot, task = self.bot, self._bot_task
+        self.bot, self._bot_task = None, None
+        if bot is not None:
+            await bot.close()
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, 10)
+
+    async def kill_bot(self) -> None:
+        """An abrupt stop: no goodbye, in-flight work abandoned mid-way (like kill -9).
+
+        In-process we cannot lose the OS process, so we cancel every bot task and
+        drop connections without the orderly shutdown; leases and half-done writes
+        stay as they were. The subprocess test covers a real SIGKILL.
+        """
+        bot, task = self.bot, self._bot_task
+        self.bot, self._bot_task = None, None
+        if bot is None:
+            return
+        poller_task = bot._poller_task
+        for running in list(bot.poller._running):
+            running.cancel()
+        if poller_task is not None:
+            poller_task.cancel()
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(Exception):
+            await discord.Client.close(bot)
+        with contextlib.suppress(Exception):
+            await bot.store.close()
+        with contextlib.suppress(Exception):
+            await bot.session.close()
+
+    async def close(self) -> None:
+        await self.stop_bot()
+        for double in self.providers.values():
+            await double.close()
+        await self.discord.close()
+        use_api_base(DEFAULT_API_BASE)
+
+    # --- driving it -------------------------------------------------------------------------
+    async def animate(
+        self,
+        user: str = "alice",
+        *,
+        channel_id: int | None = None,
+        image: bytes | None = None,
+        **options: Any,
+    ):
+        attachments = {}
+        if image is not None:
+            attachments["image"] = ("input.png", image, "image/png")
+        return await self.discord.invoke(
+            "animate",
+            guild_id=self.guild_id,
+            channel_id=channel_id or self.channel_id,
+            user_id=self.users[user],
+            options=options,
+            attachments=attachments,
+        )
+
+    async def command(self, name: str, user: str = "alice", **options: Any):
+        return await self.discord.invoke(
+            name,
+            guild_id=self.guild_id,
+            channel_id=self.channel_id,
+            user_id=self.users[user],
+            options=options,
+        )
+
+
+async def build_world(
+    data_dir: Path,
+    *,
+    provider_ids: tuple[str, ...] = PROVIDER_IDS,
+    env: Mapping[str, str] | None = None,
+    start: bool = True,
+) -> World:
+    """Start the doubles and (unless ``start`` is False) the bot."""
+    discord_double = DiscordDouble()
+    await discord_double.start()
+    doubles: dict[str, ProviderDouble] = {}
+    for pid in provider_ids:
+        double = make_double(pid, api_key=API_KEY)
+        await double.start()
+        doubles[pid] = double
+
+    world = World(discord=discord_double, providers=doubles, data_dir=data_dir, env={})
+    world.guild_id = discord_double.add_guild("Reelbot Test Server", premium_tier=0)
+    world.channel_id = discord_double.add_channel(world.guild_id, "videos")
+    world.mod_role_id = discord_double.add_role(world.guild_id, "Video Mods", permissions=0)
+    world.admin_role_id = discord_double.add_role(
+        world.guild_id, "Admins", permissions=MANAGE_GUILD
+    )
+    world.users = {
+        "alice": discord_double.add_member(world.guild_id, "alice"),
+        "bob": discord_double.add_member(world.guild_id, "bob"),
+        "mod": discord_double.add_member(world.guild_id, "mod", roles=[world.mod_role_id]),
+        "admin": discord_double.add_member(world.guild_id, "admin", roles=[world.admin_role_id]),
+    }
+    world.env = {
+        "DISCORD_TOKEN": discord_double.token,
+        "DISCORD_API_BASE": discord_double.api_base,
+        "DISCORD_GUILD_IDS": str(world.guild_id),
+        "DATABASE_URL": f"sqlite:///{data_dir / 'reelbot.db'}",
+        "DATA_DIR": str(data_dir),
+        "POLL_INTERVAL_SECONDS": "0.05",
+        "POLL_MAX_INTERVAL_SECONDS": "0.2",
+        "TASK_TIMEOUT_SECONDS": "120",
+        "DAILY_QUOTA": "10",
+        "MODERATOR_ROLE_IDS": str(world.mod_role_id),
+        "USER_COOLDOWN_SECONDS": "0",
+        "MAX_USER_IN_FLIGHT": "0",
+        "ALLOW_LOCAL_URLS": "true",
+        "LOG_LEVEL": "INFO",
+    }
+    for pid, double in doubles.items():
+        world.env[f"{pid.upper()}_API_KEY"] = API_KEY
+        world.env[f"{pid.upper()}_BASE_URL"] = double.base_url
+    world.env.update(env or {})
+    if start:
+        await world.start_bot()
+    return world
+
+
+def sample_video() -> bytes:
+    return (MEDIA / "sample.mp4").read_bytes()
+
+
+def input_png() -> bytes:
+    return (MEDIA / "input.png").read_bytes()
