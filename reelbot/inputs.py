@@ -58,24 +58,32 @@ class InputStore:
             meta["url_expires_at"] = discord_url_expiry(url)
         return meta
 
-    async def input_image(self, meta: dict[str, Any]) -> InputImage:
+    async def input_image(self, meta: dict[str, Any], *, refresh: bool = False) -> InputImage:
+        """The kept image with a URL that works now (None: providers use the data URL).
+
+        ``refresh`` never reuses the stored URL: a re-run's URL may have been revoked
+        even before its ``ex`` time.
+        """
         path = self._path(meta["sha256"], meta["content_type"])
         data = await asyncio.to_thread(path.read_bytes)
-        return InputImage(
-            url=await self._fresh_url(meta), data=data, content_type=meta["content_type"]
-        )
+        url = await self._refreshed(meta) if refresh else await self._fresh_url(meta)
+        return InputImage(url=url, data=data, content_type=meta["content_type"])
 
     async def _fresh_url(self, meta: dict[str, Any]) -> str | None:
         url = meta.get("url")
         expires = meta.get("url_expires_at")
         if url and (expires is None or expires - time.time() > URL_MARGIN):
             return url
-        if self.refresher is not None:
-            try:
-                return await self.refresher(meta)
-            except Exception:
-                log.warning("could not refresh the input image URL", exc_info=True)
-        return None
+        return await self._refreshed(meta)
+
+    async def _refreshed(self, meta: dict[str, Any]) -> str | None:
+        if self.refresher is None:
+            return None
+        try:
+            return await self.refresher(meta)
+        except Exception:
+            log.warning("could not refresh the input image URL", exc_info=True)
+            return None
 
 
 def _write_once(path: Path, data: bytes) -> None:

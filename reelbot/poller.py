@@ -217,9 +217,10 @@ class Poller:
                 "the bot stopped while submitting this request, so it cannot tell whether "
                 "the provider received it",
             )
+        request = await self._generation_request(task)
+        # From here on the provider may have the request: mark it before sending.
         await self.store.update_task(task.id, submitted_at=now)
         try:
-            request = await self._generation_request(task)
             provider_task_id = await provider.submit(request, idempotency_key=f"reelbot-{task.id}")
         except ProviderError as exc:
             return self._submit_error(task, provider, exc)
@@ -259,7 +260,7 @@ class Poller:
         req = task.request
         image = None
         if req.get("image"):
-            image = await self.inputs.input_image(req["image"])
+            image = await self.inputs.input_image(req["image"], refresh=task.retry_of is not None)
         return GenerationRequest(
             prompt=req["prompt"],
             model=req.get("model"),

@@ -32,8 +32,9 @@ async def refused(ix, *needles: str) -> str:
 
 
 def bot_messages(world: World, channel_id: int) -> list[Message]:
-    return [m for m in world.discord.messages(channel_id)
-            if m.author_id == world.discord.bot_user_id]
+    return [
+        m for m in world.discord.messages(channel_id) if m.author_id == world.discord.bot_user_id
+    ]
 
 
 def status_message(world: World, channel_id: int, task_id: int) -> Message:
@@ -52,23 +53,51 @@ def _final(world: World, channel_id: int, task_id: int) -> Message | None:
     return None
 
 
-async def final_message(world: World, channel_id: int, task_id: int,
-                        timeout: float = TIMEOUT) -> Message:
+async def final_message(
+    world: World, channel_id: int, task_id: int, timeout: float = TIMEOUT
+) -> Message:
     """The task's final message (video, error or cancellation) once it is posted."""
     return await world.discord.wait_for(
-        lambda: _final(world, channel_id, task_id), timeout=timeout,
+        lambda: _final(world, channel_id, task_id),
+        timeout=timeout,
         description=f"final message of task {task_id} in channel {channel_id}",
     )
 
 
 def finals(world: World, channel_id: int, task_id: int) -> list[Message]:
-    return [m for m in bot_messages(world, channel_id)
-            if m.content.endswith(f"-# Task #{task_id}") and not m.content.startswith("**")]
+    return [
+        m
+        for m in bot_messages(world, channel_id)
+        if m.content.endswith(f"-# Task #{task_id}") and not m.content.startswith("**")
+    ]
 
 
-async def video_lands(world: World, channel_id: int, task_id: int,
-                      timeout: float = TIMEOUT) -> Message:
+async def video_lands(
+    world: World, channel_id: int, task_id: int, timeout: float = TIMEOUT
+) -> Message:
     """A video attachment lands in the thread for this task, mentioning the requester."""
     message = await final_message(world, channel_id, task_id, timeout)
     assert any(a.filename.endswith(".mp4") for a in message.attachments), message.content
     return message
+
+
+async def bot_reacted(world: World, message: Message, emoji: str = "🔁") -> None:
+    bot_id = world.discord.bot_user_id
+    await world.discord.wait_for(
+        lambda: bot_id in message.reactions.get(emoji, set()),
+        timeout=TIMEOUT,
+        description=f"the bot's {emoji} on message {message.id}",
+    )
+
+
+async def status_shows(world: World, channel_id: int, task_id: int, text: str) -> Message:
+    def check() -> Message | None:
+        try:
+            message = status_message(world, channel_id, task_id)
+        except AssertionError:
+            return None
+        return message if text in message.content else None
+
+    return await world.discord.wait_for(
+        check, timeout=TIMEOUT, description=f"status of task {task_id} shows {text!r}"
+    )
