@@ -40,7 +40,7 @@ class Results:
     def __setitem__(self, key: str, value: Any) -> None:
         self._future(key).set_result(value)
 
-    async def get(self, key: str, timeout: float = 5.0) -> Any:  # noqa: ASYNC109
+    async def get(self, key: str, timeout: float = 5.0) -> Any:
         return await asyncio.wait_for(asyncio.shield(self._future(key)), timeout)
 
 
