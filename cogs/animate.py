@@ -88,7 +88,22 @@ class Animate(commands.Cog):
             character=character,
             has_image=image is not None,
         )
+        chosen = None
+        if character:
+            chosen = await self.bot.characters.find(
+                interaction.guild_id, interaction.user.id, character, usable=True
+            )
+            if provider and provider != chosen.provider:
+                raise UserError(
+                    f"Character `{chosen.name}` was trained on `{chosen.provider}` and only "
+                    f"works there; choose provider `{chosen.provider}` (or leave it empty)."
+                )
+            request.provider = chosen.provider
+            request.character = chosen.name
         provider_obj, stored = self.generations.validate(request)
+        if chosen is not None:
+            stored["character"] = chosen.name
+            stored["character_model_id"] = chosen.provider_model_id
         if image is not None:
             stored["image"] = await self.generations.read_image(image)
         channel = interaction.channel
@@ -159,7 +174,19 @@ class Animate(commands.Cog):
     async def character_autocomplete(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
-        return []
+        assert interaction.guild_id is not None
+        usable = [
+            c
+            for c in await self.bot.store.guild_characters(interaction.guild_id)
+            if c.usable_by(interaction.user.id) and current.lower() in c.name.lower()
+        ]
+        return [
+            app_commands.Choice(
+                name=c.name if c.owner_id == interaction.user.id else f"{c.name} (shared)",
+                value=str(c.id),
+            )
+            for c in usable
+        ][:AUTOCOMPLETE_LIMIT]
 
     # --- reactions ----------------------------------------------------------------------------
     @commands.Cog.listener()

@@ -135,9 +135,9 @@ class World:
             attachments=attachments,
         )
 
-    async def command(self, name: str, as_user: str = "alice", **options: Any):
+    async def command(self, command_name: str, as_user: str = "alice", /, **options: Any):
         return await self.discord.invoke(
-            name,
+            command_name,
             guild_id=self.guild_id,
             channel_id=self.channel_id,
             user_id=self.users[as_user],

@@ -21,6 +21,7 @@ from discord.ext import commands
 from providers import provider_class
 from providers.base import Provider
 from providers.http import ProviderHttp
+from reelbot.characters import Characters
 from reelbot.config import DEFAULT_API_BASE, Config
 from reelbot.delivery import Delivery, DeliverySettings
 from reelbot.inputs import InputStore
@@ -30,7 +31,7 @@ from reelbot.store import Store, open_store
 
 log = logging.getLogger(__name__)
 
-COGS = ("cogs.animate", "cogs.quota", "cogs.jobs")
+COGS = ("cogs.animate", "cogs.quota", "cogs.jobs", "cogs.characters")
 
 
 def build_providers(config: Config, session: aiohttp.ClientSession) -> dict[str, Provider]:
@@ -58,6 +59,7 @@ class Reelbot(commands.AutoShardedBot):
     generations: Generations
     poller: Poller
     delivery: Delivery
+    characters: Characters
 
     def __init__(self, config: Config, **options: Any) -> None:
         intents = discord.Intents.default()
@@ -84,8 +86,9 @@ class Reelbot(commands.AutoShardedBot):
         self.session = aiohttp.ClientSession()
         self.store = open_store(config.database_url)
         await self.store.open()
-        # One process per SQLite file: leases left by a previous run are void.
-        released = await self.store.release_all_leases()
+        # One process per SQLite file: leases left by a previous run are void. Processes
+        # sharing PostgreSQL must not void each other's: expired leases are re-claimed.
+        released = await self.store.release_all_leases() if self.store.single_process else 0
         pending = await self.store.count_unfinished()
         log.info(
             "store ready: %d unfinished task(s) to resume (%d leases reset)", pending, released
@@ -113,7 +116,17 @@ class Reelbot(commands.AutoShardedBot):
             inputs=inputs,
             deliver=self.delivery.deliver,
             on_status=self.delivery.update_status,
+            training_request=self._training_request,
         )
+        self.characters = Characters(
+            config=config,
+            store=self.store,
+            providers=self.providers,
+            client=self,
+            directory=config.data_dir / "characters",
+            wake=self.poller.wake,
+        )
+        self.delivery.finishers["training"] = self.characters.finish_training
         self.generations = Generations(
             config=config,
             store=self.store,
@@ -121,6 +134,7 @@ class Reelbot(commands.AutoShardedBot):
             inputs=inputs,
             wake=self.poller.wake,
         )
+        await self.store.subscribe(self.poller.wake)  # work added by other processes
         self.tree.on_error = self.on_app_command_error
         for cog in COGS:
             await self.load_extension(cog)
@@ -138,6 +152,9 @@ class Reelbot(commands.AutoShardedBot):
         else:
             synced = await self.tree.sync()
             log.info("synced %d global commands", len(synced))
+
+    async def _training_request(self, task: Any) -> Any:
+        return await self.characters.training_request(task)
 
     async def _refresh_input_url(self, meta: dict[str, Any]) -> str | None:
         """A fresh CDN URL for a kept first frame, from the status message that shows it."""

@@ -47,6 +47,8 @@ class Config:
     user_cooldown: float = 10.0
     max_user_in_flight: int = 3
     max_download_bytes: int = 512 * 1024 * 1024
+    # A character training costs more than one video; it takes this many quota units.
+    character_training_weight: int = 5
     data_dir: Path = Path("data")
 
     @property
@@ -54,16 +56,34 @@ class Config:
         return tuple(p.id for p in self.providers)
 
     @property
-    def sqlite_path(self) -> str:
+    def sqlite_path(self) -> str | None:
+        """The database file, or None when DATABASE_URL is a PostgreSQL URL."""
+        if database_backend(self.database_url) != "sqlite":
+            return None
         return sqlite_path_from_url(self.database_url)
+
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+_URL_FORMS = "sqlite:///<file> or postgresql://<user>@<host>/<database>"
+
+
+def database_backend(url: str) -> str:
+    """``sqlite`` or ``postgres`` for a valid DATABASE_URL; ConfigError otherwise."""
+    if url.startswith(POSTGRES_SCHEMES):
+        # The rest is libpq's URL syntax (several hosts, socket dirs, query options):
+        # asyncpg parses it when the store opens and names what is wrong.
+        return "postgres"
+    sqlite_path_from_url(url)
+    return "sqlite"
 
 
 def sqlite_path_from_url(url: str) -> str:
     """``sqlite:///rel/path`` → ``rel/path``; ``sqlite:////abs/path`` → ``/abs/path``."""
     prefix = "sqlite:///"
     if not url.startswith(prefix):
+        # Only the scheme is echoed: the rest of a URL may hold a password.
         raise ConfigError(
-            f"DATABASE_URL must start with sqlite:/// (got {url.split(':', 1)[0]}:…); "
+            f"DATABASE_URL must be {_URL_FORMS} (got {url.split(':', 1)[0]}:…); "
             "e.g. sqlite:///data/reelbot.db"
         )
     path = url[len(prefix) :]
@@ -185,7 +205,7 @@ def load_config(env: Mapping[str, str] | None = None, *, require_token: bool = T
         )
 
     database_url = env.get("DATABASE_URL", "").strip() or "sqlite:///data/reelbot.db"
-    sqlite_path_from_url(database_url)  # validate early: one clear line
+    database_backend(database_url)  # validate early: one clear line
 
     return Config(
         discord_token=token,
@@ -206,5 +226,6 @@ def load_config(env: Mapping[str, str] | None = None, *, require_token: bool = T
         user_cooldown=_float(env, "USER_COOLDOWN_SECONDS", 10.0, minimum=0.0),
         max_user_in_flight=_int(env, "MAX_USER_IN_FLIGHT", 3),
         max_download_bytes=_int(env, "MAX_DOWNLOAD_MB", 512, minimum=1) * 1024 * 1024,
+        character_training_weight=_int(env, "CHARACTER_TRAINING_WEIGHT", 5, minimum=0),
         data_dir=Path(env.get("DATA_DIR", "").strip() or "data"),
     )

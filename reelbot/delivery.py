@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,8 @@ class Delivery:
         self.providers = providers
         self.session = session
         self.settings = settings
+        # Final words for task kinds other than videos (e.g. "training" → characters).
+        self.finishers: dict[str, Callable[[TaskRow], Awaitable[str]]] = {}
 
     # --- status message -------------------------------------------------------------------
     async def update_status(self, task: TaskRow, *, force: bool = False) -> None:
@@ -113,7 +116,9 @@ class Delivery:
             existing = await self._find_earlier_copy(task) if attempt > 1 else None
             if existing is not None:
                 message = existing
-            elif task.state == "succeeded" and task.kind == "video":
+            elif task.kind in self.finishers:
+                message = await self._post_text(task, await self.finishers[task.kind](task))
+            elif task.state == "succeeded":
                 message = await self._post_video(task)
             elif task.state == "cancelled":
                 message = await self._post_text(task, messages.cancelled_text(task, None))

@@ -18,7 +18,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from providers.base import ErrorKind, GenerationRequest, Provider, ProviderError, TaskStatus
+from providers.base import (
+    ErrorKind,
+    GenerationRequest,
+    Provider,
+    ProviderError,
+    TaskStatus,
+    TrainingRequest,
+)
 from reelbot.inputs import InputStore
 from reelbot.scheduling import backoff, next_poll_interval
 from reelbot.store.base import Store
@@ -65,6 +72,7 @@ class Poller:
         inputs: InputStore,
         deliver: Callable[[TaskRow], Awaitable[dict[str, Any]]],
         on_status: Callable[[TaskRow], Awaitable[None]],
+        training_request: Callable[[TaskRow], Awaitable[TrainingRequest]] | None = None,
         owner: str | None = None,
     ) -> None:
         self.store = store
@@ -73,6 +81,7 @@ class Poller:
         self.inputs = inputs
         self._deliver = deliver
         self._on_status = on_status
+        self._training_request = training_request
         self.owner = owner or f"poller-{uuid.uuid4().hex[:8]}"
         self._lanes = {pid: Lane(pid, settings.provider_concurrency) for pid in providers}
         self._delivery_lane = Lane("delivery", settings.delivery_concurrency)
@@ -217,11 +226,8 @@ class Poller:
                 "the bot stopped while submitting this request, so it cannot tell whether "
                 "the provider received it",
             )
-        request = await self._generation_request(task)
-        # From here on the provider may have the request: mark it before sending.
-        await self.store.update_task(task.id, submitted_at=now)
         try:
-            provider_task_id = await provider.submit(request, idempotency_key=f"reelbot-{task.id}")
+            provider_task_id = await self._send(task, provider, now)
         except ProviderError as exc:
             return self._submit_error(task, provider, exc)
         log.info("task %s submitted to %s as %s", task.id, task.provider, provider_task_id)
@@ -234,6 +240,19 @@ class Poller:
             "error_streak": 0,
             "next_action_at": time.time() + interval,
         }
+
+    async def _send(self, task: TaskRow, provider: Provider, now: float) -> str:
+        """Build the request, mark the task as sent, send it; the provider's task id."""
+        if task.kind == "training":
+            if self._training_request is None:
+                raise ProviderError(ErrorKind.INVALID, "character training is not available")
+            training = await self._training_request(task)
+            await self.store.update_task(task.id, submitted_at=now)
+            return await provider.train_character(training)
+        request = await self._generation_request(task)
+        # From here on the provider may have the request: mark it before sending.
+        await self.store.update_task(task.id, submitted_at=now)
+        return await provider.submit(request, idempotency_key=f"reelbot-{task.id}")
 
     def _submit_error(
         self, task: TaskRow, provider: Provider, exc: ProviderError

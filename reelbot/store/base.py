@@ -1,4 +1,4 @@
-"""The store interface. The SQLite backend implements it; a PostgreSQL one can too.
+"""The store interface, implemented by the SQLite and the PostgreSQL backends.
 
 Every method is one transaction; callers never hold a transaction across awaits on
 Discord or a provider.
@@ -6,14 +6,35 @@ Discord or a provider.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
-from reelbot.store.models import NewTask, QuotaPolicy, QuotaStatus, TaskRow, UsageSummary
+from reelbot.store.models import (
+    CharacterImage,
+    CharacterRow,
+    NewTask,
+    QuotaPolicy,
+    QuotaStatus,
+    TaskRow,
+    UsageSummary,
+)
 
 
 class Store(Protocol):
+    # True when this process is the only one using the store (SQLite): leases left in
+    # it are then from a previous run and may be voided at start (release_all_leases).
+    # False when processes share it (PostgreSQL): expired leases are re-claimed instead.
+    single_process: bool
+
     async def open(self) -> None: ...
     async def close(self) -> None: ...
+
+    async def subscribe(self, wake: Callable[[], None]) -> None:
+        """Call ``wake`` when another process adds or changes due work.
+
+        A no-op where there are no other processes (SQLite).
+        """
+        ...
 
     # --- tasks ----------------------------------------------------------------------
     async def create_task(self, task: NewTask, *, now: float, policy: QuotaPolicy) -> TaskRow:
@@ -97,3 +118,23 @@ class Store(Protocol):
     ) -> bool:
         """True the first time this reaction is seen within ``window`` seconds."""
         ...
+
+    # --- characters -----------------------------------------------------------------------
+    async def create_character(
+        self, *, guild_id: int, owner_id: int, name: str, provider: str, now: float
+    ) -> CharacterRow:
+        """Raises DuplicateName when the owner already has a character of that name."""
+        ...
+
+    async def get_character(self, character_id: int) -> CharacterRow | None: ...
+    async def character_by_thread(self, thread_id: int) -> CharacterRow | None: ...
+    async def guild_characters(self, guild_id: int) -> list[CharacterRow]: ...
+    async def update_character(self, character_id: int, **fields: Any) -> None: ...
+    async def add_character_image(
+        self, character_id: int, image: CharacterImage, *, now: float, limit: int
+    ) -> str:
+        """'added', 'duplicate' (same bytes already there) or 'full' (at the limit)."""
+        ...
+
+    async def character_images(self, character_id: int) -> list[CharacterImage]: ...
+    async def delete_character(self, character_id: int) -> list[CharacterImage]: ...

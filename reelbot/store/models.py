@@ -181,3 +181,60 @@ class UsageSummary:
     tasks: int
     credits: float
     by_provider: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class CharacterRow:
+    id: int
+    guild_id: int
+    owner_id: int
+    name: str
+    provider: str
+    state: str
+    thread_id: int | None
+    panel_message_id: int | None
+    provider_model_id: str | None
+    task_id: int | None
+    shared: bool
+    error: str | None
+    created_at: float
+    updated_at: float
+    image_count: int = 0
+
+    @classmethod
+    def from_mapping(cls, row: Any) -> CharacterRow:
+        keys = row.keys()
+        return cls(
+            id=row["id"],
+            guild_id=row["guild_id"],
+            owner_id=row["owner_id"],
+            name=row["name"],
+            provider=row["provider"],
+            state=row["state"],
+            thread_id=row["thread_id"],
+            panel_message_id=row["panel_message_id"],
+            provider_model_id=row["provider_model_id"],
+            task_id=row["task_id"],
+            shared=bool(row["shared"]),
+            error=row["error"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            image_count=row["image_count"] if "image_count" in keys else 0,
+        )
+
+    def usable_by(self, user_id: int) -> bool:
+        return self.state == "ready" and (self.shared or self.owner_id == user_id)
+
+
+@dataclass(frozen=True, slots=True)
+class CharacterImage:
+    sha256: str
+    content_type: str
+    size: int
+    channel_id: int
+    message_id: int
+    url: str
+
+
+class DuplicateName(Exception):
+    pass

@@ -6,17 +6,19 @@ import asyncio
 import contextlib
 import json
 import logging
-import re
+import sqlite3
 import time
-from collections.abc import AsyncIterator
-from importlib import resources
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
 from reelbot.store.models import (
+    CharacterImage,
+    CharacterRow,
     CooldownActive,
+    DuplicateName,
     NewTask,
     QuotaExceeded,
     QuotaPolicy,
@@ -27,47 +29,18 @@ from reelbot.store.models import (
     next_utc_midnight,
     utc_day,
 )
+from reelbot.store.schema import UPDATABLE, encode_field, load_migrations
+
+# load_migrations lives in schema.py (shared by both backends); re-exported here.
+__all__ = ["SqliteStore", "load_migrations"]
 
 log = logging.getLogger(__name__)
 
-_MIGRATION_NAME = re.compile(r"^V(\d+)__[\w-]+\.sql$")
-
-# Columns callers may change through update_task/release; anything else is a bug.
-UPDATABLE = frozenset(
-    {
-        "provider_task_id", "thread_id", "status_message_id", "state", "raw_state",
-        "progress", "attempts", "error_streak", "poll_interval", "next_action_at",
-        "submitted_at", "finished_at", "error_code", "error_message", "outputs",
-        "credits", "status_edited_at", "status_text", "request", "result_message_id",
-        "delivery_attempts",
-    }
-)  # fmt: skip
-
-
-def load_migrations(dialect: str = "sqlite") -> list[tuple[int, str]]:
-    """(version, sql) pairs from ``migrations/<dialect>/V<n>__name.sql``, in order."""
-    folder = resources.files("reelbot.store") / "migrations" / dialect
-    found = []
-    for entry in folder.iterdir():
-        match = _MIGRATION_NAME.match(entry.name)
-        if match:
-            found.append((int(match.group(1)), entry.read_text(encoding="utf-8")))
-    found.sort()
-    versions = [v for v, _ in found]
-    if versions != list(range(1, len(found) + 1)):
-        raise RuntimeError(f"migrations must be numbered 1..n without gaps, got {versions}")
-    return found
-
-
-def _encode(column: str, value: Any) -> tuple[str, Any]:
-    if column == "outputs":
-        return "outputs_json", json.dumps(value) if value is not None else None
-    if column == "request":
-        return "request_json", json.dumps(value)
-    return column, value
-
 
 class SqliteStore:
+    # One process per database file, so a starting process owns every lease in it.
+    single_process = True
+
     def __init__(self, path: str) -> None:
         self.path = path
         self._db: aiosqlite.Connection | None = None
@@ -99,6 +72,9 @@ class SqliteStore:
             async with self._write_lock:
                 await self._db.close()
             self._db = None
+
+    async def subscribe(self, wake: Callable[[], None]) -> None:
+        """Nothing to listen to: in one process, writers call the poller's wake directly."""
 
     async def schema_version(self) -> int:
         async with self.db.execute("PRAGMA user_version") as cur:
@@ -244,7 +220,7 @@ class SqliteStore:
             raise ValueError(f"not updatable: {sorted(unknown)}")
         assignments, params = [], []
         for column, value in fields.items():
-            name, encoded = _encode(column, value)
+            name, encoded = encode_field(column, value)
             assignments.append(f"{name} = ?")  # names come from the UPDATABLE whitelist
             params.append(encoded)
         assignments.append("updated_at = ?")
@@ -491,6 +467,107 @@ class SqliteStore:
                 (message_id, user_id, emoji, now, window),
             )
             return cur.rowcount == 1
+
+    # --- characters -------------------------------------------------------------------
+    _CHARACTER_SELECT = (
+        "SELECT c.*, (SELECT COUNT(*) FROM character_images i WHERE i.character_id = c.id)"
+        " AS image_count FROM characters c"
+    )
+
+    async def _fetch_characters(self, where: str, params: tuple[Any, ...]) -> list[CharacterRow]:
+        sql = f"{self._CHARACTER_SELECT} WHERE {where} ORDER BY c.name, c.id"
+        async with self.db.execute(sql, params) as cur:
+            rows = await cur.fetchall()
+        return [CharacterRow.from_mapping(r) for r in rows]
+
+    async def create_character(
+        self, *, guild_id: int, owner_id: int, name: str, provider: str, now: float
+    ) -> CharacterRow:
+        async with self._transaction() as db:
+            try:
+                async with db.execute(
+                    "INSERT INTO characters (guild_id, owner_id, name, provider, state,"
+                    " created_at, updated_at) VALUES (?, ?, ?, ?, 'collecting', ?, ?) RETURNING *",
+                    (guild_id, owner_id, name, provider, now, now),
+                ) as cur:
+                    row = await cur.fetchone()
+            except sqlite3.IntegrityError as exc:
+                raise DuplicateName(name) from exc
+        assert row is not None
+        return CharacterRow.from_mapping(row)
+
+    async def get_character(self, character_id: int) -> CharacterRow | None:
+        found = await self._fetch_characters("c.id = ?", (character_id,))
+        return found[0] if found else None
+
+    async def character_by_thread(self, thread_id: int) -> CharacterRow | None:
+        found = await self._fetch_characters("c.thread_id = ?", (thread_id,))
+        return found[0] if found else None
+
+    async def guild_characters(self, guild_id: int) -> list[CharacterRow]:
+        return await self._fetch_characters("c.guild_id = ?", (guild_id,))
+
+    async def update_character(self, character_id: int, **fields: Any) -> None:
+        allowed = {
+            "state",
+            "thread_id",
+            "panel_message_id",
+            "provider_model_id",
+            "task_id",
+            "shared",
+            "error",
+        }
+        unknown = set(fields) - allowed
+        if unknown:
+            raise ValueError(f"not updatable: {sorted(unknown)}")
+        assignments = ", ".join(f"{name} = ?" for name in fields)  # whitelisted names
+        sql = f"UPDATE characters SET {assignments}, updated_at = ? WHERE id = ?"  # noqa: S608
+        async with self._transaction() as db:
+            await db.execute(sql, (*fields.values(), time.time(), character_id))
+
+    async def add_character_image(
+        self, character_id: int, image: CharacterImage, *, now: float, limit: int
+    ) -> str:
+        """Add one reference photo: 'added', 'duplicate' or 'full'."""
+        async with self._transaction() as db:
+            async with db.execute(
+                "SELECT COUNT(*) FROM character_images WHERE character_id = ?", (character_id,)
+            ) as cur:
+                row = await cur.fetchone()
+            if row is not None and row[0] >= limit:
+                return "full"
+            cur2 = await db.execute(
+                "INSERT OR IGNORE INTO character_images (character_id, sha256, content_type,"
+                " size, channel_id, message_id, url, added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    character_id,
+                    image.sha256,
+                    image.content_type,
+                    image.size,
+                    image.channel_id,
+                    image.message_id,
+                    image.url,
+                    now,
+                ),
+            )
+            return "added" if cur2.rowcount == 1 else "duplicate"
+
+    async def character_images(self, character_id: int) -> list[CharacterImage]:
+        async with self.db.execute(
+            "SELECT sha256, content_type, size, channel_id, message_id, url FROM"
+            " character_images WHERE character_id = ? ORDER BY added_at, sha256",
+            (character_id,),
+        ) as cur:
+            rows = await cur.fetchall()
+        return [CharacterImage(*tuple(r)) for r in rows]
+
+    async def delete_character(self, character_id: int) -> list[CharacterImage]:
+        """Remove the character and its image records; return what the files were."""
+        images = await self.character_images(character_id)
+        async with self._transaction() as db:
+            await db.execute("DELETE FROM character_images WHERE character_id = ?", (character_id,))
+            await db.execute("DELETE FROM characters WHERE id = ?", (character_id,))
+        return images
 
 
 def _split_sql(script: str) -> list[str]:
