@@ -11,25 +11,17 @@ import sys
 from dotenv import load_dotenv
 
 from reelbot.config import Config, ConfigError, load_config
+from reelbot.logs import setup_logging
+from reelbot.roles import ALL_IN_ONE, WORKER, Role, parse_shards
 
 log = logging.getLogger("reelbot")
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)-8s %(name)s: %(message)s",
-        datefmt="%Y-%m-%d %H:%M:%S",
-    )
-    # discord.py's gateway chatter at INFO is noise for operators.
-    logging.getLogger("discord").setLevel(max(logging.getLevelName(level), logging.WARNING))
-
-
-async def run_bot(config: Config) -> int:
+async def run_bot(config: Config, role: Role) -> int:
     from reelbot.app import Reelbot, use_api_base
 
     use_api_base(config.discord_api_base)
-    bot = Reelbot(config)
+    bot = Reelbot(config, role=role)
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     closing: list[asyncio.Task[None]] = []  # keep a reference until it finishes
@@ -43,7 +35,13 @@ async def run_bot(config: Config) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, request_stop, sig.name)
     try:
-        await bot.start(config.discord_token)
+        if role.gateway:
+            await bot.start(config.discord_token)
+        else:
+            # A worker needs REST only: log in (runs setup_hook, starts the poller) and
+            # keep going until asked to stop. No gateway connection, no shard.
+            await bot.login(config.discord_token)
+            await stopping.wait()
     except Exception as exc:
         import discord
 
@@ -76,7 +74,30 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         action="store_true",
         help="with --sandbox: run one /animate per provider and exit 0 when all arrived",
     )
+    parser.add_argument(
+        "--worker",
+        action="store_true",
+        help="poll providers and deliver results only (no gateway connection)",
+    )
+    parser.add_argument(
+        "--shards",
+        metavar="IDS",
+        help="run the gateway for these shards only, e.g. 0,1 (needs --shard-count)",
+    )
+    parser.add_argument("--shard-count", type=int, metavar="N", help="total number of shards")
     return parser.parse_args(argv)
+
+
+def role_from_args(args: argparse.Namespace) -> Role:
+    if args.worker and args.shards:
+        raise ValueError("choose --worker or --shards, not both")
+    if args.worker:
+        return WORKER
+    if args.shards:
+        return parse_shards(args.shards, args.shard_count)
+    if args.shard_count is not None:
+        raise ValueError("--shard-count goes with --shards")
+    return ALL_IN_ONE
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,13 +108,17 @@ def main(argv: list[str] | None = None) -> int:
 
         return asyncio.run(run_sandbox(once=args.once))
     try:
+        role = role_from_args(args)
         config = load_config()
+    except ValueError as exc:
+        print(f"reelbot: {exc}", file=sys.stderr)
+        return 2
     except ConfigError as exc:
         print(f"reelbot: configuration error: {exc}", file=sys.stderr)
         return 2
-    setup_logging(config.log_level)
+    setup_logging(config.log_level, config.log_format, role=role.name)
     try:
-        return asyncio.run(run_bot(config))
+        return asyncio.run(run_bot(config, role))
     except KeyboardInterrupt:
         return 0
 

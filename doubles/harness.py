@@ -22,6 +22,7 @@ from doubles.providers import ProviderDouble, make_double
 from providers import PROVIDER_IDS
 from reelbot.app import Reelbot, use_api_base
 from reelbot.config import DEFAULT_API_BASE, Config, load_config
+from reelbot.roles import Role
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class World:
     users: dict[str, int] = field(default_factory=dict)
     bot: Reelbot | None = None
     _bot_task: asyncio.Task[None] | None = None
+    extra: list[tuple[Reelbot, asyncio.Task[None] | None]] = field(default_factory=list)
 
     @property
     def config(self) -> Config:
@@ -68,6 +70,20 @@ class World:
             if self._bot_task in done:
                 self._bot_task.result()  # raise the start-up error
             raise TimeoutError("the bot did not become ready within 20 s")
+        return bot
+
+    async def start_process(self, role: Role, **env: str) -> Reelbot:
+        """Another bot process (in this event loop) with a role: gateway shards or a worker."""
+        config = load_config({**self.env, **env})
+        use_api_base(config.discord_api_base)
+        bot = Reelbot(config, role=role, guild_ready_timeout=0.1)
+        if role.gateway:
+            task = asyncio.create_task(bot.start(config.discord_token), name=f"bot-{role.name}")
+            await asyncio.wait_for(bot.wait_until_ready(), 20)
+        else:
+            task = None
+            await bot.login(config.discord_token)
+        self.extra.append((bot, task))
         return bot
 
     async def stop_bot(self) -> None:
@@ -109,6 +125,12 @@ class World:
 
     async def close(self) -> None:
         await self.stop_bot()
+        for bot, task in self.extra:
+            await bot.close()
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(task, 10)
+        self.extra.clear()
         for double in self.providers.values():
             await double.close()
         await self.discord.close()
@@ -151,9 +173,10 @@ async def build_world(
     provider_ids: tuple[str, ...] = PROVIDER_IDS,
     env: Mapping[str, str] | None = None,
     start: bool = True,
+    shard_count: int = 1,
 ) -> World:
     """Start the doubles and (unless ``start`` is False) the bot."""
-    discord_double = DiscordDouble()
+    discord_double = DiscordDouble(shard_count=shard_count)
     await discord_double.start()
     doubles: dict[str, ProviderDouble] = {}
     for pid in provider_ids:

@@ -24,8 +24,10 @@ from providers.http import ProviderHttp
 from reelbot.characters import Characters
 from reelbot.config import DEFAULT_API_BASE, Config
 from reelbot.delivery import Delivery, DeliverySettings
+from reelbot.health import HealthServer
 from reelbot.inputs import InputStore
 from reelbot.poller import Poller, PollerSettings
+from reelbot.roles import ALL_IN_ONE, Role
 from reelbot.service import Generations, UserError
 from reelbot.store import Store, open_store
 
@@ -61,12 +63,14 @@ class Reelbot(commands.AutoShardedBot):
     delivery: Delivery
     characters: Characters
 
-    def __init__(self, config: Config, **options: Any) -> None:
+    def __init__(self, config: Config, *, role: Role = ALL_IN_ONE, **options: Any) -> None:
         intents = discord.Intents.default()
         # /character collects reference photos posted in a thread: reading attachments
         # of members' messages needs the privileged Message Content intent.
         intents.message_content = True
         options.setdefault("chunk_guilds_at_startup", False)
+        if role.shard_ids is not None:
+            options.update(shard_ids=list(role.shard_ids), shard_count=role.shard_count)
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=intents,
@@ -75,10 +79,12 @@ class Reelbot(commands.AutoShardedBot):
             **options,
         )
         self.config = config
+        self.role = role
         self._poller_task: asyncio.Task[None] | None = None
+        self._health: HealthServer | None = None
 
     async def setup_hook(self) -> None:
-        config = self.config
+        config, role = self.config, self.role
         if config.discord_api_base != DEFAULT_API_BASE:
             # A plain gateway default would go to discord.gg; ask the API instead.
             gateway = await self.http.get_bot_gateway()
@@ -88,7 +94,11 @@ class Reelbot(commands.AutoShardedBot):
         await self.store.open()
         # One process per SQLite file: leases left by a previous run are void. Processes
         # sharing PostgreSQL must not void each other's: expired leases are re-claimed.
-        released = await self.store.release_all_leases() if self.store.single_process else 0
+        released = (
+            await self.store.release_all_leases()
+            if self.store.single_process and role.worker
+            else 0
+        )
         pending = await self.store.count_unfinished()
         log.info(
             "store ready: %d unfinished task(s) to resume (%d leases reset)", pending, released
@@ -112,6 +122,7 @@ class Reelbot(commands.AutoShardedBot):
                 poll_interval=config.poll_interval,
                 poll_max_interval=config.poll_max_interval,
                 task_timeout=config.task_timeout,
+                idle_wake=config.poll_interval,
             ),
             inputs=inputs,
             deliver=self.delivery.deliver,
@@ -134,13 +145,20 @@ class Reelbot(commands.AutoShardedBot):
             inputs=inputs,
             wake=self.poller.wake,
         )
-        await self.store.subscribe(self.poller.wake)  # work added by other processes
-        self.tree.on_error = self.on_app_command_error
-        for cog in COGS:
-            await self.load_extension(cog)
-        await self.sync_commands()
-        self._poller_task = asyncio.create_task(self.poller.run(), name="poller")
-        self._poller_task.add_done_callback(_log_crash)
+        if role.gateway:
+            self.tree.on_error = self.on_app_command_error
+            for cog in COGS:
+                await self.load_extension(cog)
+            if role.syncs_commands:
+                await self.sync_commands()
+        if role.worker:
+            await self.store.subscribe(self.poller.wake)  # work added by other processes
+            self._poller_task = asyncio.create_task(self.poller.run(), name="poller")
+            self._poller_task.add_done_callback(_log_crash)
+        if config.health_port:
+            self._health = HealthServer(self, host=config.health_host, port=config.health_port)
+            await self._health.start()
+        log.info("running as %s", role.name)
 
     async def sync_commands(self) -> None:
         if self.config.guild_ids:
@@ -215,6 +233,8 @@ class Reelbot(commands.AutoShardedBot):
             self._poller_task.cancel()
             await asyncio.gather(self._poller_task, return_exceptions=True)
         await super().close()
+        if self._health is not None:
+            await self._health.close()
         if getattr(self, "store", None) is not None:
             await self.store.close()
         if getattr(self, "session", None) is not None:

@@ -50,6 +50,9 @@ class Config:
     # A character training costs more than one video; it takes this many quota units.
     character_training_weight: int = 5
     data_dir: Path = Path("data")
+    log_format: str = "text"  # text | json
+    health_port: int = 0  # 0 = no health endpoint
+    health_host: str = "127.0.0.1"
 
     @property
     def provider_ids(self) -> tuple[str, ...]:
@@ -116,6 +119,13 @@ def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float)
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum:g} (got {raw})")
     return value
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name, "").strip().lower() or choices[0]
+    if raw not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)} (got {raw!r})")
+    return raw
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -228,4 +238,7 @@ def load_config(env: Mapping[str, str] | None = None, *, require_token: bool = T
         max_download_bytes=_int(env, "MAX_DOWNLOAD_MB", 512, minimum=1) * 1024 * 1024,
         character_training_weight=_int(env, "CHARACTER_TRAINING_WEIGHT", 5, minimum=0),
         data_dir=Path(env.get("DATA_DIR", "").strip() or "data"),
+        log_format=_choice(env, "LOG_FORMAT", ("text", "json")),
+        health_port=_int(env, "HEALTH_PORT", 0),
+        health_host=env.get("HEALTH_HOST", "").strip() or "127.0.0.1",
     )

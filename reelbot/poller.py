@@ -46,6 +46,9 @@ class PollerSettings:
     task_timeout: float
     provider_concurrency: int = 8
     delivery_concurrency: int = 4
+    # Re-check the store at least this often even when nothing is due: another
+    # process (a gateway-only one) may have added work we were not told about.
+    idle_wake: float = IDLE_WAKE
 
 
 class Lane:
@@ -90,6 +93,8 @@ class Poller:
         self._stopping = False
         self._sleep_until = 0.0
         self.ticks = 0
+        self.in_hand: set[int] = set()  # task ids being acted on now (health endpoint)
+        self.claimed_total = 0
 
     # --- control ------------------------------------------------------------------------
     def wake(self) -> None:
@@ -145,7 +150,8 @@ class Poller:
             return
         next_due = await self.store.next_due_at()
         now = time.time()
-        timeout = IDLE_WAKE if next_due is None else max(0.0, min(next_due - now, IDLE_WAKE))
+        idle = self.settings.idle_wake
+        timeout = idle if next_due is None else max(0.0, min(next_due - now, idle))
         self._sleep_until = now + timeout
         if timeout > 0:
             with contextlib.suppress(TimeoutError):
@@ -154,6 +160,8 @@ class Poller:
 
     def _spawn(self, lane: Lane, task: TaskRow) -> None:
         lane.busy += 1
+        self.in_hand.add(task.id)
+        self.claimed_total += 1
         job = asyncio.create_task(self._act(lane, task), name=f"task-{task.id}")
         self._running.add(job)
         job.add_done_callback(self._running.discard)
@@ -178,6 +186,7 @@ class Poller:
             }
         finally:
             lane.busy -= 1
+            self.in_hand.discard(task.id)
         try:
             changed = await self.store.release(
                 task.id, self.owner, expected_state=task.state, **fields

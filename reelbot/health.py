@@ -1,0 +1,99 @@
+"""A per-process health endpoint (HEALTH_PORT): role, shards, lag, work in hand.
+
+Process managers and load balancers poll ``GET /health``; it answers 200 with JSON
+while the event loop is responsive, so a stuck process shows as a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from reelbot.app import Reelbot
+
+log = logging.getLogger(__name__)
+
+LAG_SAMPLE_SECONDS = 0.5
+
+
+class LoopLagMonitor:
+    """How late the event loop wakes up: the worst of the last minute, in ms."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="loop-lag")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(LAG_SAMPLE_SECONDS)
+            lag = max(0.0, loop.time() - before - LAG_SAMPLE_SECONDS) * 1000
+            self.samples = [*self.samples[-119:], lag]
+
+    @property
+    def worst_ms(self) -> float:
+        return round(max(self.samples, default=0.0), 1)
+
+
+class HealthServer:
+    def __init__(self, bot: Reelbot, *, host: str, port: int) -> None:
+        self.bot = bot
+        self.host = host
+        self.port = port
+        self.lag = LoopLagMonitor()
+        self.started = time.time()
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/health", self._health)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        self.lag.start()
+        log.info("health endpoint on http://%s:%d/health", self.host, self.port)
+
+    async def close(self) -> None:
+        await self.lag.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def snapshot(self) -> dict[str, Any]:
+        bot = self.bot
+        role = bot.role
+        latency = bot.latency if role.gateway else math.nan
+        poller = getattr(bot, "poller", None)
+        return {
+            "status": "ok",
+            "role": role.name,
+            "shards": list(role.shard_ids) if role.shard_ids is not None else None,
+            "shard_count": role.shard_count,
+            "gateway_latency_ms": None
+            if math.isnan(latency) or math.isinf(latency)
+            else round(latency * 1000, 1),
+            "loop_lag_ms": self.lag.worst_ms,
+            "tasks_in_hand": len(poller.in_hand) if poller is not None and role.worker else 0,
+            "tasks_claimed_total": poller.claimed_total if poller is not None else 0,
+            "uptime_s": round(time.time() - self.started, 1),
+        }
+
+    async def _health(self, _request: web.Request) -> web.Response:
+        return web.json_response(self.snapshot())
