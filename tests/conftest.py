@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from doubles.harness import World, build_world
+from tests.pg import Cluster, PostgresUnavailable, own_database
 
 
 @pytest.fixture
@@ -33,3 +36,29 @@ async def world_factory(tmp_path: Path):
     finally:
         for w in made:
             await w.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL URL that may create databases: REELBOT_TEST_POSTGRES_URL, or else a
+    throwaway cluster (one per xdist worker; tests/pg.py). Skips the test, saying why,
+    where neither is possible."""
+    url = os.environ.get("REELBOT_TEST_POSTGRES_URL", "").strip()
+    if url:
+        yield url  # given explicitly: failing to connect is an error, not a skip
+        return
+    try:
+        cluster = Cluster.start()
+    except PostgresUnavailable as exc:
+        pytest.skip(f"PostgreSQL not available: {exc}; set REELBOT_TEST_POSTGRES_URL")
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_database(postgres_server: str) -> Iterator[str]:
+    """This session's own database (tests take a fresh schema in it: tests/pg.py)."""
+    with own_database(postgres_server) as url:
+        yield url

@@ -27,8 +27,12 @@ def test_defaults_follow_the_spec() -> None:
 
 def test_providers_need_a_key_and_the_first_configured_is_default() -> None:
     config = load_config(
-        {"DISCORD_TOKEN": "t", "GPTGE_API_KEY": "k1", "HIAPI_API_KEY": "k2",
-         "HIAPI_BASE_URL": "http://127.0.0.1:9/"}
+        {
+            "DISCORD_TOKEN": "t",
+            "GPTGE_API_KEY": "k1",
+            "HIAPI_API_KEY": "k2",
+            "HIAPI_BASE_URL": "http://127.0.0.1:9/",
+        }
     )
     assert config.provider_ids == ("hiapi", "gptge")
     assert config.default_provider == "hiapi"
@@ -47,8 +51,10 @@ def test_absolute_sqlite_url() -> None:
     [
         ({}, "DISCORD_TOKEN"),
         ({"POLL_INTERVAL_SECONDS": "soon"}, "POLL_INTERVAL_SECONDS"),
-        ({"POLL_INTERVAL_SECONDS": "30", "POLL_MAX_INTERVAL_SECONDS": "10"},
-         "POLL_MAX_INTERVAL_SECONDS"),
+        (
+            {"POLL_INTERVAL_SECONDS": "30", "POLL_MAX_INTERVAL_SECONDS": "10"},
+            "POLL_MAX_INTERVAL_SECONDS",
+        ),
         ({"DAILY_QUOTA": "-1"}, "DAILY_QUOTA"),
         ({"MODERATOR_ROLE_IDS": "12,mods"}, "MODERATOR_ROLE_IDS"),
         ({"ALLOW_LOCAL_URLS": "maybe"}, "ALLOW_LOCAL_URLS"),
@@ -82,3 +88,17 @@ def test_bot_without_token_prints_one_line_and_exits_non_zero(tmp_path: Path) ->
     assert len(lines) == 1, proc.stderr
     assert "DISCORD_TOKEN" in lines[0] and "Traceback" not in proc.stderr
     assert proc.stdout == ""
+
+
+@pytest.mark.parametrize("url", ["postgresql://rb:pw@db:5432/reelbot", "postgres://db/reelbot"])
+def test_postgres_urls_are_accepted(url: str) -> None:
+    config = load_config({"DISCORD_TOKEN": "t", "DATABASE_URL": url})
+    assert config.database_url == url
+    assert config.sqlite_path is None
+
+
+def test_a_bad_database_url_names_both_backends_but_not_its_secrets() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config({"DISCORD_TOKEN": "t", "DATABASE_URL": "mysql://rb:hunter2@db/reelbot"})
+    assert "sqlite:///" in str(info.value) and "postgresql://" in str(info.value)
+    assert "hunter2" not in str(info.value)

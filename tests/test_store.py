@@ -1,49 +1,125 @@
-"""The SQLite store: migrations, quota atomicity, the due-task queue, exactly-once markers."""
+"""The store on both backends: migrations, quota atomicity, the due-task queue,
+exactly-once markers, and (PostgreSQL) several processes sharing one database.
+
+Every test taking ``store`` or ``backend`` runs once per backend. The PostgreSQL runs
+use REELBOT_TEST_POSTGRES_URL (a URL of a role that may create databases), or else a
+throwaway cluster started from Debian's postgresql package (tests/pg.py); where neither
+is possible they are skipped with "PostgreSQL not available: <why>". Each test session
+(xdist worker) gets its own database, and each test an empty schema in it.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import asyncpg
 import pytest
 
-from reelbot.store import NewTask, QuotaExceeded, QuotaPolicy, SqliteStore
-from reelbot.store.models import CooldownActive, TooManyInFlight, utc_day
-from reelbot.store.sqlite import load_migrations
+from reelbot.store import NewTask, PostgresStore, QuotaExceeded, QuotaPolicy, SqliteStore, Store
+from reelbot.store.models import (
+    CharacterImage,
+    CooldownActive,
+    DuplicateName,
+    TooManyInFlight,
+    utc_day,
+)
+from reelbot.store.schema import load_migrations
+from tests.pg import fresh_schema
 
 NOW = 1_790_000_000.0  # a fixed instant keeps quota days deterministic
 G, U = 111, 222
+WAIT = 5.0  # generous bound for cross-connection events (NOTIFY, lock skipping)
 
 
 def new_task(provider: str = "hiapi", user: int = U, **kw) -> NewTask:
     return NewTask(
-        provider=provider, guild_id=G, channel_id=5, requester_id=user,
-        request={"prompt": "a cat"}, poll_interval=5.0, **kw,
+        provider=provider,
+        guild_id=G,
+        channel_id=5,
+        requester_id=user,
+        request={"prompt": "a cat"},
+        poll_interval=5.0,
+        **kw,
     )
 
 
 POLICY = QuotaPolicy(default_limit=3)
+AnyStore = SqliteStore | PostgresStore  # the protocol plus what tests peek at
+
+
+# --- backends -------------------------------------------------------------------------------
+class Backend:
+    """One empty database of one backend; each ``open()`` is another process's store."""
+
+    def __init__(self, dialect: str, make: Callable[[], AnyStore]) -> None:
+        self.dialect = dialect
+        self._make = make
+        self._opened: list[AnyStore] = []
+
+    async def open(self) -> AnyStore:
+        store = self._make()
+        await store.open()
+        self._opened.append(store)
+        return store
+
+    async def close_all(self) -> None:
+        for store in self._opened:
+            await store.close()
+
+
+@contextlib.asynccontextmanager
+async def open_backend(dialect: str, request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+    async with contextlib.AsyncExitStack() as stack:
+        if dialect == "sqlite":
+            path = str(request.getfixturevalue("tmp_path") / "sub" / "store.db")
+            made = Backend("sqlite", lambda: SqliteStore(path))
+        else:
+            url = await stack.enter_async_context(
+                fresh_schema(request.getfixturevalue("postgres_database"))
+            )
+            made = Backend("postgres", lambda: PostgresStore(url))
+        stack.push_async_callback(made.close_all)
+        yield made
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+    async with open_backend(request.param, request) as made:
+        yield made
 
 
 @pytest.fixture
-async def store(tmp_path: Path):
-    s = SqliteStore(str(tmp_path / "sub" / "store.db"))
-    await s.open()
-    yield s
-    await s.close()
+async def pg(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+    """For the PostgreSQL-only tests (multi-process specifics)."""
+    async with open_backend("postgres", request) as made:
+        yield made
 
 
-async def test_migrations_from_empty_file_set_version_and_wal(tmp_path: Path) -> None:
+@pytest.fixture
+async def store(backend: Backend) -> AnyStore:
+    return await backend.open()
+
+
+# --- migrations -------------------------------------------------------------------------------
+async def test_migrations_apply_once_and_reopening_keeps_the_data(backend: Backend) -> None:
+    first = await backend.open()
+    expected = len(load_migrations(backend.dialect))
+    assert await first.schema_version() == expected
+    task = await first.create_task(new_task(), now=NOW, policy=POLICY)
+    # Two more processes starting together: nothing applied twice, nothing lost.
+    second, third = await asyncio.gather(backend.open(), backend.open())
+    assert await second.schema_version() == expected
+    assert (await third.get_task(task.id)).request == {"prompt": "a cat"}
+
+
+async def test_sqlite_file_is_wal_with_every_table(tmp_path: Path) -> None:
     path = tmp_path / "fresh.db"
     s = SqliteStore(str(path))
     await s.open()
-    assert await s.schema_version() == len(load_migrations())
-    await s.close()
-    # Re-opening applies nothing twice and keeps the data.
-    s = SqliteStore(str(path))
-    await s.open()
-    assert await s.schema_version() == len(load_migrations())
     await s.close()
     with sqlite3.connect(path) as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -51,7 +127,13 @@ async def test_migrations_from_empty_file_set_version_and_wal(tmp_path: Path) ->
     assert {"tasks", "quota_usage", "user_quotas", "guild_settings", "audit_log"} <= tables
 
 
-async def test_quota_is_taken_at_creation_and_refused_past_the_limit(store: SqliteStore) -> None:
+async def test_both_dialects_have_the_same_migrations() -> None:
+    sqlite, postgres = load_migrations("sqlite"), load_migrations("postgres")
+    assert [v for v, _ in sqlite] == [v for v, _ in postgres]
+
+
+# --- the shared semantics -----------------------------------------------------------------------
+async def test_quota_is_taken_at_creation_and_refused_past_the_limit(store: Store) -> None:
     for _ in range(3):
         await store.create_task(new_task(), now=NOW, policy=POLICY)
     with pytest.raises(QuotaExceeded) as info:
@@ -64,7 +146,7 @@ async def test_quota_is_taken_at_creation_and_refused_past_the_limit(store: Sqli
     await store.create_task(new_task(), now=NOW + 86_400, policy=POLICY)
 
 
-async def test_concurrent_creations_at_the_limit_cannot_both_pass(store: SqliteStore) -> None:
+async def test_concurrent_creations_at_the_limit_cannot_both_pass(store: Store) -> None:
     policy = QuotaPolicy(default_limit=1)
     results = await asyncio.gather(
         *(store.create_task(new_task(), now=NOW, policy=policy) for _ in range(5)),
@@ -75,7 +157,7 @@ async def test_concurrent_creations_at_the_limit_cannot_both_pass(store: SqliteS
 
 
 async def test_user_limit_overrides_guild_default_which_overrides_config(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     status = await store.quota_status(G, U, now=NOW, default_limit=10)
     assert (status.limit, status.source) == (10, "default")
@@ -87,7 +169,7 @@ async def test_user_limit_overrides_guild_default_which_overrides_config(
     assert (status.limit, status.source, status.remaining) == (0, "user", None)
 
 
-async def test_refund_gives_quota_back_once(store: SqliteStore) -> None:
+async def test_refund_gives_quota_back_once(store: Store) -> None:
     task = await store.create_task(new_task(), now=NOW, policy=POLICY)
     assert (await store.quota_status(G, U, now=NOW, default_limit=3)).used == 1
     assert await store.refund(task.id) is True
@@ -95,14 +177,14 @@ async def test_refund_gives_quota_back_once(store: SqliteStore) -> None:
     assert (await store.quota_status(G, U, now=NOW, default_limit=3)).used == 0
 
 
-async def test_reset_usage_reports_previous_value(store: SqliteStore) -> None:
+async def test_reset_usage_reports_previous_value(store: Store) -> None:
     await store.create_task(new_task(), now=NOW, policy=POLICY)
     await store.create_task(new_task(), now=NOW, policy=POLICY)
     assert await store.reset_usage(G, U, now=NOW) == 2
     assert (await store.quota_status(G, U, now=NOW, default_limit=3)).used == 0
 
 
-async def test_cooldown_and_in_flight_caps(store: SqliteStore) -> None:
+async def test_cooldown_and_in_flight_caps(store: Store) -> None:
     policy = QuotaPolicy(default_limit=0, cooldown=10, max_in_flight=2)
     await store.create_task(new_task(), now=NOW, policy=policy)
     with pytest.raises(CooldownActive):
@@ -113,7 +195,7 @@ async def test_cooldown_and_in_flight_caps(store: SqliteStore) -> None:
 
 
 async def test_claim_due_takes_only_due_tasks_of_the_lane_and_leases_them(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     a = await store.create_task(new_task("hiapi"), now=NOW, policy=POLICY)
     b = await store.create_task(new_task("foxapi"), now=NOW, policy=POLICY)
@@ -121,33 +203,40 @@ async def test_claim_due_takes_only_due_tasks_of_the_lane_and_leases_them(
     await store.update_task(a.id, next_action_at=NOW - 1)
     await store.update_task(b.id, next_action_at=NOW - 1)
     await store.update_task(c.id, next_action_at=NOW + 100)
-    claimed = await store.claim_due(now=NOW, limit=10, owner="w1", lease_seconds=60,
-                                    provider="hiapi")
+    claimed = await store.claim_due(
+        now=NOW, limit=10, owner="w1", lease_seconds=60, provider="hiapi"
+    )
     assert [t.id for t in claimed] == [a.id]
     # Leased: a second claimer gets nothing until the lease ends.
-    assert await store.claim_due(now=NOW, limit=10, owner="w2", lease_seconds=60,
-                                 provider="hiapi") == []
-    again = await store.claim_due(now=NOW + 61, limit=10, owner="w2", lease_seconds=60,
-                                  provider="hiapi")
+    assert (
+        await store.claim_due(now=NOW, limit=10, owner="w2", lease_seconds=60, provider="hiapi")
+        == []
+    )
+    again = await store.claim_due(
+        now=NOW + 61, limit=10, owner="w2", lease_seconds=60, provider="hiapi"
+    )
     assert [t.id for t in again] == [a.id]
     assert await store.next_due_at() == pytest.approx(NOW - 1)  # b, foxapi lane
 
 
-async def test_release_with_expected_state_loses_to_a_cancel(store: SqliteStore) -> None:
+async def test_release_with_expected_state_loses_to_a_cancel(store: Store) -> None:
     task = await store.create_task(new_task(), now=NOW, policy=POLICY)
     await store.update_task(task.id, state="running", next_action_at=NOW)
-    [claimed] = await store.claim_due(now=NOW, limit=1, owner="w", lease_seconds=60,
-                                      provider="hiapi")
+    [claimed] = await store.claim_due(
+        now=NOW, limit=1, owner="w", lease_seconds=60, provider="hiapi"
+    )
     assert await store.cancel_task(task.id, now=NOW) is True
-    assert await store.release(task.id, "w", expected_state="running",
-                               state="running", progress=50) is False
+    assert (
+        await store.release(task.id, "w", expected_state="running", state="running", progress=50)
+        is False
+    )
     row = await store.get_task(task.id)
     assert row is not None and row.state == "cancelled" and row.progress is None
     assert await store.cancel_task(task.id, now=NOW) is False
     assert claimed.id == task.id
 
 
-async def test_delivery_marker_is_set_once(store: SqliteStore) -> None:
+async def test_delivery_marker_is_set_once(store: Store) -> None:
     task = await store.create_task(new_task(), now=NOW, policy=POLICY)
     await store.update_task(task.id, state="succeeded", next_action_at=NOW)
     assert await store.mark_delivered(task.id, 999, now=NOW) is True
@@ -158,20 +247,196 @@ async def test_delivery_marker_is_set_once(store: SqliteStore) -> None:
     assert (await store.task_by_message(999)).id == task.id
 
 
-async def test_reaction_claims_are_deduplicated_within_the_window(store: SqliteStore) -> None:
+async def test_reaction_claims_are_deduplicated_within_the_window(store: Store) -> None:
     assert await store.claim_reaction(1, 2, "🔁", now=NOW, window=30) is True
     assert await store.claim_reaction(1, 2, "🔁", now=NOW + 1, window=30) is False
     assert await store.claim_reaction(1, 3, "🔁", now=NOW + 1, window=30) is True
     assert await store.claim_reaction(1, 2, "🔁", now=NOW + 60, window=30) is True
 
 
-async def test_unknown_columns_are_refused(store: SqliteStore) -> None:
+async def test_unknown_columns_are_refused(store: Store) -> None:
     task = await store.create_task(new_task(), now=NOW, policy=POLICY)
     with pytest.raises(ValueError, match="not updatable"):
         await store.update_task(task.id, requester_id=1)
 
 
-async def test_a_crash_inside_a_write_leaves_the_store_consistent(tmp_path: Path) -> None:
+async def test_usage_summary_and_audit_log(store: Store) -> None:
+    a = await store.create_task(new_task("hiapi"), now=NOW, policy=POLICY)
+    b = await store.create_task(new_task("foxapi"), now=NOW, policy=POLICY)
+    await store.create_task(new_task("foxapi", user=U + 1), now=NOW, policy=POLICY)
+    await store.update_task(a.id, credits=1.5)
+    await store.update_task(b.id, credits=2)
+    mine = await store.usage_summary(G, U)
+    assert (mine.tasks, mine.credits, mine.by_provider) == (2, 3.5, {"hiapi": 1.5, "foxapi": 2.0})
+    assert (await store.usage_summary(G)).tasks == 3
+    await store.audit(G, 9, "quota.set", target_id=U, details="limit=5", now=NOW)
+    await store.audit(G, 9, "quota.reset", target_id=None, details="", now=NOW + 1)
+    entries = await store.audit_entries(G)
+    assert [e["action"] for e in entries] == ["quota.reset", "quota.set"]
+    assert entries[1] == {
+        "actor_id": 9, "action": "quota.set", "target_id": U, "details": "limit=5", "at": NOW
+    }  # fmt: skip
+
+
+async def test_characters_keep_their_photos_once_and_up_to_the_limit(store: Store) -> None:
+    made = await store.create_character(guild_id=G, owner_id=U, name="Ann", provider="hf", now=NOW)
+    with pytest.raises(DuplicateName):
+        await store.create_character(guild_id=G, owner_id=U, name="Ann", provider="hf", now=NOW)
+
+    def photo(n: int) -> CharacterImage:
+        return CharacterImage(f"sha{n}", "image/png", 10 + n, 5, 900 + n, f"https://cdn/{n}")
+
+    assert await store.add_character_image(made.id, photo(1), now=NOW, limit=2) == "added"
+    assert await store.add_character_image(made.id, photo(1), now=NOW, limit=2) == "duplicate"
+    assert await store.add_character_image(made.id, photo(2), now=NOW + 1, limit=2) == "added"
+    assert await store.add_character_image(made.id, photo(3), now=NOW + 2, limit=2) == "full"
+    await store.update_character(made.id, state="ready", shared=True, thread_id=77)
+    [listed] = await store.guild_characters(G)
+    assert (listed.state, listed.shared, listed.image_count) == ("ready", True, 2)
+    assert (await store.character_by_thread(77)).id == made.id
+    assert await store.delete_character(made.id) == [photo(1), photo(2)]
+    assert await store.get_character(made.id) is None
+
+
+async def test_single_process_flag_matches_the_backend(backend: Backend, store: Store) -> None:
+    # Only a store that is alone on its database may void leases at start.
+    assert store.single_process is (backend.dialect == "sqlite")
+    await store.subscribe(lambda: None)  # SQLite: a no-op; PostgreSQL: LISTEN
+
+
+# --- several processes on one database ------------------------------------------------------------
+async def test_an_expired_lease_is_taken_over_by_another_process(backend: Backend) -> None:
+    crashed, survivor = await backend.open(), await backend.open()
+    task = await crashed.create_task(new_task(), now=NOW, policy=POLICY)
+    await crashed.update_task(task.id, next_action_at=NOW)
+    claim = {"limit": 5, "lease_seconds": 60, "provider": "hiapi"}
+    assert [t.id for t in await crashed.claim_due(now=NOW, owner="a", **claim)] == [task.id]
+    # "a" dies without releasing. Until its lease ends nobody else may act on the task...
+    assert await survivor.claim_due(now=NOW + 59, owner="b", **claim) == []
+    assert await survivor.next_due_at() == pytest.approx(NOW + 60)
+    # ...then the survivor takes it over, and a late release from "a" changes nothing.
+    assert [t.id for t in await survivor.claim_due(now=NOW + 61, owner="b", **claim)] == [task.id]
+    assert await crashed.release(task.id, "a", progress=10) is False
+    assert await survivor.release(task.id, "b", progress=20) is True
+    assert (await survivor.get_task(task.id)).progress == 20
+
+
+async def test_concurrent_claimers_never_share_a_task(backend: Backend) -> None:
+    workers = [await backend.open() for _ in range(3)]
+    ids = []
+    for _ in range(30):
+        task = await workers[0].create_task(new_task(), now=NOW, policy=QuotaPolicy(0))
+        await workers[0].update_task(task.id, next_action_at=NOW - 1)
+        ids.append(task.id)
+
+    async def drain(store: Store, owner: str) -> list[int]:
+        got: list[int] = []
+        while batch := await store.claim_due(
+            now=NOW, limit=4, owner=owner, lease_seconds=60, provider="hiapi"
+        ):
+            got += [t.id for t in batch]
+            await asyncio.sleep(0)  # let the other claimers interleave
+        return got
+
+    claimed = await asyncio.gather(*(drain(w, f"w{i}") for i, w in enumerate(workers)))
+    flat = [i for batch in claimed for i in batch]
+    assert sorted(flat) == sorted(ids)  # every task claimed exactly once
+
+
+async def test_creations_from_two_processes_at_the_limit_cannot_both_pass(
+    backend: Backend,
+) -> None:
+    a, b = await backend.open(), await backend.open()
+    policy = QuotaPolicy(default_limit=2, max_in_flight=0)
+    results = await asyncio.gather(
+        *(s.create_task(new_task(), now=NOW, policy=policy) for s in (a, b, a, b, a, b)),
+        return_exceptions=True,
+    )
+    assert sum(not isinstance(r, Exception) for r in results) == 2
+    assert sum(isinstance(r, QuotaExceeded) for r in results) == 4
+    assert (await b.quota_status(G, U, now=NOW, default_limit=2)).used == 2
+
+
+# --- PostgreSQL only ----------------------------------------------------------------------------
+async def test_postgres_claim_skips_rows_another_claimer_holds(pg: Backend) -> None:
+    store = await pg.open()
+    first = await store.create_task(new_task(), now=NOW, policy=POLICY)
+    second = await store.create_task(new_task(), now=NOW, policy=POLICY)
+    await store.update_task(first.id, next_action_at=NOW - 2)
+    await store.update_task(second.id, next_action_at=NOW - 1)
+    # Another claimer is mid-transaction on the earliest task (row locked, not yet leased).
+    other = await asyncpg.connect(store.dsn)
+    try:
+        async with other.transaction():
+            await other.execute("SELECT id FROM tasks WHERE id = $1 FOR UPDATE", first.id)
+            claimed = await asyncio.wait_for(
+                store.claim_due(now=NOW, limit=5, owner="w", lease_seconds=60, provider="hiapi"),
+                WAIT,
+            )
+        assert [t.id for t in claimed] == [second.id]  # skipped, not waited for
+    finally:
+        await other.close()
+
+
+async def test_postgres_notify_wakes_subscribers_when_work_becomes_due(pg: Backend) -> None:
+    writer, worker = await pg.open(), await pg.open()
+    woken = asyncio.Event()
+    await worker.subscribe(woken.set)
+    task = await writer.create_task(new_task(), now=NOW, policy=POLICY)
+    await writer.update_task(task.id, next_action_at=NOW)
+    await asyncio.wait_for(woken.wait(), WAIT)
+    woken.clear()
+    # A poller recording its own outcome does not wake everyone...
+    await writer.release(task.id, "w", next_action_at=NOW + 5)
+    await asyncio.sleep(0.2)
+    assert not woken.is_set()
+    # ...a cancel does (some process's delivery lane must post the final message).
+    assert await writer.cancel_task(task.id, now=NOW) is True
+    await asyncio.wait_for(woken.wait(), WAIT)
+
+
+async def test_postgres_listener_reconnects_after_losing_its_connection(pg: Backend) -> None:
+    writer, worker = await pg.open(), await pg.open()
+    woken = asyncio.Event()
+    await worker.subscribe(woken.set)
+    pid = worker._listener.get_server_pid()
+    await writer.pool.execute("SELECT pg_terminate_backend($1)", pid)
+    await asyncio.wait_for(woken.wait(), WAIT)  # restored: one wake for what was missed
+    assert worker._listener is not None and worker._listener.get_server_pid() != pid
+    woken.clear()
+    await writer.notify_work()
+    await asyncio.wait_for(woken.wait(), WAIT)
+
+
+async def test_a_crash_inside_a_postgres_write_leaves_the_store_consistent(pg: Backend) -> None:
+    store = await pg.open()
+    await store.create_task(new_task(), now=NOW, policy=POLICY)
+
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom):
+        async with store._transaction() as conn:
+            await conn.execute(
+                "UPDATE quota_usage SET used = used + 5 WHERE guild_id = $1 AND day = $2",
+                G,
+                utc_day(NOW),
+            )
+            raise Boom
+    assert (await store.quota_status(G, U, now=NOW, default_limit=3)).used == 1
+    # A connection killed mid-transaction rolls back the same way.
+    conn = await asyncpg.connect(store.dsn)
+    tr = conn.transaction()
+    await tr.start()
+    await conn.execute("UPDATE quota_usage SET used = used + 5 WHERE guild_id = $1", G)
+    await store.pool.execute("SELECT pg_terminate_backend($1)", conn.get_server_pid())
+    await conn.close()
+    assert (await store.quota_status(G, U, now=NOW, default_limit=3)).used == 1
+    assert len(await store.user_tasks(G, U, limit=10)) == 1
+
+
+# --- SQLite only ----------------------------------------------------------------------------------
+async def test_a_crash_inside_a_sqlite_write_leaves_the_store_consistent(tmp_path: Path) -> None:
     path = tmp_path / "crash.db"
     s = SqliteStore(str(path))
     await s.open()

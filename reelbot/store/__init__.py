@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reelbot.config import sqlite_path_from_url
+from reelbot.config import database_backend, sqlite_path_from_url
 from reelbot.store.base import Store
 from reelbot.store.models import (
     CooldownActive,
@@ -14,17 +14,21 @@ from reelbot.store.models import (
     TaskRow,
     TooManyInFlight,
 )
+from reelbot.store.postgres import PostgresStore
 from reelbot.store.sqlite import SqliteStore
 
 
 def open_store(database_url: str) -> Store:
-    """The backend for ``DATABASE_URL`` (not yet opened)."""
+    """The backend for ``DATABASE_URL`` (not yet opened): its scheme picks it."""
+    if database_backend(database_url) == "postgres":
+        return PostgresStore(database_url)
     return SqliteStore(sqlite_path_from_url(database_url))
 
 
 __all__ = [
     "CooldownActive",
     "NewTask",
+    "PostgresStore",
     "QuotaExceeded",
     "QuotaPolicy",
     "QuotaStatus",
