@@ -57,6 +57,10 @@ async def run_bot(config: Config, role: Role) -> int:
         await bot.close()
         return 1
     finally:
+        # bot.start() returns as soon as the gateway is closed, while the signal's close()
+        # still has the store and HTTP sessions to shut: let it finish before exiting.
+        if closing:
+            await asyncio.gather(*closing, return_exceptions=True)
         if not bot.is_closed():
             await bot.close()
     return 0

@@ -127,9 +127,14 @@ class Animate(commands.Cog):
         except discord.HTTPException as exc:
             log.warning("task %s: cannot post in channel %s (%s)", task.id, channel.id, exc.status)
             await self.generations.abandon(task, f"cannot post here ({exc.status})")
-            raise UserError(
-                "I can't post in this channel (missing permissions?). Your quota was not used."
-            ) from exc
+            if exc.status == 403:
+                reason = (
+                    "I can't post in this channel: I am missing a permission here "
+                    "(Send Messages, Attach Files)."
+                )
+            else:
+                reason = f"Discord did not take my message ({exc.status}); try again shortly."
+            raise UserError(f"{reason} Your quota was not used.") from exc
         await interaction.edit_original_response(
             content=f"✅ On it! Follow your video in <#{task.reply_channel_id}> (task #{task.id})."
         )

@@ -165,6 +165,10 @@ class ProviderHttp:
                 ErrorKind.TRANSIENT, "the provider sent an oversized answer", code="oversized"
             )
         body = _decode_json(raw)
+        if self._api_key and self._api_key.encode() in raw and body is not _NOT_JSON:
+            # Whatever the provider echoes of our key (an error envelope, a failure
+            # message) must never reach logs, the store or Discord.
+            body = _scrub(body, self._api_key)
         if 200 <= status < 300:
             if body is _NOT_JSON:
                 raise ProviderError(
@@ -213,6 +217,17 @@ class ProviderHttp:
 
 
 _NOT_JSON = object()
+
+
+def _scrub(value: Any, secret: str) -> Any:
+    """``value`` (decoded JSON) with every occurrence of ``secret`` in its strings replaced."""
+    if isinstance(value, str):
+        return value.replace(secret, "[redacted]")
+    if isinstance(value, list):
+        return [_scrub(v, secret) for v in value]
+    if isinstance(value, dict):
+        return {_scrub(k, secret): _scrub(v, secret) for k, v in value.items()}
+    return value
 
 
 def _decode_json(raw: bytes) -> Any:

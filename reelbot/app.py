@@ -123,6 +123,7 @@ class Reelbot(commands.AutoShardedBot):
                 poll_max_interval=config.poll_max_interval,
                 task_timeout=config.task_timeout,
                 idle_wake=config.poll_interval,
+                lease_seconds=config.task_lease,
             ),
             inputs=inputs,
             deliver=self.delivery.deliver,
@@ -147,6 +148,7 @@ class Reelbot(commands.AutoShardedBot):
         )
         if role.gateway:
             self.tree.on_error = self.on_app_command_error
+            self.tree.interaction_check = _guild_only  # type: ignore[method-assign]
             for cog in COGS:
                 await self.load_extension(cog)
             if role.syncs_commands:
@@ -240,6 +242,17 @@ class Reelbot(commands.AutoShardedBot):
         if getattr(self, "session", None) is not None:
             await self.session.close()
         log.info("stopped cleanly at %s", time.strftime("%H:%M:%S"))
+
+
+async def _guild_only(interaction: discord.Interaction) -> bool:
+    """Every command works in a server only. ``guild_only`` merely asks Discord to hide
+    them in DMs; a stale client or a user install can still send one, so refuse it here
+    (NoPrivateMessage becomes an ephemeral reply) before any command code runs."""
+    if interaction.guild_id is not None:
+        return True
+    if interaction.type is discord.InteractionType.autocomplete:
+        return False  # nothing to offer, nothing to say
+    raise app_commands.NoPrivateMessage()
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

@@ -38,6 +38,9 @@ class Config:
     poll_interval: float = 5.0
     poll_max_interval: float = 60.0
     task_timeout: float = 3600.0
+    # How long a worker's claim on a task lasts without renewal: a crashed worker's
+    # tasks wait at most this long before another worker takes them over.
+    task_lease: float = 120.0
     daily_quota: int = 10
     moderator_role_ids: frozenset[int] = frozenset()
     allow_local_urls: bool = False
@@ -229,6 +232,7 @@ def load_config(env: Mapping[str, str] | None = None, *, require_token: bool = T
         poll_interval=poll,
         poll_max_interval=poll_max,
         task_timeout=_float(env, "TASK_TIMEOUT_SECONDS", 3600.0, minimum=1.0),
+        task_lease=_float(env, "TASK_LEASE_SECONDS", 120.0, minimum=1.0),
         daily_quota=_int(env, "DAILY_QUOTA", 10),
         moderator_role_ids=frozenset(_id_list(env, "MODERATOR_ROLE_IDS")),
         allow_local_urls=_bool(env, "ALLOW_LOCAL_URLS", False),

@@ -37,6 +37,7 @@ STATUS_EDIT_INTERVAL = 5.0  # seconds between non-final status edits of one mess
 MAX_DELIVERY_ATTEMPTS = 12
 HISTORY_SCAN = 50
 NO_PINGS = discord.AllowedMentions.none()
+STATUS_TITLES = ("**Prompt:**", "**Character training**")  # see messages.status_text
 
 
 def task_nonce(task_id: int) -> str:
@@ -133,6 +134,9 @@ class Delivery:
             delay = min(30.0 * 2 ** (attempt - 1), 3600.0)
             log.warning("task %s: delivery failed (%s); retrying in %.0fs", task.id, exc, delay)
             return {"next_action_at": time.time() + delay}
+        except _Nowhere as exc:
+            log.error("task %s: cannot deliver, %s; giving up (see /jobs)", task.id, exc)
+            return {"next_action_at": None}
         except _PermanentOutputError as exc:
             # The provider made the video but we cannot fetch it: tell the requester.
             await self.store.update_task(
@@ -159,7 +163,14 @@ class Delivery:
         footer = task_footer(task.id)
         try:
             async for message in channel.history(limit=HISTORY_SCAN):
-                if me and message.author.id == me.id and message.content.endswith(footer):
+                # The status message carries the same footer: it is not a delivery.
+                if (
+                    me
+                    and message.author.id == me.id
+                    and message.id != task.status_message_id
+                    and message.content.endswith(footer)
+                    and not message.content.startswith(STATUS_TITLES)
+                ):
                     log.info("task %s: found an earlier delivery %s", task.id, message.id)
                     return message
         except discord.HTTPException:
@@ -177,7 +188,11 @@ class Delivery:
         try:
             for raw in task.outputs:
                 output = await self._resolved(provider, Output(**raw))
-                fetched = await self._fetch(output)
+                try:
+                    fetched = await self._fetch(output)
+                except _OverDownloadCap:  # too big to fetch, so too big to upload: link it
+                    links.append((output.kind, output.url or "", output.expires_at))
+                    continue
                 if fetched.size <= limit:
                     files.append(fetched)
                     continue
@@ -186,16 +201,19 @@ class Delivery:
                     links.append((output.kind, output.url, output.expires_at))
             if not files and not links:
                 raise _PermanentOutputError("the provider returned no downloadable output")
-            attachments = [
-                discord.File(f.path, filename=_filename(task, i, f)) for i, f in enumerate(files)
-            ]
+            attachments = [(f.path, _filename(task, i, f)) for i, f in enumerate(files)]
             content = messages.success_text(task, links)
             try:
                 return await self._send(task, content=content, files=attachments)
             except _TooLarge:
-                links += [
+                links = [
                     (o["kind"], o["url"], o.get("expires_at")) for o in task.outputs if o.get("url")
                 ]
+                if not links:
+                    raise _PermanentOutputError(
+                        "the video is larger than this server's upload limit and the provider "
+                        "gave no link to it"
+                    ) from None
                 return await self._send(task, content=messages.success_text(task, links), files=[])
         finally:
             for f in files:
@@ -229,6 +247,8 @@ class Delivery:
                 directory=self.settings.temp_dir,
             )
         except DownloadError as exc:
+            if exc.too_large and output.url:
+                raise _OverDownloadCap() from exc
             if exc.permanent:
                 raise _PermanentOutputError(str(exc)) from exc
             raise _RetryLater(str(exc)) from exc
@@ -242,27 +262,30 @@ class Delivery:
         )
 
     async def _send(
-        self, task: TaskRow, *, content: str, files: list[discord.File]
+        self, task: TaskRow, *, content: str, files: list[tuple[Path, str]]
     ) -> discord.Message:
-        """Send in the thread; fall back to the parent channel if the thread is gone."""
+        """Send in the thread; fall back to the parent channel if the thread is gone or
+        closed to the bot. ``files`` are (path, filename) pairs."""
         mentions = discord.AllowedMentions(
             users=[discord.Object(task.requester_id)], roles=False, everyone=False
         )
         targets = [task.reply_channel_id]
         if task.thread_id and task.channel_id != task.thread_id:
             targets.append(task.channel_id)
-        last_error: Exception | None = None
+        last_error: discord.HTTPException | None = None
+        missing = 0
         for index, channel_id in enumerate(targets):
             channel = self.client.get_partial_messageable(channel_id, guild_id=task.guild_id)
-            note = (
-                "" if index == 0 else "-# (the request's thread is gone, so the result is here)\n"
-            )
+            note = ""
+            if index > 0 and last_error is not None:
+                why = "is gone" if last_error.status == 404 else "does not let me post"
+                note = f"-# (the request's thread {why}, so the result is here)\n"
             try:
-                for f in files:
-                    f.reset()
+                # discord.py closes the files after a send, even a failed one: open anew.
+                attachments = [discord.File(path, filename=name) for path, name in files]
                 return await channel.send(
                     content=note + content,
-                    files=files,
+                    files=attachments,
                     allowed_mentions=mentions,
                     nonce=task_nonce(task.id),
                 )
@@ -277,10 +300,14 @@ class Delivery:
                         exc.status,
                     )
                     last_error = exc
+                    missing += exc.status == 404
                     continue
                 raise _RetryLater(f"Discord answered {exc.status}") from exc
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise _RetryLater(f"Discord unreachable ({type(exc).__name__})") from exc
+        if missing == len(targets):
+            raise _Nowhere("the thread and the channel of the request are gone")
+        # Missing permissions can be fixed by a moderator: keep the result and retry.
         raise _RetryLater(f"no channel accepted the message ({last_error})")
 
 
@@ -297,4 +324,12 @@ class _PermanentOutputError(Exception):
 
 
 class _TooLarge(Exception):
+    pass
+
+
+class _OverDownloadCap(Exception):
+    pass
+
+
+class _Nowhere(Exception):
     pass

@@ -15,10 +15,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import aiohttp
+import yarl
 
 log = logging.getLogger(__name__)
 
 CHUNK = 256 * 1024
+MAX_REDIRECTS = 5
+REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 DOWNLOAD_TIMEOUT = aiohttp.ClientTimeout(total=600, connect=15, sock_read=60)
 
 # What we accept as a delivered output; anything else (an HTML error page with a
@@ -40,10 +43,18 @@ EXTENSIONS = {
 class DownloadError(Exception):
     """An output could not be fetched. ``permanent`` means retrying will not help."""
 
-    def __init__(self, message: str, *, permanent: bool, status: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        permanent: bool,
+        status: int | None = None,
+        too_large: bool = False,
+    ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.status = status
+        self.too_large = too_large  # over MAX_DOWNLOAD_MB: the URL itself may still be shared
 
 
 @dataclass(slots=True)
@@ -91,10 +102,32 @@ async def download_to_temp(
     allow_local: bool,
     directory: Path | None = None,
 ) -> DownloadedFile:
-    """Stream ``url`` into a temporary file, never holding more than one chunk in memory."""
-    await check_url_allowed(url, allow_local=allow_local)
+    """Stream ``url`` into a temporary file, never holding more than one chunk in memory.
+
+    Redirects (CDNs use them) are followed by hand, so every hop passes the URL policy.
+    """
+    for _ in range(MAX_REDIRECTS + 1):
+        await check_url_allowed(url, allow_local=allow_local)
+        try:
+            return await _download(session, url, max_bytes, directory)
+        except _Redirect as hop:
+            url = hop.location
+    raise DownloadError("the output URL redirected too many times", permanent=True)
+
+
+class _Redirect(Exception):
+    def __init__(self, location: str) -> None:
+        self.location = location
+
+
+async def _download(
+    session: aiohttp.ClientSession, url: str, max_bytes: int, directory: Path | None
+) -> DownloadedFile:
     try:
         async with session.get(url, timeout=DOWNLOAD_TIMEOUT, allow_redirects=False) as resp:
+            location = resp.headers.get("Location")
+            if resp.status in REDIRECT_STATUSES and location:
+                raise _Redirect(str(resp.url.join(yarl.URL(location))))
             if resp.status != 200:
                 permanent = resp.status in (401, 403, 404, 410)
                 raise DownloadError(
@@ -110,7 +143,9 @@ async def download_to_temp(
                 )
             if resp.content_length is not None and resp.content_length > max_bytes:
                 raise DownloadError(
-                    f"the output is too large ({resp.content_length} bytes)", permanent=True
+                    f"the output is too large ({resp.content_length} bytes)",
+                    permanent=True,
+                    too_large=True,
                 )
             return await _stream(resp, content_type, max_bytes, directory)
     except (aiohttp.ClientError, TimeoutError) as exc:
@@ -134,6 +169,7 @@ async def _stream(
                     raise DownloadError(
                         f"the output is larger than the {max_bytes // (1024 * 1024)} MiB cap",
                         permanent=True,
+                        too_large=True,
                     )
                 # Disk writes of 256 KiB are fast enough not to stall the loop noticeably.
                 fh.write(chunk)

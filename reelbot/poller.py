@@ -18,6 +18,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
+
 from providers.base import (
     ErrorKind,
     GenerationRequest,
@@ -26,6 +28,7 @@ from providers.base import (
     TaskStatus,
     TrainingRequest,
 )
+from reelbot import messages
 from reelbot.inputs import InputStore
 from reelbot.scheduling import backoff, next_poll_interval
 from reelbot.store.base import Store
@@ -35,7 +38,9 @@ log = logging.getLogger(__name__)
 
 NOT_FOUND_CONFIRMATIONS = 3  # a provider 404 is believed only after this many in a row
 MAX_SUBMIT_RETRIES = 5
-LEASE_SECONDS = 300.0
+# Default TASK_LEASE_SECONDS: how long a claim lasts unless renewed (every third of it
+# while the action runs), so a crashed worker's tasks are taken over within this long.
+LEASE_SECONDS = 120.0
 IDLE_WAKE = 30.0  # re-check the store at least this often even when nothing is due
 
 
@@ -49,6 +54,7 @@ class PollerSettings:
     # Re-check the store at least this often even when nothing is due: another
     # process (a gateway-only one) may have added work we were not told about.
     idle_wake: float = IDLE_WAKE
+    lease_seconds: float = LEASE_SECONDS
 
 
 class Lane:
@@ -90,11 +96,15 @@ class Poller:
         self._delivery_lane = Lane("delivery", settings.delivery_concurrency)
         self._wake = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
+        self._renewal: asyncio.Task[None] | None = None
         self._stopping = False
         self._sleep_until = 0.0
         self.ticks = 0
         self.in_hand: set[int] = set()  # task ids being acted on now (health endpoint)
         self.claimed_total = 0
+        # Consecutive "task not found" answers per task (other errors say nothing about
+        # the task, so they neither count nor reset); a successful answer resets it.
+        self._not_found: dict[int, int] = {}
 
     # --- control ------------------------------------------------------------------------
     def wake(self) -> None:
@@ -103,16 +113,23 @@ class Poller:
 
     async def run(self) -> None:
         log.info("poller %s started (%d providers)", self.owner, len(self._lanes))
-        while not self._stopping:
-            try:
-                await self._tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("poller tick failed; retrying shortly")
-                await asyncio.sleep(1.0)
-                continue
-            await self._sleep()
+        self._renewal = asyncio.create_task(self._renew_leases(), name="lease-renewal")
+        try:
+            while not self._stopping:
+                try:
+                    await self._tick()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("poller tick failed; retrying shortly")
+                    await asyncio.sleep(1.0)
+                    continue
+                await self._sleep()
+        finally:
+            # After stop(), renewal goes on while the in-flight actions finish (stop()
+            # ends it); cancelled or crashed, nothing is in flight any more.
+            if not self._stopping:
+                self._renewal.cancel()
 
     async def stop(self, *, grace: float = 10.0) -> None:
         """Stop claiming work and let in-flight actions finish (their results are stored)."""
@@ -124,6 +141,40 @@ class Poller:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=2.0)
+        if self._renewal is not None:
+            self._renewal.cancel()
+            await asyncio.gather(self._renewal, return_exceptions=True)
+
+    async def _renew_leases(self) -> None:
+        """Keep the leases of the tasks in hand alive while their actions run.
+
+        A claim lasts ``lease_seconds``; renewing every third of that lets a slow
+        action (a large download, a provider answering slowly) outlive any number of
+        lease periods, and still tolerates two failed renewals in a row. A crashed
+        process renews nothing, so its tasks are free again within one lease period.
+        """
+        lease = self.settings.lease_seconds
+        while True:
+            await asyncio.sleep(lease / 3)
+            held = list(self.in_hand)
+            if not held:
+                continue
+            try:
+                kept = await self.store.renew_leases(held, self.owner, until=time.time() + lease)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("could not renew the leases of %d task(s)", len(held), exc_info=True)
+                continue
+            # Finished meanwhile is normal; still acting on it means another process
+            # (a cancel, or a claimer after a stall longer than the lease) has the task.
+            lost = set(held).difference(kept).intersection(self.in_hand)
+            for task_id in sorted(lost):
+                log.warning(
+                    "task %s: no longer leased to this worker (cancelled, or taken over "
+                    "after a stall); its outcome may be dropped",
+                    task_id,
+                )
 
     # --- the loop -------------------------------------------------------------------------
     async def _tick(self) -> None:
@@ -137,7 +188,7 @@ class Poller:
                 now=now,
                 limit=lane.free,
                 owner=self.owner,
-                lease_seconds=LEASE_SECONDS,
+                lease_seconds=self.settings.lease_seconds,
                 provider=None if lane is self._delivery_lane else lane.name,
                 delivery=lane is self._delivery_lane,
             )
@@ -268,7 +319,11 @@ class Poller:
     ) -> dict[str, Any]:
         now = time.time()
         answered = exc.http_status is not None  # the provider saw and refused the request
-        safe_to_retry = exc.retryable and (answered or provider.capabilities.idempotent_submit)
+        # A refused or failed connection means the request never left: safe to resend.
+        never_sent = isinstance(exc.__cause__, aiohttp.ClientConnectorError)
+        safe_to_retry = exc.retryable and (
+            answered or never_sent or provider.capabilities.idempotent_submit
+        )
         if safe_to_retry and task.error_streak < MAX_SUBMIT_RETRIES:
             log.warning("task %s: submit to %s failed (%r); retrying", task.id, task.provider, exc)
             return {
@@ -281,8 +336,14 @@ class Poller:
                 "%s rejected the API key: check %s_API_KEY", task.provider, task.provider.upper()
             )
         log.info("task %s: submit failed: %r", task.id, exc)
-        code = exc.code if answered or not exc.retryable else "submit_unconfirmed"
-        return _fail(now, code, exc.message)
+        code = exc.code if answered or never_sent or not exc.retryable else "submit_unconfirmed"
+        message = exc.message
+        # Providers' own codes ("1008", "invalid_api_key") mean nothing to members: say
+        # what kind of error it was (out of credits, bad key...) next to the provider's words.
+        reason = messages.ERROR_REASONS.get(exc.kind.value)
+        if code.lower() not in messages.ERROR_REASONS and reason and reason not in message:
+            message = f"{reason}: {message}"
+        return _fail(now, code, message)
 
     async def _generation_request(self, task: TaskRow) -> GenerationRequest:
         req = task.request
@@ -328,8 +389,11 @@ class Poller:
     def _poll_error(self, task: TaskRow, exc: ProviderError) -> dict[str, Any]:
         now = time.time()
         streak = task.error_streak + 1
-        if exc.kind is ErrorKind.NOT_FOUND and streak >= NOT_FOUND_CONFIRMATIONS:
-            return _fail(now, "not_found", exc.message)
+        if exc.kind is ErrorKind.NOT_FOUND:
+            misses = self._not_found[task.id] = self._not_found.get(task.id, 0) + 1
+            if misses >= NOT_FOUND_CONFIRMATIONS:
+                del self._not_found[task.id]
+                return _fail(now, "not_found", exc.message)
         if exc.kind is ErrorKind.AUTH:
             log.error(
                 "%s rejected the API key while polling task %s: check %s_API_KEY",
@@ -348,6 +412,7 @@ class Poller:
         }
 
     def _apply_status(self, task: TaskRow, status: TaskStatus, now: float) -> dict[str, Any]:
+        self._not_found.pop(task.id, None)
         common: dict[str, Any] = {
             "attempts": task.attempts + 1,
             "error_streak": 0,

@@ -16,7 +16,7 @@ from typing import Any
 
 import discord
 
-from providers.base import Provider, ProviderError
+from providers.base import ErrorKind, GenerationRequest, InputImage, Provider, ProviderError
 from reelbot import messages
 from reelbot.config import Config
 from reelbot.delivery import CANCEL_EMOJI, NO_PINGS
@@ -31,6 +31,7 @@ MAX_PROMPT = 2000
 MAX_DURATION = 60
 MAX_SEED = 2**31 - 1
 THREAD_NAME_LIMIT = 90
+ANNOUNCE_GRACE = 120.0  # seconds a new task waits for /animate to post its status message
 
 OPTION_LABELS = {
     "duration": "duration",
@@ -212,8 +213,9 @@ class Generations:
         retry_of: int | None = None,
     ) -> TaskRow:
         """Record the intent (and take quota) before anything reaches the provider."""
+        await self.precheck(provider, request)
         try:
-            return await self.store.create_task(
+            task = await self.store.create_task(
                 NewTask(
                     provider=provider.id,
                     guild_id=guild_id,
@@ -229,6 +231,45 @@ class Generations:
             )
         except SubmissionRefused as exc:
             raise UserError(str(exc)) from exc
+        # post_status makes the task due at once. Should this process die before that
+        # (no thread or status message yet), the poller still picks the request up after
+        # a grace period and delivers it in the channel: a recorded intent is never lost.
+        await self.store.update_task(task.id, next_action_at=time.time() + ANNOUNCE_GRACE)
+        return task
+
+    async def precheck(self, provider: Provider, request: dict[str, Any]) -> None:
+        """Run the provider's own checks of a request (which durations, seeds, sizes its
+        models take) now, so a request it would refuse gets an ephemeral error instead of
+        a task. Adapters make those checks before any network call: a dry copy of the
+        adapter whose transport refuses to send tells which way it went."""
+        image = None
+        if request.get("image"):
+            meta = request["image"]
+            image = InputImage(url=meta.get("url"), data=b"", content_type=meta["content_type"])
+        dry = type(provider)(_NoNetwork())  # type: ignore[arg-type]
+        try:
+            await dry.submit(
+                GenerationRequest(
+                    prompt=request["prompt"],
+                    model=request.get("model"),
+                    image=image,
+                    duration=request.get("duration"),
+                    aspect_ratio=request.get("aspect_ratio"),
+                    resolution=request.get("resolution"),
+                    seed=request.get("seed"),
+                    negative_prompt=request.get("negative_prompt"),
+                    motion=request.get("motion"),
+                    character_id=request.get("character_model_id"),
+                ),
+                idempotency_key="precheck",
+            )
+        except _WouldSend:
+            return
+        except ProviderError as exc:
+            if exc.kind is ErrorKind.INVALID:
+                raise UserError(f"`{provider.id}` cannot do that: {exc.message}.") from exc
+        except Exception:  # a check that needs more than we have: the real submit decides
+            log.debug("precheck of a %s request was inconclusive", provider.id, exc_info=True)
 
     async def open_thread(
         self, channel: discord.abc.Messageable, task: TaskRow, *, author_name: str
@@ -244,7 +285,12 @@ class Generations:
             allowed_mentions=NO_PINGS,
         )
         name = messages.preview(prompt, THREAD_NAME_LIMIT) or f"Reelbot task {task.id}"
-        return await anchor.create_thread(name=name, auto_archive_duration=1440)
+        try:
+            return await anchor.create_thread(name=name, auto_archive_duration=1440)
+        except discord.Forbidden:
+            # No Create Public Threads permission: follow the request in the channel.
+            log.warning("task %s: no thread allowed in %s; using the channel", task.id, channel.id)
+            return channel
 
     async def post_status(
         self, where: discord.abc.Messageable, task: TaskRow, *, thread_id: int | None
@@ -311,3 +357,14 @@ class Generations:
                 log.warning("task %s: provider cancel failed (%r); stopped tracking", task.id, exc)
         self.wake()
         return True
+
+
+class _WouldSend(Exception):
+    """The request passed the adapter's local checks and was about to be sent."""
+
+
+class _NoNetwork:
+    """The transport of a dry adapter copy: it never sends anything."""
+
+    async def request_json(self, *args: Any, **kwargs: Any) -> Any:
+        raise _WouldSend

@@ -459,3 +459,76 @@ async def test_a_crash_inside_a_sqlite_write_leaves_the_store_consistent(tmp_pat
         assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert raw.execute("SELECT COUNT(*) FROM tasks").fetchone()[0] == 1
     assert task.state == "submitting"
+
+
+# --- lease renewal (both backends) ------------------------------------------------------------
+async def test_renewing_extends_only_the_leases_the_owner_still_holds(backend: Backend) -> None:
+    a, b = await backend.open(), await backend.open()
+    tasks = [await a.create_task(new_task(), now=NOW, policy=QuotaPolicy(0)) for _ in range(3)]
+    for task in tasks:
+        await a.update_task(task.id, next_action_at=NOW)
+    claim = {"limit": 2, "lease_seconds": 60, "provider": "hiapi"}
+    mine = [t.id for t in await a.claim_due(now=NOW, owner="a", **claim)]
+    theirs = [t.id for t in await b.claim_due(now=NOW, owner="b", **claim)]
+    assert len(mine) == 2 and len(theirs) == 1
+    # "a" renews everything it thinks it holds, plus b's task and an unknown id: only
+    # its own leases move, b's stays b's.
+    renewed = await a.renew_leases([*mine, *theirs, 999_999], "a", until=NOW + 200)
+    assert renewed == sorted(mine)
+    assert await a.renew_leases([], "a", until=NOW + 200) == []
+    # Past the original 60 s nobody can claim a's tasks; b's own lease did lapse.
+    later = await b.claim_due(now=NOW + 100, owner="c", **claim)
+    assert [t.id for t in later] == theirs
+    assert await b.next_due_at() == pytest.approx(NOW + 200)
+
+
+async def test_a_lapsed_lease_taken_over_is_not_renewed_back(backend: Backend) -> None:
+    crashed, survivor = await backend.open(), await backend.open()
+    task = await crashed.create_task(new_task(), now=NOW, policy=POLICY)
+    await crashed.update_task(task.id, next_action_at=NOW)
+    claim = {"limit": 1, "lease_seconds": 60, "provider": "hiapi"}
+    await crashed.claim_due(now=NOW, owner="a", **claim)
+    # "a" stalled past its lease; "b" took the task over. a's late renewal must not
+    # steal it back, nor may a renewal after a release or a cancel revive a lease.
+    assert [t.id for t in await survivor.claim_due(now=NOW + 61, owner="b", **claim)] == [task.id]
+    assert await crashed.renew_leases([task.id], "a", until=NOW + 500) == []
+    assert await survivor.renew_leases([task.id], "b", until=NOW + 130) == [task.id]
+    assert await survivor.claim_due(now=NOW + 125, owner="c", **claim) == []
+    assert await survivor.cancel_task(task.id, now=NOW + 126) is True
+    assert await survivor.renew_leases([task.id], "b", until=NOW + 500) == []
+    assert await survivor.next_due_at() == pytest.approx(NOW + 126)  # the delivery is due
+
+
+async def test_postgres_renewal_waits_for_a_concurrent_claimer_and_then_yields(pg: Backend) -> None:
+    store = await pg.open()
+    assert isinstance(store, PostgresStore)
+    task = await store.create_task(new_task(), now=NOW, policy=POLICY)
+    await store.update_task(task.id, next_action_at=NOW)
+    await store.claim_due(now=NOW, limit=1, owner="a", lease_seconds=60, provider="hiapi")
+    # Another process is taking the lapsed task over, mid-transaction (row locked):
+    # a's renewal waits for that commit, re-checks the owner and leaves the row alone.
+    conn = await asyncpg.connect(store.dsn)
+    try:
+        tr = conn.transaction()
+        await tr.start()
+        await conn.execute(
+            "UPDATE tasks SET lease_owner = 'b', lease_until = $1 WHERE id = $2", NOW + 200, task.id
+        )
+        renewal = asyncio.create_task(store.renew_leases([task.id], "a", until=NOW + 500))
+        # Observed, not slept on: the renewal's backend is waiting for the row lock.
+        # (Asked on another connection: inside a transaction the view is a snapshot.)
+        async with asyncio.timeout(WAIT):
+            while True:
+                waiting = await store.pool.fetchval(
+                    "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND query LIKE 'UPDATE tasks SET lease_until%'"
+                )
+                if waiting:
+                    break
+                await asyncio.sleep(0.01)
+        assert not renewal.done()
+        await tr.commit()
+        assert await asyncio.wait_for(renewal, WAIT) == []
+    finally:
+        await conn.close()
+    assert await store.next_due_at() == pytest.approx(NOW + 200)

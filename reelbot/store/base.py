@@ -6,7 +6,7 @@ Discord or a provider.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, Protocol
 
 from reelbot.store.models import (
@@ -75,6 +75,17 @@ class Store(Protocol):
 
     async def cancel_task(self, task_id: int, *, now: float) -> bool:
         """In-flight → cancelled; False when the task was no longer in flight."""
+        ...
+
+    async def renew_leases(
+        self, task_ids: Collection[int], owner: str, *, until: float
+    ) -> list[int]:
+        """Extend to ``until`` the leases ``owner`` still holds on these tasks.
+
+        Only rows leased by ``owner`` move: a lease that lapsed and was taken over by
+        another process, or was voided by a cancel, stays theirs. Returns the ids
+        whose lease was extended.
+        """
         ...
 
     async def release_all_leases(self) -> int: ...

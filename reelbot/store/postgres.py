@@ -25,7 +25,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from typing import Any
 
 import asyncpg
@@ -376,6 +376,26 @@ class PostgresStore:
                 "WHERE lease_owner IS NOT NULL"
             )
         return _rows_changed(status)
+
+    async def renew_leases(
+        self, task_ids: Collection[int], owner: str, *, until: float
+    ) -> list[int]:
+        """Extend the leases ``owner`` still holds on these tasks; the ids extended.
+
+        Safe against a concurrent claimer: if another process leased a row first, this
+        UPDATE waits for its commit, re-checks ``lease_owner`` and leaves the row alone.
+        """
+        ids = sorted(set(task_ids))
+        if not ids:
+            return []
+        rows = await self.pool.fetch(
+            "UPDATE tasks SET lease_until = $1 WHERE id = ANY($2::BIGINT[]) "
+            "AND lease_owner = $3 RETURNING id",
+            until,
+            ids,
+            owner,
+        )
+        return sorted(int(r["id"]) for r in rows)
 
     async def claim_due(
         self,

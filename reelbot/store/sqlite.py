@@ -8,7 +8,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -259,6 +259,24 @@ class SqliteStore:
                 "WHERE lease_owner IS NOT NULL"
             )
             return cur.rowcount
+
+    async def renew_leases(
+        self, task_ids: Collection[int], owner: str, *, until: float
+    ) -> list[int]:
+        """Extend the leases ``owner`` still holds on these tasks; the ids extended."""
+        ids = sorted(set(task_ids))
+        if not ids:
+            return []
+        # One placeholder per id: a poller holds a few dozen tasks at most (its lanes'
+        # capacity), far below SQLite's bound-parameter limit.
+        marks = ", ".join("?" * len(ids))
+        sql = (
+            "UPDATE tasks SET lease_until = ? "  # noqa: S608 - only placeholders are inserted
+            f"WHERE lease_owner = ? AND id IN ({marks}) RETURNING id"
+        )
+        async with self._transaction() as db, db.execute(sql, (until, owner, *ids)) as cur:
+            rows = await cur.fetchall()
+        return sorted(int(r[0]) for r in rows)
 
     async def claim_due(
         self,
