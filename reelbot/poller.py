@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 import uuid
@@ -250,10 +251,12 @@ class Poller:
         next_at = fields.get("next_action_at")
         if lane.saturated or (next_at is not None and next_at <= self._sleep_until):
             self.wake()
-        if changed and "state" in fields and fields["state"] != task.state:
-            updated = await self.store.get_task(task.id)
-            if updated is not None and lane is not self._delivery_lane:
-                await self._status_changed(updated)
+        if changed and lane is not self._delivery_lane and "state" in fields:
+            # Re-render after every answer from the provider: the edit is skipped when
+            # the text is unchanged and throttled, and a throttled change (queued →
+            # running within seconds) is then shown by a later poll, not lost.
+            known = {k: v for k, v in fields.items() if k in _TASK_FIELDS}
+            await self._status_changed(dataclasses.replace(task, **known))
 
     async def _status_changed(self, task: TaskRow) -> None:
         try:
@@ -449,6 +452,9 @@ class Poller:
             "poll_interval": interval,
             "next_action_at": now + interval,
         }
+
+
+_TASK_FIELDS = frozenset(f.name for f in dataclasses.fields(TaskRow))
 
 
 def _fail(now: float, code: str, message: str) -> dict[str, Any]:

@@ -155,3 +155,13 @@ async def test_only_configured_providers_are_offered(world_factory) -> None:
         "character",
         "motion",
     ]
+
+
+async def test_a_throttled_status_change_is_shown_by_a_later_poll(world: World) -> None:
+    # queued → running happens within the edit throttle window and nothing changes
+    # afterwards (no progress reported): the status must still come to say so.
+    world.providers["hiapi"].script_next([Step.queued(), Step.running(polls=10_000)])
+    ix = await world.animate("alice", prompt="long and quiet", provider="hiapi")
+    thread_id, task_id = await started(world, ix)
+    status = await status_shows(world, thread_id, task_id, "🎬 Generating")
+    assert "Task #" in status.content
