@@ -696,104 +696,113 @@ async def tick_round(args: argparse.Namespace) -> dict[str, Any]:
 
 async def _tick_at(n: int, args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="reelbot-bench-") as tmp:
-        path = Path(tmp) / "reelbot.db"
-        store = SqliteStore(str(path))
+        store = SqliteStore(str(Path(tmp) / "reelbot.db"))
         await store.open()
-        now = time.time()
-        # Bulk rows straight into the table: only the shape matters here, and 10,000
-        # create_task transactions would time the set-up rather than the tick.
-        rows = [
-            (
-                PROVIDER_IDS[i % len(PROVIDER_IDS)],
-                f"stub-{i}",
-                1,
-                2,
-                3 + i,
-                REQUESTER,
-                json.dumps({"prompt": f"tick {i}"}),
-                "running",
-                1.0,
-                now + 600 + i % 3000,
-                now - 60,
-                now - 60,
-                now - 60,
-                "2024-01-01",
-            )
-            for i in range(n)
-        ]
-        await store.db.executemany(
-            "INSERT INTO tasks (provider, provider_task_id, guild_id, channel_id, thread_id, "
-            "requester_id, request_json, state, poll_interval, next_action_at, created_at, "
-            "updated_at, submitted_at, quota_day) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            rows,
+        try:
+            return await _measure_ticks(store, n, args, Path(tmp))
+        finally:
+            # Always: aiosqlite's thread would otherwise keep the process alive.
+            await store.close()
+
+
+async def _measure_ticks(
+    store: SqliteStore, n: int, args: argparse.Namespace, tmp: Path
+) -> dict[str, Any]:
+    now = time.time()
+    # Bulk rows straight into the table: only the shape matters here, and 10,000
+    # create_task transactions would time the set-up rather than the tick.
+    rows = [
+        (
+            PROVIDER_IDS[i % len(PROVIDER_IDS)],
+            f"stub-{i}",
+            1,
+            2,
+            3 + i,
+            REQUESTER,
+            json.dumps({"prompt": f"tick {i}"}),
+            "running",
+            1.0,
+            now + 600 + i % 3000,
+            now - 60,
+            now - 60,
+            now - 60,
+            "2024-01-01",
         )
-        async with store.db.execute("ANALYZE") as _:
-            pass
+        for i in range(n)
+    ]
+    await store.db.executemany(
+        "INSERT INTO tasks (provider, provider_task_id, guild_id, channel_id, thread_id, "
+        "requester_id, request_json, state, poll_interval, next_action_at, created_at, "
+        "updated_at, submitted_at, quota_day) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        rows,
+    )
+    async with store.db.execute("ANALYZE") as _:
+        pass
 
-        async def nothing(task: TaskRow) -> dict[str, Any]:
-            return {"next_action_at": None}
+    async def nothing(task: TaskRow) -> dict[str, Any]:
+        return {"next_action_at": None}
 
-        async def no_status(task: TaskRow) -> None:
-            return None
+    async def no_status(task: TaskRow) -> None:
+        return None
 
-        providers: dict[str, Any] = {pid: _StubProvider(pid) for pid in PROVIDER_IDS}
-        poller = poller_module.Poller(
-            store=store,
-            providers=providers,
-            settings=poller_module.PollerSettings(
-                poll_interval=1.0, poll_max_interval=60.0, task_timeout=3600.0
-            ),
-            inputs=InputStore(Path(tmp) / "inputs"),
-            deliver=nothing,
-            on_status=no_status,
+    providers: dict[str, Any] = {pid: _StubProvider(pid) for pid in PROVIDER_IDS}
+    poller = poller_module.Poller(
+        store=store,
+        providers=providers,
+        settings=poller_module.PollerSettings(
+            poll_interval=1.0, poll_max_interval=60.0, task_timeout=3600.0
+        ),
+        inputs=InputStore(tmp / "inputs"),
+        deliver=nothing,
+        on_status=no_status,
+    )
+    rng = random.Random(args.seed)
+    ticks, next_due = [], []
+    claimed: list[int] = []
+    spawned = 0
+    spawn = poller._spawn
+
+    def counting_spawn(lane: Any, task: TaskRow) -> None:
+        nonlocal spawned
+        spawned += 1
+        spawn(lane, task)
+
+    poller._spawn = counting_spawn  # type: ignore[method-assign]
+    statements: list[str] = []
+    for _ in range(args.tick_reps):
+        ids = rng.sample(range(1, n + 1), args.due)
+        marks = ",".join("?" * len(ids))
+        await store.db.execute(
+            f"UPDATE tasks SET next_action_at = ?, lease_owner = NULL, lease_until = NULL "
+            f"WHERE id IN ({marks})",
+            (time.time() - 1, *ids),
         )
-        rng = random.Random(args.seed)
-        ticks, next_due = [], []
-        claimed: list[int] = []
-        spawned = 0
-        spawn = poller._spawn
-
-        def counting_spawn(lane: Any, task: TaskRow) -> None:
-            nonlocal spawned
-            spawned += 1
-            spawn(lane, task)
-
-        poller._spawn = counting_spawn  # type: ignore[method-assign]
-        statements: list[str] = []
-        for _ in range(args.tick_reps):
-            ids = rng.sample(range(1, n + 1), args.due)
-            marks = ",".join("?" * len(ids))
-            await store.db.execute(
-                f"UPDATE tasks SET next_action_at = ?, lease_owner = NULL, lease_until = NULL "
-                f"WHERE id IN ({marks})",
-                (time.time() - 1, *ids),
-            )
-            before = spawned
-            t0 = time.perf_counter()
-            await poller._tick()
-            t1 = time.perf_counter()
-            await store.next_due_at()
-            t2 = time.perf_counter()
-            claimed.append(spawned - before)
-            if poller._running:
-                await asyncio.wait(set(poller._running))
-            ticks.append(t1 - t0)
-            next_due.append(t2 - t1)
-        # The statements the product ran for one tick and one next_due_at, as SQLite
-        # saw them (parameters bound), and how SQLite executes each.
-        conn = store.db._conn  # the sqlite3 connection under aiosqlite
-        conn.set_trace_callback(statements.append)
+        before = spawned
+        t0 = time.perf_counter()
         await poller._tick()
-        marker = len(statements)
+        t1 = time.perf_counter()
         await store.next_due_at()
-        conn.set_trace_callback(None)
+        t2 = time.perf_counter()
+        claimed.append(spawned - before)
         if poller._running:
             await asyncio.wait(set(poller._running))
-        plans = {
-            "claim_due": await _plan(store, statements[:marker], "tasks.provider"),
-            "next_due_at": await _plan(store, statements[marker:], "FROM tasks"),
-        }
-        await store.close()
+        ticks.append(t1 - t0)
+        next_due.append(t2 - t1)
+    # The statements the product ran for one tick and one next_due_at, as SQLite
+    # saw them (parameters bound), and how SQLite executes each.
+    # sqlite3 objects belong to aiosqlite's thread: set the hook from there.
+    conn = store.db._conn
+    await store.db._execute(conn.set_trace_callback, statements.append)
+    await poller._tick()
+    marker = len(statements)
+    await store.next_due_at()
+    await store.db._execute(conn.set_trace_callback, None)
+    if poller._running:
+        await asyncio.wait(set(poller._running))
+    plans = {
+        "claim_due": await _plan(store, statements[:marker], "tasks.provider"),
+        "next_due_at": await _plan(store, statements[marker:], "FROM tasks"),
+    }
     return {
         "tasks": n,
         "claimed_per_tick": statistics.median(claimed),

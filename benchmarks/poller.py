@@ -36,8 +36,8 @@ from providers import PROVIDER_IDS  # noqa: E402
 MODES = ("poller", "ack", "tick", "download", "all")
 QUICK = {
     "tasks": 300,
-    "duration": 6.0,
-    "warmup": 2.0,
+    "duration": 5.0,
+    "warmup": 1.5,
     "median": 6.0,
     "fair_tasks": 0,
     "bursts": 1,

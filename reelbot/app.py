@@ -54,6 +54,33 @@ def use_api_base(api_base: str) -> None:
     discord.http.Route.BASE = api_base.rstrip("/")
 
 
+RATELIMIT_SWEEP_SECONDS = 60.0
+
+
+def throttle_ratelimit_sweep() -> None:
+    """Make discord.py's rate-limit bucket clean-up O(1) amortised.
+
+    discord.py 2.7 scans every bucket each time it creates one, once it holds 256+.
+    Buckets are per channel and route, and every task has its own thread, so with
+    thousands of tasks each new bucket cost a scan of thousands (12 % of the event
+    loop at 10,000 tasks). Buckets are only dropped after 300 s idle anyway: sweeping
+    once a minute keeps the same memory bound.
+    """
+    http_client = discord.http.HTTPClient
+    if getattr(http_client, "_reelbot_throttled", False):
+        return
+    sweep = http_client._try_clear_expired_ratelimits
+
+    def throttled(self: discord.http.HTTPClient) -> None:
+        now = time.monotonic()
+        if now - getattr(self, "_reelbot_last_sweep", 0.0) >= RATELIMIT_SWEEP_SECONDS:
+            self._reelbot_last_sweep = now  # type: ignore[attr-defined]
+            sweep(self)
+
+    http_client._try_clear_expired_ratelimits = throttled  # type: ignore[method-assign]
+    http_client._reelbot_throttled = True  # type: ignore[attr-defined]
+
+
 class Reelbot(commands.AutoShardedBot):
     store: Store
     session: aiohttp.ClientSession
@@ -79,6 +106,7 @@ class Reelbot(commands.AutoShardedBot):
             **options,
         )
         self.config = config
+        throttle_ratelimit_sweep()
         self.role = role
         self._poller_task: asyncio.Task[None] | None = None
         self._health: HealthServer | None = None

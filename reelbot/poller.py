@@ -31,7 +31,7 @@ from providers.base import (
 )
 from reelbot import messages
 from reelbot.inputs import InputStore
-from reelbot.scheduling import backoff, next_poll_interval
+from reelbot.scheduling import CompletionModel, backoff, next_poll_interval
 from reelbot.store.base import Store
 from reelbot.store.models import TaskRow
 
@@ -106,6 +106,8 @@ class Poller:
         # Consecutive "task not found" answers per task (other errors say nothing about
         # the task, so they neither count nor reset); a successful answer resets it.
         self._not_found: dict[int, int] = {}
+        # Per provider: how long its generations took lately (sets the poll schedule).
+        self.completion_models = {pid: CompletionModel() for pid in providers}
 
     # --- control ------------------------------------------------------------------------
     def wake(self) -> None:
@@ -114,6 +116,7 @@ class Poller:
 
     async def run(self) -> None:
         log.info("poller %s started (%d providers)", self.owner, len(self._lanes))
+        await self._seed_models()
         self._renewal = asyncio.create_task(self._renew_leases(), name="lease-renewal")
         try:
             while not self._stopping:
@@ -132,16 +135,31 @@ class Poller:
             if not self._stopping:
                 self._renewal.cancel()
 
+    async def _seed_models(self) -> None:
+        """Start from the providers' recent completion times rather than from nothing."""
+        for pid, model in self.completion_models.items():
+            try:
+                durations = await self.store.recent_durations(pid, limit=model.capacity)
+            except Exception:
+                log.warning("could not read %s's recent completion times", pid, exc_info=True)
+                continue
+            for seconds in durations:
+                model.observe(seconds)
+
     async def stop(self, *, grace: float = 10.0) -> None:
         """Stop claiming work and let in-flight actions finish (their results are stored)."""
         self._stopping = True
         self.wake()
-        if self._running:
-            _, pending = await asyncio.wait(set(self._running), timeout=grace)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending, timeout=2.0)
+        deadline = time.monotonic() + grace
+        # A tick that was claiming when we were asked to stop still spawns what it
+        # claimed: wait until no action is left, not only for those running now.
+        while self._running and (remaining := deadline - time.monotonic()) > 0:
+            await asyncio.wait(set(self._running), timeout=remaining)
+        pending = set(self._running)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=2.0)
         if self._renewal is not None:
             self._renewal.cancel()
             await asyncio.gather(self._renewal, return_exceptions=True)
@@ -182,6 +200,8 @@ class Poller:
         self.ticks += 1
         now = time.time()
         for lane in (*self._lanes.values(), self._delivery_lane):
+            if self._stopping:
+                return
             if lane.free <= 0:
                 lane.saturated = True
                 continue
@@ -423,7 +443,11 @@ class Poller:
         }
         if status.credits is not None:
             common["credits"] = status.credits
+        started = task.submitted_at or task.created_at
+        model = self.completion_models.get(task.provider) if task.kind == "video" else None
         if status.state == "succeeded":
+            if model is not None:
+                model.observe(now - started)
             outputs = [_output_dict(o) for o in status.outputs]
             if not outputs and task.kind != "training":
                 return common | _fail(now, "no_output", "the provider returned no output")
@@ -439,12 +463,13 @@ class Poller:
                 now, status.error_code or "failed", status.error_message or "generation failed"
             )
         interval = next_poll_interval(
-            age=now - (task.submitted_at or task.created_at),
+            age=now - started,
             floor=self.settings.poll_interval,
             ceiling=self.settings.poll_max_interval,
             previous_progress=task.progress,
             progress=status.progress,
             since_last_poll=now - task.updated_at,
+            model=model,
         )
         return common | {
             "state": status.state,

@@ -1,4 +1,4 @@
-"""When to look at a task next. Pure functions, so the policy is easy to test and tune.
+"""When to look at a task next: pure functions, and the completion-time model they read.
 
 Two regimes:
 
@@ -29,10 +29,11 @@ from collections import deque
 # polling it sparsely saves the most; above the high one only stragglers remain.
 ZONE_LOW_QUANTILE = 0.04
 ZONE_HIGH_QUANTILE = 0.995
-# Inside the zone: detection waits uniformly 0..gap, so a gap of 1.6 * floor keeps
-# the median wait at 0.8 * floor (plus delivery work) and the 95th at 1.52 * floor;
-# the few completions outside the zone wait longer but stay beyond the 95th.
-DENSE_GAP_FACTOR = 1.6
+# Inside the zone: detection waits uniformly 0..gap, so a gap of 1.8 * floor keeps
+# the median wait at 0.9 * floor (the rest of a floor is for delivery work) and the
+# 95th percentile at 1.71 * floor; the few completions outside the zone wait longer
+# but stay beyond the 95th.
+DENSE_GAP_FACTOR = 1.8
 # Before the zone: cover 60 % of the remaining distance each time (a few polls to
 # get there, and an early failure is still noticed within 60 % of the remaining wait).
 APPROACH_FRACTION = 0.6

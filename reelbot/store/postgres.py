@@ -485,6 +485,17 @@ class PostgresStore:
         )
         return [TaskRow.from_mapping(r) for r in rows]
 
+    async def recent_durations(self, provider: str, *, limit: int) -> list[float]:
+        """Seconds from submit to success of the provider's latest ``limit`` videos."""
+        rows = await self.pool.fetch(
+            "SELECT finished_at - submitted_at AS took FROM tasks WHERE provider = $1 "
+            "AND kind = 'video' AND state = 'succeeded' AND submitted_at IS NOT NULL "
+            "AND finished_at IS NOT NULL ORDER BY id DESC LIMIT $2",
+            provider,
+            limit,
+        )
+        return [float(r["took"]) for r in reversed(rows)]
+
     async def count_unfinished(self) -> int:
         return int(
             await self.pool.fetchval("SELECT COUNT(*) FROM tasks WHERE next_action_at IS NOT NULL")

@@ -97,13 +97,25 @@ class SqliteStore:
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         async with self._write_lock:
-            await self.db.execute("BEGIN IMMEDIATE")
             try:
+                await self.db.execute("BEGIN IMMEDIATE")
                 yield self.db
             except BaseException:
-                await self.db.execute("ROLLBACK")
+                # Also when cancelled while BEGIN was in flight: the worker thread runs it
+                # anyway, and a transaction left open makes every later BEGIN fail
+                # ("cannot start a transaction within a transaction"). The ROLLBACK is
+                # queued behind it on the same thread; with nothing open it is a no-op.
+                with contextlib.suppress(sqlite3.OperationalError):
+                    await self.db.execute("ROLLBACK")
                 raise
             await self.db.execute("COMMIT")
+
+    async def _write(self, sql: str, params: Any = ()) -> aiosqlite.Cursor:
+        """One statement, atomic on its own (autocommit): one trip to the SQLite thread
+        instead of three (BEGIN, statement, COMMIT). Under the write lock, so it never
+        lands inside another caller's open transaction."""
+        async with self._write_lock:
+            return await self.db.execute(sql, params)
 
     async def _fetch_task(self, sql: str, params: tuple[Any, ...]) -> TaskRow | None:
         async with self.db.execute(sql, params) as cur:
@@ -236,9 +248,8 @@ class SqliteStore:
             where += " AND state = ?"
             params.append(expected_state)
         sql = f"UPDATE tasks SET {', '.join(assignments)} WHERE {where}"  # noqa: S608
-        async with self._transaction() as db:
-            cur = await db.execute(sql, params)
-            return cur.rowcount == 1
+        cur = await self._write(sql, params)
+        return cur.rowcount == 1
 
     async def cancel_task(self, task_id: int, *, now: float) -> bool:
         """Move an in-flight task to ``cancelled`` (its final message is still to post)."""
@@ -305,21 +316,21 @@ class SqliteStore:
             " AND (lease_until IS NULL OR lease_until < ?)"
             f" AND {lane} ORDER BY next_action_at LIMIT ?) RETURNING *"
         )
-        async with (
-            self._transaction() as db,
-            db.execute(sql, (owner, now + lease_seconds, now, now, *lane_params, limit)) as cur,
-        ):
-            rows = await cur.fetchall()
+        params = (owner, now + lease_seconds, now, now, *lane_params, limit)
+        async with self._write_lock:  # one statement: autocommit, one trip to the thread
+            rows = await self.db.execute_fetchall(sql, params)
         tasks = [TaskRow.from_mapping(r) for r in rows]
         tasks.sort(key=lambda t: t.next_action_at or 0.0)
         return tasks
 
     async def next_due_at(self) -> float | None:
-        # Leased rows are skipped by claim_due until the lease ends, so the next wake-up
-        # is the later of the two times.
+        # The earliest claimable row, walking the tasks_due index in order: the cost is
+        # the number of leased rows ahead of it (tasks being acted on now), not the
+        # number of tasks. A lease of a dead owner is picked up by the idle wake.
         async with self.db.execute(
-            "SELECT MIN(MAX(next_action_at, COALESCE(lease_until, 0))) FROM tasks "
-            "WHERE next_action_at IS NOT NULL"
+            "SELECT next_action_at FROM tasks WHERE next_action_at IS NOT NULL "
+            "AND (lease_until IS NULL OR lease_until < ?) ORDER BY next_action_at LIMIT 1",
+            (time.time(),),
         ) as cur:
             row = await cur.fetchone()
         return row[0] if row and row[0] is not None else None
@@ -360,6 +371,18 @@ class SqliteStore:
         return await self._fetch_tasks(
             "SELECT * FROM tasks WHERE guild_id = ? ORDER BY id DESC LIMIT ?", (guild_id, limit)
         )
+
+    async def recent_durations(self, provider: str, *, limit: int) -> list[float]:
+        """Seconds from submit to success of the provider's latest ``limit`` videos."""
+        # Newest first by rowid: a backwards walk of the table that stops at ``limit``.
+        async with self.db.execute(
+            "SELECT finished_at - submitted_at FROM tasks WHERE provider = ? AND kind = 'video' "
+            "AND state = 'succeeded' AND submitted_at IS NOT NULL AND finished_at IS NOT NULL "
+            "ORDER BY id DESC LIMIT ?",
+            (provider, limit),
+        ) as cur:
+            rows = await cur.fetchall()
+        return [float(r[0]) for r in reversed(rows)]
 
     async def count_unfinished(self) -> int:
         async with self.db.execute(
