@@ -13,6 +13,7 @@ import logging
 import random
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -136,7 +137,7 @@ def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-class ProviderDouble:
+class ProviderDouble(ABC):
     """A local fake of one provider protocol, served on 127.0.0.1 by aiohttp."""
 
     protocol: ClassVar[str]
@@ -265,18 +266,19 @@ class ProviderDouble:
         return freeze(self.default_timeline)
 
     # --- for subclasses ---------------------------------------------------------------
+    @abstractmethod
     def routes(self) -> Iterable[Route]:
-        raise NotImplementedError
+        """The protocol's routes."""
 
+    @abstractmethod
     def error_body(
         self, status: int, message: str, code: str | None, retry_after: float | None = None
     ) -> Any:
         """The provider's JSON error body for an HTTP error status."""
-        raise NotImplementedError
 
+    @abstractmethod
     def render(self, task: Task, step: Step) -> Any:
         """The provider's status body for a state step (always served with HTTP 200)."""
-        raise NotImplementedError
 
     @staticmethod
     def now() -> float:
