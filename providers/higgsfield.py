@@ -98,15 +98,19 @@ class HiggsfieldProvider(Provider):
             body["camera_fixed"] = False  # the seed's i2v example
         if request.character_id:
             body["model_id"] = request.character_id
+        return await self._create(GENERATE_PATH, body, "generation_id", "request_id")
+
+    async def _create(self, path: str, body: dict[str, Any], *id_keys: str) -> str:
+        """POST something that starts work; the id the answer gives it (first key found)."""
         answer = p.expect_dict(
-            await self.http.request_json("POST", GENERATE_PATH, json_body=body), "submit answer"
+            await self.http.request_json("POST", path, json_body=body), f"{path} answer"
         )
         if answer.get("success") is False:
             raise _refusal(answer, ErrorKind.INVALID)
-        task_id = p.id_str(answer.get("generation_id")) or p.id_str(answer.get("request_id"))
-        if task_id is None:
-            raise p.malformed("no generation_id in the submit answer")
-        return task_id
+        for key in id_keys:
+            if (found := p.id_str(answer.get(key))) is not None:
+                return found
+        raise p.malformed(f"no {id_keys[0]} in the {path} answer")
 
     async def status(self, task_id: str) -> TaskStatus:
         body = p.expect_dict(
@@ -142,16 +146,7 @@ class HiggsfieldProvider(Provider):
     # --- characters (Soul ID) ----------------------------------------------------------------
     async def train_character(self, request: TrainingRequest) -> str:
         body = {"name": request.name, "images": list(request.image_urls)}
-        answer = p.expect_dict(
-            await self.http.request_json("POST", SOUL_TRAIN_PATH, json_body=body),
-            "training answer",
-        )
-        if answer.get("success") is False:
-            raise _refusal(answer, ErrorKind.INVALID)
-        model_id = p.id_str(answer.get("model_id")) or p.id_str(answer.get("id"))
-        if model_id is None:
-            raise p.malformed("no model_id in the training answer")
-        return model_id
+        return await self._create(SOUL_TRAIN_PATH, body, "model_id", "id")
 
     async def character_status(self, model_id: str) -> TaskStatus:
         body = p.expect_dict(

@@ -8,7 +8,6 @@ run on 127.0.0.1 in this process. ``--once`` runs one /animate per protocol and 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import sys
@@ -130,8 +129,8 @@ async def run_sandbox(*, once: bool) -> int:
             say("The sandbox keeps running; press Ctrl-C to stop.")
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError):
+            if sys.platform != "win32":  # the event loop has no signal handlers there
+                for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.add_signal_handler(sig, stop.set)
             await stop.wait()
             return code
