@@ -5,9 +5,11 @@ goes through channel routes (``PartialMessageable``), which also work in a worke
 process without a gateway connection.
 
 Exactly-once: the final message carries a nonce derived from the task id with
-``enforce_nonce`` (Discord returns the existing message for a repeated nonce), and
-a retried delivery first looks for an earlier copy in the thread; the store's
-delivered marker is set only after Discord accepted the message.
+``enforce_nonce`` (Discord returns the existing message for a repeated nonce, but only
+for a few minutes). Before each send the store records which channel the message is
+going to and when; a later attempt first looks for an earlier copy there, around that
+time, and posts nothing while it cannot look. The store's delivered marker is set only
+after Discord accepted the message.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +38,10 @@ RETRY_EMOJI = "🔁"
 CANCEL_EMOJI = "❌"
 STATUS_EDIT_INTERVAL = 5.0  # seconds between non-final status edits of one message
 MAX_DELIVERY_ATTEMPTS = 12
-HISTORY_SCAN = 50
+# How long after a send started its message can have been created: discord.py retries a
+# rate-limited or failed upload on its own for a while before giving up.
+SEND_WINDOW = 15 * 60.0
+CLOCK_SKEW = 60.0  # our clock against Discord's snowflake timestamps
 NO_PINGS = discord.AllowedMentions.none()
 STATUS_TITLES = ("**Prompt:**", "**Character training**")  # see messages.status_text
 
@@ -114,7 +120,7 @@ class Delivery:
         attempt = task.delivery_attempts + 1
         await self.store.update_task(task.id, delivery_attempts=attempt)
         try:
-            existing = await self._find_earlier_copy(task) if attempt > 1 else None
+            existing = await self._find_earlier_copy(task)
             if existing is not None:
                 message = existing
             elif task.kind in self.finishers:
@@ -157,25 +163,47 @@ class Delivery:
         return {"next_action_at": None}
 
     async def _find_earlier_copy(self, task: TaskRow) -> discord.Message | None:
-        """A previous attempt may have posted before the process died: find it."""
-        channel = self.client.get_partial_messageable(task.reply_channel_id, guild_id=task.guild_id)
-        me = self.client.user
-        footer = task_footer(task.id)
+        """The message an interrupted attempt may have posted, or None when there is none.
+
+        Only the channel recorded before that send can hold it, and only among the
+        messages created while the send could have been in progress, however many came
+        after. Raises _RetryLater when Discord cannot show that stretch of history:
+        posting blind could post twice.
+        """
+        if task.delivery_channel_id is None or task.delivery_sent_at is None:
+            return None
+        channel = self.client.get_partial_messageable(
+            task.delivery_channel_id, guild_id=task.guild_id
+        )
+        since = discord.utils.time_snowflake(
+            _utc(task.delivery_sent_at - CLOCK_SKEW), high=False
+        )
+        until = task.delivery_sent_at + SEND_WINDOW + CLOCK_SKEW
         try:
-            async for message in channel.history(limit=HISTORY_SCAN):
-                # The status message carries the same footer: it is not a delivery.
-                if (
-                    me
-                    and message.author.id == me.id
-                    and message.id != task.status_message_id
-                    and message.content.endswith(footer)
-                    and not message.content.startswith(STATUS_TITLES)
-                ):
+            async for message in channel.history(
+                limit=None, after=discord.Object(since), oldest_first=True
+            ):
+                if message.created_at.timestamp() > until:
+                    break
+                if self._is_final_message(message, task):
                     log.info("task %s: found an earlier delivery %s", task.id, message.id)
                     return message
-        except discord.HTTPException:
-            return None
+        except discord.NotFound:
+            return None  # the channel is gone, and any copy with it
+        except (discord.HTTPException, aiohttp.ClientError, TimeoutError) as exc:
+            raise _RetryLater(f"cannot look for an earlier copy ({exc})") from exc
         return None
+
+    def _is_final_message(self, message: discord.Message, task: TaskRow) -> bool:
+        me = self.client.user
+        # The status message carries the same footer: it is not a delivery.
+        return (
+            me is not None
+            and message.author.id == me.id
+            and message.id != task.status_message_id
+            and message.content.endswith(task_footer(task.id))
+            and not message.content.startswith(STATUS_TITLES)
+        )
 
     async def _post_text(self, task: TaskRow, content: str) -> discord.Message:
         return await self._send(task, content=content, files=[])
@@ -280,6 +308,11 @@ class Delivery:
             if index > 0 and last_error is not None:
                 why = "is gone" if last_error.status == 404 else "does not let me post"
                 note = f"-# (the request's thread {why}, so the result is here)\n"
+            # Recorded before sending: if we die before the store hears back, the next
+            # attempt knows where (and when) to look for what this send may have posted.
+            await self.store.update_task(
+                task.id, delivery_channel_id=channel_id, delivery_sent_at=time.time()
+            )
             try:
                 # discord.py closes the files after a send, even a failed one: open anew.
                 attachments = [discord.File(path, filename=name) for path, name in files]
@@ -305,10 +338,16 @@ class Delivery:
                 raise _RetryLater(f"Discord answered {exc.status}") from exc
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise _RetryLater(f"Discord unreachable ({type(exc).__name__})") from exc
+        # Every target refused the message outright: nothing was posted, nothing to find.
+        await self.store.update_task(task.id, delivery_channel_id=None, delivery_sent_at=None)
         if missing == len(targets):
             raise _Nowhere("the thread and the channel of the request are gone")
         # Missing permissions can be fixed by a moderator: keep the result and retry.
         raise _RetryLater(f"no channel accepted the message ({last_error})")
+
+
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
 
 
 def _filename(task: TaskRow, index: int, f: DownloadedFile) -> str:

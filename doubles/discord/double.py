@@ -236,6 +236,10 @@ class DiscordDouble:
         """Delete a channel or thread; REST on it then answers 404 code 10003."""
         self._ops.delete_channel(self._state.channels[channel_id])
 
+    def forget_nonces(self) -> None:
+        """As if Discord's nonce window had passed: a repeated nonce posts a new message."""
+        self._state.nonces.clear()
+
     def expire_attachment_urls(self) -> None:
         """Every CDN URL issued so far now 404s; payloads built later carry fresh URLs."""
         self._cdn.expire_all()

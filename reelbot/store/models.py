@@ -51,6 +51,8 @@ class TaskRow:
     delivered: bool
     delivery_attempts: int
     result_message_id: int | None
+    delivery_channel_id: int | None
+    delivery_sent_at: float | None
     status_edited_at: float | None
     status_text: str | None
     quota_day: str
@@ -98,6 +100,8 @@ class TaskRow:
             delivered=bool(row["delivered"]),
             delivery_attempts=row["delivery_attempts"],
             result_message_id=row["result_message_id"],
+            delivery_channel_id=row["delivery_channel_id"],
+            delivery_sent_at=row["delivery_sent_at"],
             status_edited_at=row["status_edited_at"],
             status_text=row["status_text"],
             quota_day=row["quota_day"],
