@@ -18,9 +18,12 @@ from typing import Any, TypeVar
 
 import hiapi
 import pytest
+from hiapi.errors import ERROR_CODE_TO_CLASS
 
 from doubles.providers import HiapiDouble, Step, make_double
+from providers.base import ErrorKind, GenerationRequest, ProviderError
 from tests.helpers import eventually
+from tests.providers.conftest import API_KEY
 
 T = TypeVar("T")
 KEY = "test-key"
@@ -175,3 +178,47 @@ async def test_sdk_not_found_and_bad_key(double):
     bad = hiapi.HiAPI(api_key="sk-wrong", base_url=double.base_url, max_retries=0)
     with pytest.raises(hiapi.AuthenticationError):
         await call(bad.tasks.retrieve, "tk-hiapi-nope")
+
+
+# --- our adapter classifies error answers as the SDK does --------------------------------
+# The SDK's exception class -> the kind our adapter must give the same answer.
+SDK_KINDS: dict[type[hiapi.APIError], ErrorKind] = {
+    hiapi.InvalidRequestError: ErrorKind.INVALID,
+    hiapi.ModelUnavailableError: ErrorKind.TRANSIENT,
+    hiapi.TaskFailedError: ErrorKind.INVALID,
+    hiapi.TaskTimeoutError: ErrorKind.TRANSIENT,
+    hiapi.StorageUnavailableError: ErrorKind.TRANSIENT,
+    hiapi.IdempotencyKeyProcessingError: ErrorKind.RATE_LIMITED,
+    hiapi.AuthenticationError: ErrorKind.AUTH,
+    hiapi.NotFoundError: ErrorKind.NOT_FOUND,
+    hiapi.ServiceUnavailableError: ErrorKind.TRANSIENT,
+}
+CODES = [None, "SOMETHING_NEW", *sorted(ERROR_CODE_TO_CLASS)]
+
+
+@pytest.mark.parametrize("error_code", CODES)
+@pytest.mark.parametrize("status", [400, 401, 404, 409, 422, 429, 500, 503])
+async def test_adapter_classifies_like_the_sdk(make, server, status, error_code):
+    body: dict[str, Any] = {"code": status, "message": "from the server", "data": None}
+    if error_code is not None:
+        body["error_code"] = error_code
+    server.reply(status, body)
+    client = hiapi.HiAPI(api_key=API_KEY, base_url=server.base_url, max_retries=0, timeout=5)
+    with pytest.raises(hiapi.APIError) as sdk_error:
+        await call(client.tasks.create, model="seedance-2-0", input={"prompt": "a fox"},
+                   idempotency_key="k")  # fmt: skip
+    with pytest.raises(ProviderError) as ours:
+        await make("hiapi").submit(GenerationRequest("a fox"), idempotency_key="k")
+    error, cls = ours.value, type(sdk_error.value)
+    retried_by_sdk = status in (429, 503)  # by status, before the SDK reads the code
+    assert error.http_status == status and "from the server" in error.message
+    if cls is hiapi.IdempotencyKeyMismatchError and not retried_by_sdk:
+        assert (error.code, error.retryable) == ("submit_unconfirmed", False)
+    elif cls in SDK_KINDS and not retried_by_sdk:
+        assert error.kind is SDK_KINDS[cls], cls
+    else:  # the SDK has no class for it (plain APIError) or retries it by status
+        assert error.retryable is (status >= 500 or status in (409, 429)), cls
+    if sdk_error.value.error_code:
+        assert error.code in (sdk_error.value.error_code, "submit_unconfirmed")
+    else:
+        assert error.code == str(status)  # the envelope's code, as ProviderHttp reads it
