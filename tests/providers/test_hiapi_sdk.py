@@ -13,6 +13,9 @@ fake server) answers on the test's event loop. Three things are checked:
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
@@ -21,7 +24,10 @@ import pytest
 from hiapi.errors import ERROR_CODE_TO_CLASS
 
 from doubles.providers import HiapiDouble, Step, make_double
+from doubles.providers.hiapi import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_callback
+from providers import hiapi_webhook
 from providers.base import ErrorKind, GenerationRequest, ProviderError
+from providers.hiapi import parse_task
 from tests.helpers import eventually
 from tests.providers.conftest import API_KEY
 
@@ -222,3 +228,66 @@ async def test_adapter_classifies_like_the_sdk(make, server, status, error_code)
         assert error.code in (sdk_error.value.error_code, "submit_unconfirmed")
     else:
         assert error.code == str(status)  # the envelope's code, as ProviderHttp reads it
+
+
+# --- callback signatures: the double's signer, our verifier, the SDK's verify ------------
+SECRET = "whsec-0123456789abcdef"
+NOW = 1_777_282_100
+
+
+def test_signature_known_answer():
+    """Computed by hand from the documented formula, independently of both helpers."""
+    body, stamp = b'{"taskId":"tk-hiapi-x","status":"success"}', "1777282100"
+    expected = hmac.new(SECRET.encode(), f"{stamp}.".encode() + body, hashlib.sha256)
+    assert sign_callback(SECRET, body, int(stamp))[SIGNATURE_HEADER] == expected.hexdigest()
+    assert hiapi_webhook.signature(SECRET, stamp, body) == expected.hexdigest()
+
+
+async def test_sdk_verifies_the_doubles_signed_callback(double):
+    double.script_next([Step.succeed(("video", "first_frame"))])
+    created = await call(sdk(double).tasks.create, model="seedance-2-0", input=BODY_INPUT)
+    await call(sdk(double).tasks.retrieve, created.task_id)  # now terminal
+    body, headers = double.callback(created.task_id, SECRET, timestamp=NOW)
+    task = sdk(double).webhooks.verify(body, headers, now=NOW)
+    assert (task.task_id, task.status, len(task.output)) == (created.task_id, "success", 2)
+    lowered = {k.lower(): v for k, v in headers.items()}  # as some frameworks hand them
+    assert sdk(double).webhooks.verify(body, lowered, now=NOW).task_id == created.task_id
+    assert hiapi_webhook.verify(body, headers, SECRET, now=NOW)
+    assert hiapi_webhook.verify(body, lowered, SECRET, now=NOW)
+    assert parse_task(json.loads(body)).state == "succeeded"  # the adapter reads it too
+
+
+def _mutations() -> dict[str, tuple[bytes, dict[str, str], str, int]]:
+    body = b'{"taskId":"tk-hiapi-01HZTQ8BX2N3GM3YFK4Z9D7VQR","status":"fail"}'
+    good = sign_callback(SECRET, body, NOW)
+    sig = good[SIGNATURE_HEADER]
+    return {
+        "genuine": (body, good, SECRET, NOW),
+        "genuine_at_the_tolerance": (body, good, SECRET, NOW + 300),
+        "stale": (body, good, SECRET, NOW + 301),
+        "from_the_future": (body, good, SECRET, NOW - 301),
+        "tampered_body": (body.replace(b"fail", b"success"), good, SECRET, NOW),
+        "reencoded_body": (json.dumps(json.loads(body)).encode(), good, SECRET, NOW),
+        "wrong_secret": (body, good, "another-secret-123", NOW),
+        "no_signature": (body, {TIMESTAMP_HEADER: str(NOW)}, SECRET, NOW),
+        "no_timestamp": (body, {SIGNATURE_HEADER: sig}, SECRET, NOW),
+        "timestamp_changed": (body, {**good, TIMESTAMP_HEADER: str(NOW + 1)}, SECRET, NOW),
+        "uppercase_hex": (body, {**good, SIGNATURE_HEADER: sig.upper()}, SECRET, NOW),
+        "timestamp_not_a_number": (body, {**good, TIMESTAMP_HEADER: "soon"}, SECRET, NOW),
+        "huge_timestamp": (body, {**good, TIMESTAMP_HEADER: "9" * 5000}, SECRET, NOW),
+        "signature_with_spaces": (body, {**good, SIGNATURE_HEADER: f" {sig} "}, SECRET, NOW),
+        "huge_signature": (body, {**good, SIGNATURE_HEADER: sig * 1000}, SECRET, NOW),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_mutations()))
+def test_our_verifier_agrees_with_the_sdk(case):
+    body, headers, secret, now = _mutations()[case]
+    client = hiapi.HiAPI(api_key="sk-unused", webhook_secret=secret)
+    try:
+        client.webhooks.verify(body, headers, now=now)
+        sdk_accepts = True
+    except hiapi.WebhookVerificationError:
+        sdk_accepts = False
+    assert hiapi_webhook.verify(body, headers, secret, now=now) is sdk_accepts
+    assert sdk_accepts is case.startswith("genuine")
