@@ -3,7 +3,11 @@
 Wire format (providers/PROTOCOLS.md): ``POST /v1/tasks {model, input: {...}}`` with an
 ``Idempotency-Key`` header → ``{code: 200, data: {taskId}}``;
 ``GET /v1/tasks/{taskId}`` → ``{code, message, data}``. ``code`` mirrors the HTTP
-status and may say 404/429/503 inside an HTTP 200, so it is checked first.
+status and may say 404/429/503 inside an HTTP 200, so it is checked first. Errors are
+classified by the body's ``error_code`` before the status, as the official SDK does
+(422 ``IDEMPOTENCY_KEY_MISMATCH`` on a submit is "unconfirmed", 409
+``IDEMPOTENCY_KEY_PROCESSING`` is retry-later). ``HIAPI_BASE_URL`` may end in ``/v1``
+(the SDK's form) or not.
 
 Per-model input rules come from the model pages (README §2): ``seedance-2-0`` does
 text- and image-to-video (``first_frame_url``) and has no seed; ``happyhorse-1-0`` is
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -35,6 +40,7 @@ from providers.base import (
 
 log = logging.getLogger(__name__)
 
+API_VERSION = "/v1"
 TASKS_PATH = "/v1/tasks"
 TASK_PATH = "/v1/tasks/{task_id}"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -68,15 +74,29 @@ MODEL_RULES: dict[str, ModelRules] = {
     ),
 }
 
-# Business error codes (SDK errors.py) whose kind differs from the HTTP-code mapping.
+# The body's business ``error_code`` decides before the HTTP status, as in the SDK
+# (_transport._error_from_response: ERROR_CODE_TO_CLASS, then STATUS_TO_CLASS); the
+# kinds follow the SDK classes' docstrings. An unknown code falls back to the status.
 ERROR_CODE_KINDS = {
-    "INVALID_REQUEST": ErrorKind.INVALID,
-    "IDEMPOTENCY_KEY_MISMATCH": ErrorKind.INVALID,
+    "INVALID_REQUEST": ErrorKind.INVALID,  # "fix the request; do not retry as-is"
+    "MODEL_UNAVAILABLE": ErrorKind.TRANSIENT,  # "retry shortly or switch models"
+    "TASK_FAILED": ErrorKind.INVALID,  # synchronous rejection, never called retryable
+    "TASK_TIMEOUT": ErrorKind.TRANSIENT,  # "retryable"
+    "STORAGE_UNAVAILABLE": ErrorKind.TRANSIENT,  # "retryable"
+    # The first request with this Idempotency-Key is still in flight: resend the same
+    # request after Retry-After, it then replays the original task.
     "IDEMPOTENCY_KEY_PROCESSING": ErrorKind.RATE_LIMITED,
-    "MODEL_UNAVAILABLE": ErrorKind.TRANSIENT,
-    "TASK_TIMEOUT": ErrorKind.TRANSIENT,
-    "STORAGE_UNAVAILABLE": ErrorKind.TRANSIENT,
+    # Only meaningful on a submit, where it is "unconfirmed" (see _unconfirmed).
+    "IDEMPOTENCY_KEY_MISMATCH": ErrorKind.INVALID,
 }
+# Except that 429 and 503 stay retryable whatever the code: the SDK retries them by
+# status before it reads the body ("the server rejected the request before
+# processing, so retrying is safe even for a non-idempotent POST").
+RETRIED_STATUSES = frozenset({429, 503})
+KEY_MISMATCH = "IDEMPOTENCY_KEY_MISMATCH"
+SUBMIT_UNCONFIRMED = "submit_unconfirmed"  # the poller's code for "the provider may have it"
+# What a provider code may look like before we store and show it (they are untrusted).
+_CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 
 STATES = {
     "queued": "queued",
@@ -97,6 +117,19 @@ def _idempotency_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def _code(value: Any) -> str | None:
+    """A provider error code fit to store and show: short, one token, or None."""
+    text = p.text(value)
+    return text if text is not None and _CODE.fullmatch(text) else None
+
+
+def _kind(error_code: str | None, status: int) -> ErrorKind | None:
+    """The kind a business code gives an error answer, or None to go by its status."""
+    if status in RETRIED_STATUSES:
+        return None
+    return ERROR_CODE_KINDS.get(error_code or "")
+
+
 def _check_envelope(body: dict[str, Any]) -> None:
     code = body.get("code")
     if isinstance(code, str) and code.strip().isdigit():
@@ -105,8 +138,8 @@ def _check_envelope(body: dict[str, Any]) -> None:
         return
     if not isinstance(code, int) or isinstance(code, bool):
         raise p.malformed("no code in the answer envelope")
-    error_code = p.text(body.get("error_code"))
-    kind = ERROR_CODE_KINDS.get(error_code or "", p.kind_for_http_status(code))
+    error_code = _code(body.get("error_code"))
+    kind = _kind(error_code, code) or p.kind_for_http_status(code)
     default = {
         ErrorKind.NOT_FOUND: "the provider does not know this task",
         ErrorKind.RATE_LIMITED: "the provider is rate limiting us",
@@ -114,6 +147,40 @@ def _check_envelope(body: dict[str, Any]) -> None:
     }.get(kind, "the provider refused the request")
     message = p.safe_message(body.get("message"), default)
     raise p.envelope_error(kind, message, error_code or str(code))
+
+
+def _reclassified(exc: ProviderError) -> ProviderError:
+    """An HTTP error answer classified by its body's ``error_code`` before its status.
+
+    ProviderHttp maps by status alone and sets ``code`` from the body's ``error_code``
+    (else its envelope ``code``). The error is changed in place so that everything
+    else it carries (retry_after, http_status, the cause) stays as ProviderHttp set it.
+    """
+    if exc.http_status is None or exc.http_status < 400:
+        return exc  # no answer (timeout, reset) or not an HTTP error: nothing to read
+    code = _code(exc.code)
+    if code is None:  # unbounded or junk text from the body: keep the status only
+        exc.code = f"http_{exc.http_status}"
+    else:
+        exc.kind = _kind(code, exc.http_status) or exc.kind
+    return exc
+
+
+def _unconfirmed(exc: ProviderError) -> ProviderError:
+    """A submit answered 422 IDEMPOTENCY_KEY_MISMATCH: HiAPI already holds a task made
+    from another body under this key (SDK: "key reused with a different body"). That
+    task may be running and billing, and we cannot learn its id, so the submit is
+    unconfirmed, not invalid; resending cannot help (the key would mismatch again)."""
+    if exc.code != KEY_MISMATCH or exc.retryable:  # a 429/503 one is resent (see above)
+        return exc
+    return ProviderError(
+        ErrorKind.INVALID,  # not retryable; the code tells the poller what it means
+        "HiAPI already has a different request under this task's idempotency key "
+        f"({KEY_MISMATCH}: {exc.message}), so it may already be making and billing it",
+        code=SUBMIT_UNCONFIRMED,
+        retry_after=exc.retry_after,
+        http_status=exc.http_status,
+    )
 
 
 class HiapiProvider(Provider):
@@ -133,6 +200,19 @@ class HiapiProvider(Provider):
 
     def models(self) -> list[str]:
         return list(MODEL_RULES)
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """``request_json`` on a ``/v1/...`` path, whichever form the base URL has: the
+        SDK's default (and documented) base ends in ``/v1``, ours does not (the SDK
+        accepts both, _transport._normalize_base_url)."""
+        # ProviderHttp strips a trailing "/"; a dry transport (the service's precheck)
+        # has no base URL and never sends.
+        if getattr(self.http, "base_url", "").endswith(API_VERSION):
+            path = path.removeprefix(API_VERSION)
+        try:
+            return await self.http.request_json(method, path, **kwargs)
+        except ProviderError as exc:
+            raise _reclassified(exc) from exc.__cause__
 
     def _input(self, request: GenerationRequest, model: str) -> dict[str, Any]:
         base = model.split("@", 1)[0]  # "model@route" variants share the base rules
@@ -177,16 +257,19 @@ class HiapiProvider(Provider):
     async def submit(self, request: GenerationRequest, *, idempotency_key: str) -> str:
         model = request.model or self.models()[0]
         body = {"model": model, "input": self._input(request, model)}
-        answer = p.expect_dict(
-            await self.http.request_json(
-                "POST",
-                TASKS_PATH,
-                json_body=body,
-                headers={IDEMPOTENCY_HEADER: _idempotency_key(idempotency_key)},
-            ),
-            "submit answer",
-        )
-        _check_envelope(answer)
+        try:
+            answer = p.expect_dict(
+                await self._request(
+                    "POST",
+                    TASKS_PATH,
+                    json_body=body,
+                    headers={IDEMPOTENCY_HEADER: _idempotency_key(idempotency_key)},
+                ),
+                "submit answer",
+            )
+            _check_envelope(answer)
+        except ProviderError as exc:
+            raise _unconfirmed(exc) from exc.__cause__
         task_id = p.id_str(p.get_dict(answer, "data").get("taskId"))
         if task_id is None:
             raise p.malformed("no taskId in the submit answer")
@@ -194,8 +277,7 @@ class HiapiProvider(Provider):
 
     async def status(self, task_id: str) -> TaskStatus:
         body = p.expect_dict(
-            await self.http.request_json("GET", p.path(TASK_PATH, task_id=task_id)),
-            "status answer",
+            await self._request("GET", p.path(TASK_PATH, task_id=task_id)), "status answer"
         )
         _check_envelope(body)
         data = body.get("data")
@@ -210,7 +292,7 @@ def parse_task(data: dict[str, Any]) -> TaskStatus:
     state = STATES.get(raw.lower() if raw else "")
     if state == "failed":
         err = p.get_dict(data, "error")
-        return p.failed(p.text(err.get("code")) or "TASK_FAILED", err.get("message"), raw)
+        return p.failed(_code(err.get("code")) or "TASK_FAILED", err.get("message"), raw)
     if state == "succeeded":
         outputs = []
         for item in p.get_list(data, "output"):

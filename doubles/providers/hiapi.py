@@ -7,6 +7,9 @@ the HTTP status; bad input is ``{"code":400,"message":"invalid request","data":n
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import hmac
 import json
 from collections.abc import Iterable
 from typing import Any, ClassVar
@@ -14,7 +17,7 @@ from typing import Any, ClassVar
 from aiohttp import web
 
 from doubles.providers.base import ProviderDouble, Reject, Route, Task, is_int
-from doubles.providers.timeline import Kind, Step
+from doubles.providers.timeline import QUEUED, Kind, Step
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 OUTPUT_TTL = 7 * 24 * 3600  # the doc example's expireAt is 7 days after completion
@@ -26,6 +29,8 @@ STATUS_WORDS = {
     Kind.CANCELLED: "fail",
 }
 MAX_IDEMPOTENCY_KEY = 255
+SIGNATURE_HEADER = "X-HiAPI-Signature"
+TIMESTAMP_HEADER = "X-HiAPI-Timestamp"
 
 # Per-model input rules from docs.hiapi.ai/models/video/*.
 MODELS: dict[str, dict[str, Any]] = {
@@ -51,6 +56,19 @@ IMAGE_FIELDS = (
     "reference_video_urls",
     "reference_audio_urls",
 )
+
+
+def sign_callback(secret: str, body: bytes, timestamp: int) -> dict[str, str]:
+    """The headers HiAPI adds to a callback when a webhook signing key is set:
+    ``hex(HMAC_SHA256(secret, timestamp + "." + rawBody))`` (docs.hiapi.ai/async-api).
+
+    Written here from the docs rather than imported from the bot's verifier
+    (providers/hiapi_webhook.py), so that a mistake there cannot be mirrored here;
+    both are checked against the SDK's ``client.webhooks.verify``.
+    """
+    stamp = str(timestamp)
+    mac = hmac.new(secret.encode("utf-8"), stamp.encode("ascii") + b"." + body, hashlib.sha256)
+    return {TIMESTAMP_HEADER: stamp, SIGNATURE_HEADER: mac.hexdigest()}
 
 
 def invalid(detail: str) -> Reject:
@@ -119,8 +137,23 @@ class HiapiDouble(ProviderDouble):
 
     def __init__(self, api_key: str = "test-key", **kwargs: Any) -> None:
         super().__init__(api_key, **kwargs)
-        # Idempotency-Key -> (canonical body, taskId or None while the first is in flight)
+        # Idempotency-Key -> (sha256 of the raw body, taskId or None while in flight)
         self.idempotency: dict[str, tuple[str, str | None]] = {}
+        self.processing_retry_after = 1.0  # Retry-After of the 409 PROCESSING answer
+        self._held: asyncio.Event | None = None
+
+    # --- scripting: a first create that stays in flight --------------------------------
+    def hold_creates(self) -> None:
+        """Keep every create that carries a new Idempotency-Key in flight (its key
+        registered, no task yet) until :meth:`release_creates`; meanwhile the same key
+        answers 409 IDEMPOTENCY_KEY_PROCESSING. The held request still creates its task
+        when released, even if its client gave up (as a real server would)."""
+        self._held = asyncio.Event()
+
+    def release_creates(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            held.set()
 
     def routes(self) -> Iterable[Route]:
         yield "POST", "/v1/tasks", self.handle_create
@@ -142,11 +175,14 @@ class HiapiDouble(ProviderDouble):
         key = request.headers.get("Idempotency-Key")
         if key is not None and not 0 < len(key.encode()) <= MAX_IDEMPOTENCY_KEY:
             raise invalid("Idempotency-Key must be 1-255 bytes")
-        body = await self.read_json(request) if request.can_read_body else None
-        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        raw = await request.read()
+        body = await self.read_json(request) if raw else None
+        # The server compares bodies by a hash of the raw bytes (hiapi SDK, tasks.create):
+        # a retry must resend the very same bytes, not merely equal JSON.
+        digest = hashlib.sha256(raw).hexdigest()
         if key is not None and key in self.idempotency:
             seen, task_id = self.idempotency[key]
-            if seen != canonical:
+            if seen != digest:
                 raise Reject(
                     422,
                     "idempotency key reused with a different request body",
@@ -157,12 +193,14 @@ class HiapiDouble(ProviderDouble):
                     409,
                     "a request with this idempotency key is still processing",
                     "IDEMPOTENCY_KEY_PROCESSING",
-                    retry_after=1.0,
+                    retry_after=self.processing_retry_after,
                 )
             return self._created(task_id, replay=True)
         if key is not None:
-            self.idempotency[key] = (canonical, None)  # in flight during submit_latency
+            self.idempotency[key] = (digest, None)  # in flight during submit_latency/hold
         try:
+            if key is not None and self._held is not None:
+                await self._held.wait()
             await self.submit_gate()
             prompt = validate(body)
         except BaseException:
@@ -171,7 +209,7 @@ class HiapiDouble(ProviderDouble):
             raise
         task = self.create_task(request, self.new_task_id(), body, prompt)
         if key is not None:
-            self.idempotency[key] = (canonical, task.id)
+            self.idempotency[key] = (digest, task.id)
         return self._created(task.id, replay=False)
 
     @staticmethod
@@ -180,6 +218,17 @@ class HiapiDouble(ProviderDouble):
         return web.json_response(
             {"code": 200, "message": "success", "data": {"taskId": task_id}}, headers=headers
         )
+
+    def callback(
+        self, task_id: str, secret: str, *, timestamp: int | None = None
+    ) -> tuple[bytes, dict[str, str]]:
+        """The body and headers of the callback HiAPI would post for ``task_id`` now:
+        the task object (the ``data`` of its status answer), signed with ``secret``."""
+        task = self.tasks[task_id]
+        data = self.render(task, task.shown or QUEUED)["data"]
+        body = json.dumps(data, separators=(",", ":")).encode()
+        stamp = self.now_unix() if timestamp is None else timestamp
+        return body, {"Content-Type": "application/json", **sign_callback(secret, body, stamp)}
 
     async def handle_get(self, request: web.Request) -> web.Response:
         return await self.poll(request.match_info["task_id"])

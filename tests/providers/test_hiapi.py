@@ -7,8 +7,9 @@ import hashlib
 import pytest
 
 from providers.base import ErrorKind, GenerationRequest, Output, ProviderError
-from providers.hiapi import parse_task
-from tests.providers.conftest import IMAGE_URL, fixture, fixture_names, image
+from providers.hiapi import HiapiProvider, parse_task
+from providers.http import ProviderHttp
+from tests.providers.conftest import API_KEY, IMAGE_URL, fixture, fixture_names, image
 
 PID = "hiapi"
 TASK = "tk-hiapi-01HZTQ8BX2N3GM3YFK4Z9D7VQR"
@@ -76,19 +77,103 @@ async def test_submit_invalid(make, server, served_as):
     assert info.value.http_status == served_as
 
 
-@pytest.mark.parametrize(
-    ("error_code", "kind"),
-    [
-        ("MODEL_UNAVAILABLE", ErrorKind.TRANSIENT),
-        ("IDEMPOTENCY_KEY_PROCESSING", ErrorKind.RATE_LIMITED),
-        ("IDEMPOTENCY_KEY_MISMATCH", ErrorKind.INVALID),
-    ],
-)
-async def test_business_error_codes(make, server, error_code, kind):
-    server.reply(200, {"code": 409, "message": "nope", "data": None, "error_code": error_code})
+# error_code -> kind, as the SDK classifies it (errors.py ERROR_CODE_TO_CLASS and the
+# class docstrings): the body's error_code decides before the HTTP status does.
+BUSINESS_CODES = {
+    "INVALID_REQUEST": ErrorKind.INVALID,
+    "MODEL_UNAVAILABLE": ErrorKind.TRANSIENT,
+    "TASK_FAILED": ErrorKind.INVALID,
+    "TASK_TIMEOUT": ErrorKind.TRANSIENT,
+    "STORAGE_UNAVAILABLE": ErrorKind.TRANSIENT,
+    "IDEMPOTENCY_KEY_PROCESSING": ErrorKind.RATE_LIMITED,
+}
+
+
+# The SDK retries 429 and 503 by status before it reads the code ("rejected before
+# processing, so retrying is safe"): those stay retryable whatever the code says.
+SDK_RETRIED = {429: ErrorKind.RATE_LIMITED, 503: ErrorKind.TRANSIENT}
+
+
+@pytest.mark.parametrize("error_code", sorted(BUSINESS_CODES))
+@pytest.mark.parametrize("http_status", [400, 409, 422, 500, 429, 503, 200])
+async def test_business_error_codes_before_http_status(make, server, error_code, http_status):
+    """HTTP 400 + MODEL_UNAVAILABLE is a retry-later, not "invalid" (and so on); 200 is
+    the same error inside the envelope, whose code then says 400."""
+    code = 400 if http_status == 200 else http_status
+    expected = SDK_RETRIED.get(http_status) or BUSINESS_CODES[error_code]
+    body = {"code": code, "message": "nope", "data": None, "error_code": error_code}
+    server.reply(http_status, body, headers={"Retry-After": "2"})
+    for call in ("submit", "status"):
+        provider = make(PID)
+        with pytest.raises(ProviderError) as info:
+            if call == "submit":
+                await provider.submit(GenerationRequest("a cat walks"), idempotency_key="k")
+            else:
+                await provider.status(TASK)
+        error = info.value
+        assert (error.kind, error.code, error.message) == (expected, error_code, "nope"), call
+        assert error.http_status == http_status
+        if http_status != 200:
+            assert error.retry_after == 2.0
+
+
+@pytest.mark.parametrize("http_status", [422, 200, 409])
+async def test_idempotency_key_mismatch_is_unconfirmed(make, server, http_status):
+    """The key was used before with another body: HiAPI holds a task for it that we
+    cannot see, so the submit is unconfirmed (the provider may be making and billing
+    it), never retried (the same key + body would mismatch again) and not "invalid"."""
+    code = 422 if http_status == 200 else http_status
+    server.reply(
+        http_status,
+        {"code": code, "message": "key reused", "data": None,
+         "error_code": "IDEMPOTENCY_KEY_MISMATCH"},
+    )  # fmt: skip
     with pytest.raises(ProviderError) as info:
         await make(PID).submit(GenerationRequest("a cat walks"), idempotency_key="k")
-    assert (info.value.kind, info.value.code) == (kind, error_code)
+    error = info.value
+    assert error.code == "submit_unconfirmed" and not error.retryable
+    assert "may already be" in error.message and "IDEMPOTENCY_KEY_MISMATCH" in error.message
+    assert error.http_status == http_status
+
+
+async def test_unknown_error_code_falls_back_to_http_status(make, server):
+    server.reply(503, {"code": 503, "message": "busy", "data": None, "error_code": "NEW_ONE"})
+    with pytest.raises(ProviderError) as info:
+        await make(PID).status(TASK)
+    assert (info.value.kind, info.value.code) == (ErrorKind.TRANSIENT, "NEW_ONE")
+
+
+@pytest.mark.parametrize("http_status", [400, 200])
+@pytest.mark.parametrize("junk", ["E" * 5000, "bad code\n<@everyone>", ""])
+async def test_error_code_from_the_body_is_bounded(make, server, http_status, junk):
+    body = {"code": 400, "message": "nope", "data": None, "error_code": junk}
+    server.reply(http_status, body)
+    with pytest.raises(ProviderError) as info:
+        await make(PID).submit(GenerationRequest("a cat walks"), idempotency_key="k")
+    assert info.value.kind is ErrorKind.INVALID
+    assert info.value.code in ("400", "http_400")
+
+
+def test_task_error_code_is_bounded():
+    for junk in ("E" * 5000, "two words", 17):
+        data = {"taskId": TASK, "status": "fail", "error": {"code": junk, "message": "m"}}
+        assert parse_task(data).error_code == "TASK_FAILED"
+    data = {"taskId": TASK, "status": "fail", "error": {"code": "TASK_TIMEOUT"}}
+    assert parse_task(data).error_code == "TASK_TIMEOUT"
+
+
+@pytest.mark.parametrize("suffix", ["", "/", "/v1", "/v1/"])
+async def test_base_url_with_or_without_v1(session, server, suffix):
+    """The SDK's own default form ends in /v1; both forms reach /v1/tasks."""
+    http = ProviderHttp(
+        session, provider_id=PID, base_url=server.base_url + suffix, api_key=API_KEY
+    )
+    provider = HiapiProvider(http)
+    server.reply(200, fixture(PID, "submit"), method="POST", path="/v1/tasks")
+    server.reply(200, fixture(PID, "queued"), method="GET", path=f"/v1/tasks/{TASK}")
+    assert await provider.submit(GenerationRequest("a cat walks"), idempotency_key="k") == TASK
+    assert (await provider.status(TASK)).state == "queued"
+    assert [s.path for s in server.seen] == ["/v1/tasks", f"/v1/tasks/{TASK}"]
 
 
 async def test_submit_seedance_image_to_video(make, server):
