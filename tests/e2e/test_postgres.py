@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from reelbot.roles import WORKER, Role
-from tests.helpers import assert_exactly_once, finals, started, video_lands
+from tests.helpers import assert_exactly_once, eventually, finals, started, video_lands
 from tests.pg import fresh_schema
 
 pytestmark = pytest.mark.timeout(60)
@@ -46,7 +46,12 @@ async def test_a_gateway_and_two_workers_deliver_every_task_exactly_once(
         await video_lands(world, thread_id, task_id)
     for thread_id, task_id in started_tasks:
         assert len(finals(world, thread_id, task_id)) == 1
-        task = await gateway.store.get_task(task_id)
-        assert task is not None and task.delivered
+
+        # The store records the delivery just after Discord accepted the message.
+        async def recorded(task_id: int = task_id) -> bool:
+            task = await gateway.store.get_task(task_id)
+            return task is not None and task.delivered
+
+        await eventually(recorded, description=f"task {task_id} recorded as delivered")
     assert gateway.poller.claimed_total == 0
     assert sum(w.poller.claimed_total for w in workers) >= 4 * 3  # submit, poll, deliver
