@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -87,9 +89,19 @@ class InputStore:
 
 
 def _write_once(path: Path, data: bytes) -> None:
+    """Write ``path`` unless it exists. Each writer has its own temp file (several
+    threads may save the same image at once) and renames it into place atomically: a
+    crash never leaves a half-written image under its name, and the last rename of
+    identical bytes wins harmlessly."""
     if path.exists():
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)  # atomic: a crash never leaves a half-written image under its name
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
