@@ -54,6 +54,18 @@ def use_api_base(api_base: str) -> None:
     discord.http.Route.BASE = api_base.rstrip("/")
 
 
+def silence_voice_warnings() -> None:
+    """Reelbot has no voice: drop discord.py's "PyNaCl/davey is not installed, voice will
+    NOT be supported" start-up warnings, and only those.
+
+    ``Client.__init__`` logs each once per process, guarded by these two flags (set when
+    the library is missing); clearing them skips exactly those two lines. Voice itself
+    is untouched: connecting to a voice channel would still fail loudly.
+    """
+    discord.VoiceClient.warn_nacl = False
+    discord.VoiceClient.warn_dave = False
+
+
 RATELIMIT_SWEEP_SECONDS = 60.0
 
 
@@ -96,6 +108,7 @@ class Reelbot(commands.AutoShardedBot):
         # of members' messages needs the privileged Message Content intent.
         intents.message_content = True
         options.setdefault("chunk_guilds_at_startup", False)
+        silence_voice_warnings()
         if role.shard_ids is not None:
             options.update(shard_ids=list(role.shard_ids), shard_count=role.shard_count)
         super().__init__(
