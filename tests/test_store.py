@@ -184,6 +184,30 @@ async def test_reset_usage_reports_previous_value(store: Store) -> None:
     assert (await store.quota_status(G, U, now=NOW, default_limit=3)).used == 0
 
 
+async def test_a_task_charged_before_a_reset_gives_nothing_back_after_it(store: Store) -> None:
+    # /quota reset cleared the charge of the first two tasks: refunding them afterwards
+    # must neither eat the charge of a task made after the reset nor go below zero.
+    before = [await store.create_task(new_task(), now=NOW, policy=POLICY) for _ in range(2)]
+    assert await store.reset_usage(G, U, now=NOW + 1) == 2
+    after = await store.create_task(new_task(), now=NOW + 2, policy=POLICY)
+    for task in before:
+        assert await store.refund(task.id) is True  # its quota is not held any more
+        assert await store.refund(task.id) is False
+        assert (await store.quota_status(G, U, now=NOW + 3, default_limit=3)).used == 1
+    # A second reset, then the post-reset task's refund: nothing left to give either.
+    assert await store.reset_usage(G, U, now=NOW + 4) == 1
+    newest = await store.create_task(new_task(), now=NOW + 5, policy=POLICY)
+    assert await store.refund(after.id) is True
+    assert (await store.quota_status(G, U, now=NOW + 6, default_limit=3)).used == 1
+    assert await store.refund(newest.id) is True
+    assert (await store.quota_status(G, U, now=NOW + 6, default_limit=3)).used == 0
+    # The limit holds as before: 3 fresh creations pass, the 4th is refused.
+    for _ in range(3):
+        await store.create_task(new_task(), now=NOW + 7, policy=POLICY)
+    with pytest.raises(QuotaExceeded):
+        await store.create_task(new_task(), now=NOW + 7, policy=POLICY)
+
+
 async def test_cooldown_and_in_flight_caps(store: Store) -> None:
     policy = QuotaPolicy(default_limit=0, cooldown=10, max_in_flight=2)
     await store.create_task(new_task(), now=NOW, policy=policy)

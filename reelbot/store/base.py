@@ -97,7 +97,10 @@ class Store(Protocol):
         ...
 
     async def refund(self, task_id: int) -> bool:
-        """Give a task's quota back once; False when already refunded."""
+        """Give a task's quota back once; False when already refunded.
+
+        A task charged before a ``reset_usage`` of its day gives nothing back (the reset
+        already did), so a refund never takes back the charge of a later task."""
         ...
 
     async def user_tasks(self, guild_id: int, user_id: int, *, limit: int) -> list[TaskRow]: ...

@@ -225,10 +225,10 @@ class PostgresStore:
                     _lock_key("quota", task.guild_id, task.requester_id),
                 )
                 await self._check_limits(conn, task, now=now, policy=policy)
-            await conn.execute(
+            epoch = await conn.fetchval(
                 "INSERT INTO quota_usage (guild_id, user_id, day, used) VALUES ($1, $2, $3, $4) "
                 "ON CONFLICT (guild_id, user_id, day) "
-                "DO UPDATE SET used = quota_usage.used + EXCLUDED.used",
+                "DO UPDATE SET used = quota_usage.used + EXCLUDED.used RETURNING resets",
                 task.guild_id,
                 task.requester_id,
                 day,
@@ -237,9 +237,10 @@ class PostgresStore:
             row = await conn.fetchrow(
                 "INSERT INTO tasks (kind, provider, guild_id, channel_id, thread_id, "
                 "requester_id, request_json, state, poll_interval, next_action_at, "
-                "created_at, updated_at, quota_day, quota_weight, retry_of, character_id) "
+                "created_at, updated_at, quota_day, quota_weight, retry_of, character_id, "
+                "quota_epoch) "
                 "VALUES ($1, $2, $3, $4, $5, $6, $7, 'submitting', $8, NULL, $9, $9, $10, $11, "
-                "$12, $13) RETURNING *",
+                "$12, $13, $14) RETURNING *",
                 task.kind,
                 task.provider,
                 task.guild_id,
@@ -253,6 +254,7 @@ class PostgresStore:
                 task.quota_weight,
                 task.retry_of,
                 task.character_id,
+                epoch,
             )
         assert row is not None
         return TaskRow.from_mapping(row)
@@ -454,18 +456,21 @@ class PostgresStore:
         async with self._transaction() as conn:
             row = await conn.fetchrow(
                 "UPDATE tasks SET refunded = TRUE WHERE id = $1 AND NOT refunded "
-                "RETURNING guild_id, requester_id, quota_day, quota_weight",
+                "RETURNING guild_id, requester_id, quota_day, quota_weight, quota_epoch",
                 task_id,
             )
             if row is None:
                 return False
+            # Only within the epoch it was charged in: a /quota reset since then already
+            # gave this charge back.
             await conn.execute(
                 "UPDATE quota_usage SET used = GREATEST(0, used - $1) "
-                "WHERE guild_id = $2 AND user_id = $3 AND day = $4",
+                "WHERE guild_id = $2 AND user_id = $3 AND day = $4 AND resets = $5",
                 row["quota_weight"],
                 row["guild_id"],
                 row["requester_id"],
                 row["quota_day"],
+                row["quota_epoch"],
             )
             return True
 
@@ -564,7 +569,8 @@ class PostgresStore:
                 utc_day(now),
             )
             await conn.execute(
-                "UPDATE quota_usage SET used = 0 WHERE guild_id = $1 AND user_id = $2 AND day = $3",
+                "UPDATE quota_usage SET used = 0, resets = resets + 1 "
+                "WHERE guild_id = $1 AND user_id = $2 AND day = $3",
                 guild_id,
                 user_id,
                 utc_day(now),

@@ -133,16 +133,20 @@ class SqliteStore:
         async with self._transaction() as db:
             if policy.enforce:
                 await self._check_limits(db, task, now=now, day=day, policy=policy)
-            await db.execute(
+            async with db.execute(
                 "INSERT INTO quota_usage (guild_id, user_id, day, used) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(guild_id, user_id, day) DO UPDATE SET used = used + excluded.used",
+                "ON CONFLICT(guild_id, user_id, day) DO UPDATE SET used = used + excluded.used "
+                "RETURNING resets",
                 (task.guild_id, task.requester_id, day, task.quota_weight),
-            )
+            ) as cur:
+                usage = await cur.fetchone()
+            assert usage is not None
             async with db.execute(
                 "INSERT INTO tasks (kind, provider, guild_id, channel_id, thread_id, "
                 "requester_id, request_json, state, poll_interval, next_action_at, "
-                "created_at, updated_at, quota_day, quota_weight, retry_of, character_id) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, 'submitting', ?, NULL, ?, ?, ?, ?, ?, ?) "
+                "created_at, updated_at, quota_day, quota_weight, retry_of, character_id, "
+                "quota_epoch) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 'submitting', ?, NULL, ?, ?, ?, ?, ?, ?, ?) "
                 "RETURNING *",
                 (
                     task.kind,
@@ -159,6 +163,7 @@ class SqliteStore:
                     task.quota_weight,
                     task.retry_of,
                     task.character_id,
+                    usage["resets"],
                 ),
             ) as cur:
                 row = await cur.fetchone()
@@ -348,16 +353,24 @@ class SqliteStore:
         async with self._transaction() as db:
             async with db.execute(
                 "UPDATE tasks SET refunded = 1 WHERE id = ? AND refunded = 0 "
-                "RETURNING guild_id, requester_id, quota_day, quota_weight",
+                "RETURNING guild_id, requester_id, quota_day, quota_weight, quota_epoch",
                 (task_id,),
             ) as cur:
                 row = await cur.fetchone()
             if row is None:
                 return False
+            # Only within the epoch it was charged in: a /quota reset since then already
+            # gave this charge back.
             await db.execute(
                 "UPDATE quota_usage SET used = MAX(0, used - ?) "
-                "WHERE guild_id = ? AND user_id = ? AND day = ?",
-                (row["quota_weight"], row["guild_id"], row["requester_id"], row["quota_day"]),
+                "WHERE guild_id = ? AND user_id = ? AND day = ? AND resets = ?",
+                (
+                    row["quota_weight"],
+                    row["guild_id"],
+                    row["requester_id"],
+                    row["quota_day"],
+                    row["quota_epoch"],
+                ),
             )
             return True
 
@@ -450,7 +463,8 @@ class SqliteStore:
             ) as cur:
                 row = await cur.fetchone()
             await db.execute(
-                "UPDATE quota_usage SET used = 0 WHERE guild_id = ? AND user_id = ? AND day = ?",
+                "UPDATE quota_usage SET used = 0, resets = resets + 1 "
+                "WHERE guild_id = ? AND user_id = ? AND day = ?",
                 params,
             )
         return 0 if row is None else int(row[0])
