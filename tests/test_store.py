@@ -21,6 +21,7 @@ import pytest
 
 from reelbot.store import NewTask, PostgresStore, QuotaExceeded, QuotaPolicy, SqliteStore, Store
 from reelbot.store.models import (
+    REACTION_RETENTION,
     CharacterImage,
     CooldownActive,
     DuplicateName,
@@ -276,6 +277,29 @@ async def test_reaction_claims_are_deduplicated_within_the_window(store: Store) 
     assert await store.claim_reaction(1, 2, "🔁", now=NOW + 1, window=30) is False
     assert await store.claim_reaction(1, 3, "🔁", now=NOW + 1, window=30) is True
     assert await store.claim_reaction(1, 2, "🔁", now=NOW + 60, window=30) is True
+
+
+async def _count_reaction_rows(store: AnyStore) -> int:
+    if isinstance(store, SqliteStore):
+        async with store.db.execute("SELECT COUNT(*) FROM reaction_actions") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+    return int(await store.pool.fetchval("SELECT COUNT(*) FROM reaction_actions"))
+
+
+async def test_reaction_claims_expire_so_the_table_stays_bounded(store: AnyStore) -> None:
+    # One row per reaction ever seen used to stay forever; past the dedup window (and
+    # the store's retention floor) a row is useless and is evicted by later claims.
+    for message_id in range(1, 51):
+        assert await store.claim_reaction(message_id, U, "🔁", now=NOW, window=30)
+    assert await _count_reaction_rows(store) == 50
+    later = NOW + REACTION_RETENTION + 31
+    for user in (1, 2, 3):
+        assert await store.claim_reaction(999, user, "🔁", now=later, window=30)
+    assert await _count_reaction_rows(store) == 3
+    # The dedup itself is unchanged: within the window once, after it again.
+    assert await store.claim_reaction(999, 1, "🔁", now=later + 1, window=30) is False
+    assert await store.claim_reaction(1, U, "🔁", now=later + 2, window=30) is True
 
 
 async def test_unknown_columns_are_refused(store: Store) -> None:

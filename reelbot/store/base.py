@@ -134,7 +134,10 @@ class Store(Protocol):
     async def claim_reaction(
         self, message_id: int, user_id: int, emoji: str, *, now: float, window: float
     ) -> bool:
-        """True the first time this reaction is seen within ``window`` seconds."""
+        """True the first time this reaction is seen within ``window`` seconds.
+
+        Rows older than ``max(window, REACTION_RETENTION)`` are evicted on the way, so
+        the table holds recent reactions only."""
         ...
 
     # --- characters -----------------------------------------------------------------------

@@ -31,6 +31,7 @@ from typing import Any
 import asyncpg
 
 from reelbot.store.models import (
+    REACTION_RETENTION,
     CharacterImage,
     CharacterRow,
     CooldownActive,
@@ -626,16 +627,24 @@ class PostgresStore:
     async def claim_reaction(
         self, message_id: int, user_id: int, emoji: str, *, now: float, window: float
     ) -> bool:
-        row = await self.pool.fetchval(
-            "INSERT INTO reaction_actions (message_id, user_id, emoji, at) "
-            "VALUES ($1, $2, $3, $4) ON CONFLICT (message_id, user_id, emoji) DO UPDATE "
-            "SET at = EXCLUDED.at WHERE reaction_actions.at < EXCLUDED.at - $5 RETURNING 1",
-            message_id,
-            user_id,
-            emoji,
-            now,
-            window,
-        )
+        async with self._transaction() as conn:
+            # Expired rows only; rows another claimer is evicting are skipped, not waited
+            # for (so two evictions never deadlock).
+            await conn.execute(
+                "DELETE FROM reaction_actions WHERE ctid IN (SELECT ctid FROM reaction_actions"
+                " WHERE at < $1 FOR UPDATE SKIP LOCKED)",
+                now - max(window, REACTION_RETENTION),
+            )
+            row = await conn.fetchval(
+                "INSERT INTO reaction_actions (message_id, user_id, emoji, at) "
+                "VALUES ($1, $2, $3, $4) ON CONFLICT (message_id, user_id, emoji) DO UPDATE "
+                "SET at = EXCLUDED.at WHERE reaction_actions.at < EXCLUDED.at - $5 RETURNING 1",
+                message_id,
+                user_id,
+                emoji,
+                now,
+                window,
+            )
         return row is not None
 
     # --- characters -------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import Any
 import aiosqlite
 
 from reelbot.store.models import (
+    REACTION_RETENTION,
     CharacterImage,
     CharacterRow,
     CooldownActive,
@@ -515,6 +516,10 @@ class SqliteStore:
         self, message_id: int, user_id: int, emoji: str, *, now: float, window: float
     ) -> bool:
         async with self._transaction() as db:
+            await db.execute(
+                "DELETE FROM reaction_actions WHERE at < ?",
+                (now - max(window, REACTION_RETENTION),),
+            )
             cur = await db.execute(
                 "INSERT INTO reaction_actions (message_id, user_id, emoji, at) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT(message_id, user_id, emoji) DO UPDATE "
