@@ -122,6 +122,8 @@ class World:
             await bot.store.close()
         with contextlib.suppress(Exception):
             await bot.session.close()
+        with contextlib.suppress(Exception):
+            await bot.download_session.close()
 
     async def close(self) -> None:
         await self.stop_bot()

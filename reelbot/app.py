@@ -25,6 +25,7 @@ from providers.http import ProviderHttp
 from reelbot.characters import Characters
 from reelbot.config import DEFAULT_API_BASE, Config
 from reelbot.delivery import Delivery, DeliverySettings
+from reelbot.downloads import download_session
 from reelbot.health import HealthServer
 from reelbot.inputs import InputStore
 from reelbot.poller import Poller, PollerSettings
@@ -147,6 +148,7 @@ def throttle_ratelimit_sweep() -> None:
 class Reelbot(commands.AutoShardedBot):
     store: Store
     session: aiohttp.ClientSession
+    download_session: aiohttp.ClientSession
     providers: dict[str, Provider]
     generations: Generations
     poller: Poller
@@ -182,6 +184,9 @@ class Reelbot(commands.AutoShardedBot):
             gateway = await self.http.get_bot_gateway()
             discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway[1])
         self.session = aiohttp.ClientSession()
+        # Outputs come from wherever a provider points: their own session, whose connector
+        # only connects to addresses it checked (no DNS rebinding to internal hosts).
+        self.download_session = download_session(allow_local=config.allow_local_urls)
         self.store = open_store(config.database_url)
         await self.store.open()
         # One process per SQLite file: leases left by a previous run are void. Processes
@@ -201,7 +206,7 @@ class Reelbot(commands.AutoShardedBot):
             client=self,
             store=self.store,
             providers=self.providers,
-            session=self.session,
+            session=self.download_session,
             settings=DeliverySettings(
                 max_download_bytes=config.max_download_bytes,
                 allow_local_urls=config.allow_local_urls,
@@ -333,6 +338,8 @@ class Reelbot(commands.AutoShardedBot):
             await self.store.close()
         if getattr(self, "session", None) is not None:
             await self.session.close()
+        if getattr(self, "download_session", None) is not None:
+            await self.download_session.close()
         log.info("stopped cleanly at %s", time.strftime("%H:%M:%S"))
 
 
