@@ -112,6 +112,8 @@ class World:
             running.cancel()
         if poller_task is not None:
             poller_task.cancel()
+        if bot._sweep_task is not None:
+            bot._sweep_task.cancel()
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -119,6 +119,7 @@ async def wait_until_reachable(api_base: str, stopping: asyncio.Event) -> bool:
 
 
 RATELIMIT_SWEEP_SECONDS = 60.0
+INPUT_SWEEP_INTERVAL = 6 * 3600.0
 
 
 def throttle_ratelimit_sweep() -> None:
@@ -175,6 +176,7 @@ class Reelbot(commands.AutoShardedBot):
         throttle_ratelimit_sweep()
         self.role = role
         self._poller_task: asyncio.Task[None] | None = None
+        self._sweep_task: asyncio.Task[None] | None = None
         self._health: HealthServer | None = None
 
     async def setup_hook(self) -> None:
@@ -254,10 +256,21 @@ class Reelbot(commands.AutoShardedBot):
             await self.store.subscribe(self.poller.wake)  # work added by other processes
             self._poller_task = asyncio.create_task(self.poller.run(), name="poller")
             self._poller_task.add_done_callback(_log_crash)
+            self._sweep_task = asyncio.create_task(self._sweep_inputs(), name="input-sweep")
         if config.health_port:
             self._health = HealthServer(self, host=config.health_host, port=config.health_port)
             await self._health.start()
         log.info("running as %s", role.name)
+
+    async def _sweep_inputs(self) -> None:
+        """At start and every few hours: remove first-frame images no task created
+        within INPUT_RETENTION_DAYS uses."""
+        while True:
+            try:
+                await self.generations.sweep_inputs(now=time.time())
+            except Exception:
+                log.warning("could not clean up old first-frame images", exc_info=True)
+            await asyncio.sleep(INPUT_SWEEP_INTERVAL)
 
     async def sync_commands(self) -> None:
         if self.config.guild_ids:
@@ -331,6 +344,9 @@ class Reelbot(commands.AutoShardedBot):
         if self._poller_task is not None:
             self._poller_task.cancel()
             await asyncio.gather(self._poller_task, return_exceptions=True)
+        if self._sweep_task is not None:
+            self._sweep_task.cancel()
+            await asyncio.gather(self._sweep_task, return_exceptions=True)
         await super().close()
         if self._health is not None:
             await self._health.close()

@@ -91,6 +91,9 @@ class Config:
     # A character training costs more than one video; it takes this many quota units.
     character_training_weight: int = 5
     data_dir: Path = Path("data")
+    # First-frame images no task created within this many days uses are removed from
+    # DATA_DIR/inputs (🔁 on such an old task then asks for a new /animate).
+    input_retention_days: int = 30
     log_format: str = "text"  # text | json
     health_port: int = 0  # 0 = no health endpoint
     health_host: str = "127.0.0.1"
@@ -284,6 +287,7 @@ def load_config(env: Mapping[str, str] | None = None, *, require_token: bool = T
         max_download_bytes=_int(env, "MAX_DOWNLOAD_MB", 512, minimum=1) * 1024 * 1024,
         character_training_weight=_int(env, "CHARACTER_TRAINING_WEIGHT", 5, minimum=0),
         data_dir=Path(env.get("DATA_DIR", "").strip() or "data"),
+        input_retention_days=_int(env, "INPUT_RETENTION_DAYS", 30, minimum=1),
         log_format=_choice(env, "LOG_FORMAT", ("text", "json")),
         health_port=_int(env, "HEALTH_PORT", 0),
         health_host=env.get("HEALTH_HOST", "").strip() or "127.0.0.1",

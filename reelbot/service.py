@@ -44,8 +44,21 @@ OPTION_LABELS = {
 }
 
 
+INPUT_SWEEP_GRACE = 3600.0  # seconds: an image written or re-used this recently stays
+DAY = 86400.0
+
+
 class UserError(Exception):
     """Bad input or a refused action; the message is shown to the user, ephemerally."""
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """A validated first-frame image, not stored yet: ``create`` keeps it on disk only
+    once the request has passed every check (provider precheck, quota, cooldown)."""
+
+    data: bytes
+    meta: dict[str, Any]
 
 
 @dataclass(slots=True)
@@ -273,8 +286,8 @@ class Generations:
         }
         return provider, {k: v for k, v in request.items() if v is not None}
 
-    async def read_image(self, attachment: discord.Attachment) -> dict[str, Any]:
-        """Validate and keep the first-frame image; return its stored metadata."""
+    async def read_image(self, attachment: discord.Attachment) -> Upload:
+        """Fetch and validate the first-frame image (``create`` stores it)."""
         if attachment.size > MAX_IMAGE_BYTES:
             raise UserError(
                 f"The image is {attachment.size / 1048576:.1f} MiB; the limit is "
@@ -294,7 +307,7 @@ class Generations:
             raise UserError(f"`{attachment.filename}` is not a PNG, JPEG or WebP image.")
         if len(data) > MAX_IMAGE_BYTES:
             raise UserError(f"The image is larger than {MAX_IMAGE_BYTES // 1048576} MiB.")
-        return await self.inputs.save(data, actual, url=attachment.url)
+        return Upload(data, self.inputs.describe(data, actual, url=attachment.url))
 
     def policy(self, *, is_moderator: bool) -> QuotaPolicy:
         return QuotaPolicy(
@@ -315,8 +328,21 @@ class Generations:
         is_moderator: bool,
         thread_id: int | None = None,
         retry_of: int | None = None,
+        image: Upload | None = None,
     ) -> TaskRow:
-        """Record the intent (and take quota) before anything reaches the provider."""
+        """Record the intent (and take quota) before anything reaches the provider.
+
+        A new first-frame ``image`` is written to disk only once the task exists: a
+        refused request (quota, cooldown, the provider's own checks) stores nothing.
+        """
+        if image is not None:
+            request = dict(request, image=image.meta)
+        elif request.get("image") and not await self.inputs.touch(request["image"]):
+            days = self.config.input_retention_days
+            raise UserError(
+                f"The first-frame image of this request is no longer kept (images are kept "
+                f"{days} days after their last use). Start a new /animate with the image."
+            )
         await self.precheck(provider, request)
         try:
             task = await self.store.create_task(
@@ -335,11 +361,28 @@ class Generations:
             )
         except SubmissionRefused as exc:
             raise UserError(str(exc)) from exc
+        if image is not None:
+            try:
+                await self.inputs.keep(image.data, image.meta)
+            except OSError as exc:
+                log.error("task %s: could not keep the first-frame image: %r", task.id, exc)
+                await self.abandon(task, "could not store the image")
+                raise UserError(
+                    "I could not store your image on my side; try again later. "
+                    "Your quota was not used."
+                ) from exc
         # post_status makes the task due at once. Should this process die before that
         # (no thread or status message yet), the poller still picks the request up after
         # a grace period and delivers it in the channel: a recorded intent is never lost.
         await self.store.update_task(task.id, next_action_at=time.time() + ANNOUNCE_GRACE)
         return task
+
+    async def sweep_inputs(self, *, now: float) -> int:
+        """Remove first-frame images that no task created within the retention period
+        uses (refused uploads of older versions, tasks past retention); the count."""
+        since = now - self.config.input_retention_days * DAY
+        in_use = await self.store.input_images_in_use(since=since)
+        return await self.inputs.sweep(in_use, now=now, grace=INPUT_SWEEP_GRACE)
 
     async def precheck(self, provider: Provider, request: dict[str, Any]) -> None:
         """Run the provider's own checks of a request (which durations, seeds, sizes its

@@ -302,6 +302,20 @@ async def test_reaction_claims_expire_so_the_table_stays_bounded(store: AnyStore
     assert await store.claim_reaction(1, U, "🔁", now=later + 2, window=30) is True
 
 
+async def test_input_images_in_use_are_those_of_tasks_since_a_time(store: Store) -> None:
+    def with_image(sha: str) -> NewTask:
+        task = new_task()
+        task.request = {"prompt": "a cat", "image": {"sha256": sha, "content_type": "image/png"}}
+        return task
+
+    await store.create_task(with_image("a" * 64), now=NOW - 100, policy=QuotaPolicy(0))
+    await store.create_task(with_image("b" * 64), now=NOW, policy=QuotaPolicy(0))
+    await store.create_task(new_task(), now=NOW, policy=QuotaPolicy(0))  # text only
+    assert await store.input_images_in_use(since=NOW - 50) == {"b" * 64}
+    assert await store.input_images_in_use(since=NOW - 100) == {"a" * 64, "b" * 64}
+    assert await store.input_images_in_use(since=NOW + 1) == set()
+
+
 async def test_unknown_columns_are_refused(store: Store) -> None:
     task = await store.create_task(new_task(), now=NOW, policy=POLICY)
     with pytest.raises(ValueError, match="not updatable"):

@@ -502,6 +502,14 @@ class PostgresStore:
         )
         return [float(r["took"]) for r in reversed(rows)]
 
+    async def input_images_in_use(self, *, since: float) -> set[str]:
+        rows = await self.pool.fetch(
+            "SELECT DISTINCT request_json::jsonb #>> '{image,sha256}' AS sha256 FROM tasks "
+            "WHERE created_at >= $1 AND request_json::jsonb #>> '{image,sha256}' IS NOT NULL",
+            since,
+        )
+        return {str(r["sha256"]) for r in rows}
+
     async def count_unfinished(self) -> int:
         return int(
             await self.pool.fetchval("SELECT COUNT(*) FROM tasks WHERE next_action_at IS NOT NULL")

@@ -398,6 +398,15 @@ class SqliteStore:
             rows = await cur.fetchall()
         return [float(r[0]) for r in reversed(rows)]
 
+    async def input_images_in_use(self, *, since: float) -> set[str]:
+        async with self.db.execute(
+            "SELECT DISTINCT json_extract(request_json, '$.image.sha256') FROM tasks "
+            "WHERE created_at >= ? AND json_extract(request_json, '$.image.sha256') IS NOT NULL",
+            (since,),
+        ) as cur:
+            rows = await cur.fetchall()
+        return {str(r[0]) for r in rows}
+
     async def count_unfinished(self) -> int:
         async with self.db.execute(
             "SELECT COUNT(*) FROM tasks WHERE next_action_at IS NOT NULL"
