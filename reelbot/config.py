@@ -204,7 +204,7 @@ def _id_list(env: Mapping[str, str], name: str) -> tuple[int, ...]:
 
 def _url(name: str, value: str) -> str:
     if not value.startswith(("http://", "https://")):
-        raise ConfigError(f"{name} must be an http(s) URL (got {value!r})")
+        raise ConfigError(f"{name} must be an http(s) URL (got {redact_url(value)!r})")
     return value.rstrip("/")
 
 

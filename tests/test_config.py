@@ -128,3 +128,11 @@ def test_no_credentials_of_a_provider_base_url_in_the_config_repr() -> None:
     text = repr(config)
     assert "pa55" not in text and "key-1" not in text
     assert "https://user:***@proxy.example/hiapi" in text
+
+
+def test_a_bad_base_url_error_does_not_echo_its_credentials() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config({
+            "DISCORD_TOKEN": "t", "HIAPI_API_KEY": "k", "HIAPI_BASE_URL": "ftp://u:hunter2@h/x",
+        })
+    assert "HIAPI_BASE_URL" in str(info.value) and "hunter2" not in str(info.value)
