@@ -11,7 +11,7 @@ import logging
 import time
 import unicodedata
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import discord
@@ -57,8 +57,8 @@ class Upload:
     """A validated first-frame image, not stored yet: ``create`` keeps it on disk only
     once the request has passed every check (provider precheck, quota, cooldown)."""
 
-    data: bytes
-    meta: dict[str, Any]
+    data: bytes = field(repr=False)
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
