@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 
+import aiohttp
 from dotenv import load_dotenv
 
 from reelbot.config import Config, ConfigError, load_config
@@ -18,22 +19,29 @@ log = logging.getLogger("reelbot")
 
 
 async def run_bot(config: Config, role: Role) -> int:
-    from reelbot.app import Reelbot, use_api_base
+    from reelbot.app import Reelbot, use_api_base, wait_until_reachable
 
     use_api_base(config.discord_api_base)
-    bot = Reelbot(config, role=role)
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     closing: list[asyncio.Task[None]] = []  # keep a reference until it finishes
+    started: list[Reelbot] = []
 
     def request_stop(signame: str) -> None:
         if not stopping.is_set():
             log.info("%s received: finishing in-flight work and stopping", signame)
             stopping.set()
-            closing.append(loop.create_task(bot.close()))
+            if started:
+                closing.append(loop.create_task(started[0].close()))
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, request_stop, sig.name)
+    # Discord down (or DNS, or the network) at start: say so in one line and keep trying,
+    # as discord.py does by itself once connected. A stop meanwhile exits cleanly.
+    if not await wait_until_reachable(config.discord_api_base, stopping):
+        return 0
+    bot = Reelbot(config, role=role)
+    started.append(bot)
     try:
         if role.gateway:
             await bot.start(config.discord_token)
@@ -52,6 +60,10 @@ async def run_bot(config: Config, role: Role) -> int:
                 "enable the Message Content intent for this bot in the Developer Portal "
                 "(Bot → Privileged Gateway Intents) and start again"
             )
+        elif isinstance(exc, aiohttp.ClientConnectionError):
+            # Reachable a moment ago, gone during the log-in: one line, and a supervisor
+            # (systemd, docker) starts us again.
+            log.error("lost the connection to Discord while starting (%r); stopping", exc)
         else:
             log.exception("the bot stopped because of an error")
         await bot.close()

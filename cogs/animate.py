@@ -104,8 +104,7 @@ class Animate(commands.Cog):
         if chosen is not None:
             stored["character"] = chosen.name
             stored["character_model_id"] = chosen.provider_model_id
-        if image is not None:
-            stored["image"] = await self.generations.read_image(image)
+        upload = await self.generations.read_image(image) if image is not None else None
         channel = interaction.channel
         is_thread = isinstance(channel, discord.Thread)
         task = await self.generations.create(
@@ -116,6 +115,7 @@ class Animate(commands.Cog):
             requester_id=interaction.user.id,
             is_moderator=interaction_is_moderator(interaction, self.bot.config.moderator_role_ids),
             thread_id=channel.id if is_thread else None,
+            image=upload,
         )
         try:
             where = await self.generations.open_thread(

@@ -112,6 +112,8 @@ class World:
             running.cancel()
         if poller_task is not None:
             poller_task.cancel()
+        if bot._sweep_task is not None:
+            bot._sweep_task.cancel()
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -122,6 +124,8 @@ class World:
             await bot.store.close()
         with contextlib.suppress(Exception):
             await bot.session.close()
+        with contextlib.suppress(Exception):
+            await bot.download_session.close()
 
     async def close(self) -> None:
         await self.stop_bot()

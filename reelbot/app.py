@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from typing import Any
 
@@ -24,6 +25,7 @@ from providers.http import ProviderHttp
 from reelbot.characters import Characters
 from reelbot.config import DEFAULT_API_BASE, Config
 from reelbot.delivery import Delivery, DeliverySettings
+from reelbot.downloads import download_session
 from reelbot.health import HealthServer
 from reelbot.inputs import InputStore
 from reelbot.poller import Poller, PollerSettings
@@ -54,7 +56,70 @@ def use_api_base(api_base: str) -> None:
     discord.http.Route.BASE = api_base.rstrip("/")
 
 
+def silence_voice_warnings() -> None:
+    """Reelbot has no voice: drop discord.py's "PyNaCl/davey is not installed, voice will
+    NOT be supported" start-up warnings, and only those.
+
+    ``Client.__init__`` logs each once per process, guarded by these two flags (set when
+    the library is missing); clearing them skips exactly those two lines. Voice itself
+    is untouched: connecting to a voice channel would still fail loudly.
+    """
+    discord.VoiceClient.warn_nacl = False
+    discord.VoiceClient.warn_dave = False
+
+
+REACH_TIMEOUT = aiohttp.ClientTimeout(total=15)
+REACH_FIRST_DELAY = 1.0
+REACH_MAX_DELAY = 60.0
+
+
+def _unreachable_reason(exc: BaseException) -> str:
+    """What went wrong reaching a host, in a few words (no traceback)."""
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return "DNS lookup failed"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
+        return "TLS handshake failed"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        error = exc.os_error
+        return (os.strerror(error.errno) if error.errno else str(error)).lower()
+    if isinstance(exc, TimeoutError):
+        return "no answer in time"
+    return str(exc) or type(exc).__name__
+
+
+async def wait_until_reachable(api_base: str, stopping: asyncio.Event) -> bool:
+    """Wait until Discord's REST API answers at all (any HTTP status), retrying with
+    exponential backoff and one log line per failed attempt. False when ``stopping``
+    is set first.
+
+    discord.py retries the gateway by itself once logged in, but a failed first login
+    (DNS or network down at start) ends ``start()`` with a long traceback.
+    """
+    url = f"{api_base.rstrip('/')}/gateway"
+    where = yarl.URL(api_base)
+    host = f"{where.host}:{where.port}" if where.port else str(where.host)
+    delay = REACH_FIRST_DELAY
+    async with aiohttp.ClientSession(timeout=REACH_TIMEOUT) as session:
+        while not stopping.is_set():
+            try:
+                async with session.get(url, allow_redirects=False):
+                    return True
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                log.error(
+                    "cannot reach Discord at %s (%s); retrying in %g s",
+                    host,
+                    _unreachable_reason(exc),
+                    delay,
+                )
+            try:
+                await asyncio.wait_for(stopping.wait(), delay)
+            except TimeoutError:
+                delay = min(delay * 2, REACH_MAX_DELAY)
+    return False
+
+
 RATELIMIT_SWEEP_SECONDS = 60.0
+INPUT_SWEEP_INTERVAL = 6 * 3600.0
 
 
 def throttle_ratelimit_sweep() -> None:
@@ -84,6 +149,7 @@ def throttle_ratelimit_sweep() -> None:
 class Reelbot(commands.AutoShardedBot):
     store: Store
     session: aiohttp.ClientSession
+    download_session: aiohttp.ClientSession
     providers: dict[str, Provider]
     generations: Generations
     poller: Poller
@@ -96,6 +162,7 @@ class Reelbot(commands.AutoShardedBot):
         # of members' messages needs the privileged Message Content intent.
         intents.message_content = True
         options.setdefault("chunk_guilds_at_startup", False)
+        silence_voice_warnings()
         if role.shard_ids is not None:
             options.update(shard_ids=list(role.shard_ids), shard_count=role.shard_count)
         super().__init__(
@@ -109,6 +176,7 @@ class Reelbot(commands.AutoShardedBot):
         throttle_ratelimit_sweep()
         self.role = role
         self._poller_task: asyncio.Task[None] | None = None
+        self._sweep_task: asyncio.Task[None] | None = None
         self._health: HealthServer | None = None
 
     async def setup_hook(self) -> None:
@@ -118,6 +186,9 @@ class Reelbot(commands.AutoShardedBot):
             gateway = await self.http.get_bot_gateway()
             discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway[1])
         self.session = aiohttp.ClientSession()
+        # Outputs come from wherever a provider points: their own session, whose connector
+        # only connects to addresses it checked (no DNS rebinding to internal hosts).
+        self.download_session = download_session(allow_local=config.allow_local_urls)
         self.store = open_store(config.database_url)
         await self.store.open()
         # One process per SQLite file: leases left by a previous run are void. Processes
@@ -137,7 +208,7 @@ class Reelbot(commands.AutoShardedBot):
             client=self,
             store=self.store,
             providers=self.providers,
-            session=self.session,
+            session=self.download_session,
             settings=DeliverySettings(
                 max_download_bytes=config.max_download_bytes,
                 allow_local_urls=config.allow_local_urls,
@@ -185,10 +256,21 @@ class Reelbot(commands.AutoShardedBot):
             await self.store.subscribe(self.poller.wake)  # work added by other processes
             self._poller_task = asyncio.create_task(self.poller.run(), name="poller")
             self._poller_task.add_done_callback(_log_crash)
+            self._sweep_task = asyncio.create_task(self._sweep_inputs(), name="input-sweep")
         if config.health_port:
             self._health = HealthServer(self, host=config.health_host, port=config.health_port)
             await self._health.start()
         log.info("running as %s", role.name)
+
+    async def _sweep_inputs(self) -> None:
+        """At start and every few hours: remove first-frame images no task created
+        within INPUT_RETENTION_DAYS uses."""
+        while True:
+            try:
+                await self.generations.sweep_inputs(now=time.time())
+            except Exception:
+                log.warning("could not clean up old first-frame images", exc_info=True)
+            await asyncio.sleep(INPUT_SWEEP_INTERVAL)
 
     async def sync_commands(self) -> None:
         if self.config.guild_ids:
@@ -262,6 +344,9 @@ class Reelbot(commands.AutoShardedBot):
         if self._poller_task is not None:
             self._poller_task.cancel()
             await asyncio.gather(self._poller_task, return_exceptions=True)
+        if self._sweep_task is not None:
+            self._sweep_task.cancel()
+            await asyncio.gather(self._sweep_task, return_exceptions=True)
         await super().close()
         if self._health is not None:
             await self._health.close()
@@ -269,6 +354,8 @@ class Reelbot(commands.AutoShardedBot):
             await self.store.close()
         if getattr(self, "session", None) is not None:
             await self.session.close()
+        if getattr(self, "download_session", None) is not None:
+            await self.download_session.close()
         log.info("stopped cleanly at %s", time.strftime("%H:%M:%S"))
 
 

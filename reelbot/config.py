@@ -6,10 +6,13 @@ operator sees: the variable, what is wrong, and what to do.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from providers import PROVIDER_IDS, provider_class
 
@@ -20,14 +23,49 @@ class ConfigError(Exception):
     """Invalid or missing configuration; ``str(exc)`` is the operator-facing line."""
 
 
-@dataclass(frozen=True, slots=True)
+_SECRET_QUERY = re.compile(r"(?i)((?:^|&)(?:password|passwd|pass|secret|token|key)=)[^&]*")
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its secrets (a userinfo password, ``password=`` in the query),
+    for reprs and logs: ``postgresql://reel:***@db/reelbot``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user, colon, _password = userinfo.partition(":")
+        netloc = f"{user}{':***' if colon else ''}@{hostport}"
+    query = _SECRET_QUERY.sub(r"\1***", parts.query)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _safe_repr(obj: object, urls: tuple[str, ...]) -> str:
+    """A dataclass repr with secret fields left out and URL fields redacted."""
+    shown = []
+    for f in dataclasses.fields(obj):  # type: ignore[arg-type]
+        if not f.repr:
+            continue
+        value = getattr(obj, f.name)
+        if f.name in urls and isinstance(value, str):
+            value = redact_url(value)
+        shown.append(f"{f.name}={value!r}")
+    return f"{type(obj).__name__}({', '.join(shown)})"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
 class ProviderConfig:
     id: str
     api_key: str = field(repr=False)
     base_url: str
 
+    def __repr__(self) -> str:
+        return _safe_repr(self, ("base_url",))
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, repr=False)
 class Config:
     discord_token: str = field(repr=False)
     discord_api_base: str = DEFAULT_API_BASE
@@ -53,9 +91,16 @@ class Config:
     # A character training costs more than one video; it takes this many quota units.
     character_training_weight: int = 5
     data_dir: Path = Path("data")
+    # First-frame images no task created within this many days uses are removed from
+    # DATA_DIR/inputs (🔁 on such an old task then asks for a new /animate).
+    input_retention_days: int = 30
     log_format: str = "text"  # text | json
     health_port: int = 0  # 0 = no health endpoint
     health_host: str = "127.0.0.1"
+
+    def __repr__(self) -> str:
+        # A PostgreSQL DATABASE_URL may carry a password; the token is never shown.
+        return _safe_repr(self, ("database_url", "discord_api_base"))
 
     @property
     def provider_ids(self) -> tuple[str, ...]:
@@ -159,7 +204,7 @@ def _id_list(env: Mapping[str, str], name: str) -> tuple[int, ...]:
 
 def _url(name: str, value: str) -> str:
     if not value.startswith(("http://", "https://")):
-        raise ConfigError(f"{name} must be an http(s) URL (got {value!r})")
+        raise ConfigError(f"{name} must be an http(s) URL (got {redact_url(value)!r})")
     return value.rstrip("/")
 
 
@@ -242,6 +287,7 @@ def load_config(env: Mapping[str, str] | None = None, *, require_token: bool = T
         max_download_bytes=_int(env, "MAX_DOWNLOAD_MB", 512, minimum=1) * 1024 * 1024,
         character_training_weight=_int(env, "CHARACTER_TRAINING_WEIGHT", 5, minimum=0),
         data_dir=Path(env.get("DATA_DIR", "").strip() or "data"),
+        input_retention_days=_int(env, "INPUT_RETENTION_DAYS", 30, minimum=1),
         log_format=_choice(env, "LOG_FORMAT", ("text", "json")),
         health_port=_int(env, "HEALTH_PORT", 0),
         health_host=env.get("HEALTH_HOST", "").strip() or "127.0.0.1",

@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import aiohttp
+import aiohttp.abc
 import yarl
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,46 @@ class DownloadedFile:
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
+
+
+class RefusedAddress(OSError):
+    """A host name resolved to an address outputs may not come from."""
+
+
+class PublicOnlyResolver(aiohttp.abc.AbstractResolver):
+    """The resolver of the download session: every answer is checked where it is used.
+
+    ``check_url_allowed`` judges a name by one DNS answer, the connection would make its
+    own lookup: a short-TTL name can answer a public address first and 127.0.0.1 next
+    (DNS rebinding). Here the connector connects only to addresses this resolver
+    returned, and it returns only public ones: the check and the connect use the same
+    answer. (IP literals never reach a resolver; ``check_url_allowed`` judges those.)
+    """
+
+    def __init__(self, inner: aiohttp.abc.AbstractResolver | None = None) -> None:
+        self._inner = inner if inner is not None else aiohttp.ThreadedResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[aiohttp.abc.ResolveResult]:
+        answers = await self._inner.resolve(host, port, family)
+        for answer in answers:
+            address = ipaddress.ip_address(str(answer["host"]).split("%")[0])
+            if not address.is_global:
+                raise RefusedAddress(f"{host} resolved to a private address")
+        return answers
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+def download_session(*, allow_local: bool) -> aiohttp.ClientSession:
+    """The HTTP session for output downloads: with ``allow_local`` off, it connects to
+    public addresses only (see PublicOnlyResolver). Provider API calls keep their own
+    session: an operator may run an aggregator on a private network."""
+    if allow_local:
+        return aiohttp.ClientSession()
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=PublicOnlyResolver()))
 
 
 async def check_url_allowed(url: str, *, allow_local: bool) -> None:
@@ -148,6 +189,14 @@ async def _download(
                     too_large=True,
                 )
             return await _stream(resp, content_type, max_bytes, directory)
+    except aiohttp.ClientConnectorError as exc:
+        if isinstance(exc.os_error, RefusedAddress):
+            raise DownloadError(
+                "refusing an output URL on a private address", permanent=True
+            ) from exc
+        raise DownloadError(
+            f"downloading the output failed ({type(exc).__name__})", permanent=False
+        ) from exc
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise DownloadError(
             f"downloading the output failed ({type(exc).__name__})", permanent=False

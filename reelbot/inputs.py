@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -47,16 +49,39 @@ class InputStore:
         ext = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}[content_type]
         return self.directory / f"{sha256}.{ext}"
 
-    async def save(self, data: bytes, content_type: str, *, url: str | None) -> dict[str, Any]:
-        """Keep the bytes; return the metadata to store in the task's request."""
+    @staticmethod
+    def describe(data: bytes, content_type: str, *, url: str | None) -> dict[str, Any]:
+        """The metadata a task's request stores for these bytes (nothing is written)."""
         sha256 = hashlib.sha256(data).hexdigest()
-        path = self._path(sha256, content_type)
-        await asyncio.to_thread(_write_once, path, data)
         meta: dict[str, Any] = {"sha256": sha256, "content_type": content_type, "size": len(data)}
         if url:
             meta["url"] = url
             meta["url_expires_at"] = discord_url_expiry(url)
         return meta
+
+    async def keep(self, data: bytes, meta: dict[str, Any]) -> None:
+        """Write the bytes ``describe`` described (once: the name is their hash)."""
+        await asyncio.to_thread(_write_once, self._path(meta["sha256"], meta["content_type"]), data)
+
+    async def save(self, data: bytes, content_type: str, *, url: str | None) -> dict[str, Any]:
+        """Keep the bytes; return the metadata to store in the task's request."""
+        meta = self.describe(data, content_type, url=url)
+        await self.keep(data, meta)
+        return meta
+
+    async def touch(self, meta: dict[str, Any]) -> bool:
+        """Mark a kept image as just used (a re-run); False when it is no longer kept."""
+        path = self._path(meta["sha256"], meta["content_type"])
+        try:
+            await asyncio.to_thread(os.utime, path)
+        except FileNotFoundError:
+            return False
+        return True
+
+    async def sweep(self, in_use: set[str], *, now: float, grace: float) -> int:
+        """Remove the images whose hash is not ``in_use`` and that nobody wrote or used
+        within ``grace`` seconds, and temp files left by a crash; the count removed."""
+        return await asyncio.to_thread(_sweep, self.directory, in_use, now - grace)
 
     async def input_image(self, meta: dict[str, Any], *, refresh: bool = False) -> InputImage:
         """The kept image with a URL that works now (None: providers use the data URL).
@@ -87,9 +112,41 @@ class InputStore:
 
 
 def _write_once(path: Path, data: bytes) -> None:
+    """Write ``path`` unless it exists. Each writer has its own temp file (several
+    threads may save the same image at once) and renames it into place atomically: a
+    crash never leaves a half-written image under its name, and the last rename of
+    identical bytes wins harmlessly."""
     if path.exists():
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)  # atomic: a crash never leaves a half-written image under its name
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _sweep(directory: Path, in_use: set[str], cutoff: float) -> int:
+    removed = 0
+    try:
+        entries = list(directory.iterdir())
+    except FileNotFoundError:
+        return 0
+    for path in entries:
+        name = path.name
+        # A temp file is a write that never finished; an image, one no recent task uses.
+        unfinished = name.startswith(".") and name.endswith(".tmp")
+        stale = unfinished or path.stem not in in_use
+        try:
+            if stale and path.is_file() and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:
+            continue
+    if removed:
+        log.info("removed %d first-frame image(s) no recent task uses", removed)
+    return removed

@@ -9,6 +9,7 @@ import socket
 from pathlib import Path
 
 import aiohttp
+import aiohttp.abc
 import pytest
 from aiohttp import web
 
@@ -314,3 +315,91 @@ def test_bad_inline_outputs_are_refused(tmp_path: Path, data: str, match: str) -
 ])
 def test_sniff_content_type(head: bytes, expected: str | None) -> None:
     assert sniff_content_type(head + b"\0" * 16) == expected
+
+
+# --- DNS rebinding: the address checked is the address connected to ---------------------------
+class RebindingDns:
+    """A fake DNS for one name: a public address on the first question, then 127.0.0.1
+    (what an attacker's short-TTL name server does between our check and the connect)."""
+
+    def __init__(self) -> None:
+        self.questions = 0
+
+    async def getaddrinfo(self, host, port, *args, **kwargs):
+        self.questions += 1
+        address = "93.184.215.14" if self.questions == 1 else "127.0.0.1"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+
+@pytest.fixture
+async def loopback_listener():
+    """A TCP port on 127.0.0.1 that counts the connections made to it."""
+    accepted: list[int] = []
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(1)
+        writer.close()
+
+    server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1], accepted
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_name_rebound_to_loopback_after_the_check_is_never_connected_to(
+    monkeypatch, loopback_listener, tmp_path: Path
+) -> None:
+    port, accepted = loopback_listener
+    dns = RebindingDns()
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", dns.getaddrinfo)
+    async with downloads.download_session(allow_local=False) as session:
+        with pytest.raises(DownloadError, match="private") as info:
+            await download_to_temp(
+                session, f"https://cdn.rebind.test:{port}/video.mp4", max_bytes=MiB,
+                allow_local=False, directory=tmp_path,
+            )
+    assert info.value.permanent
+    assert dns.questions >= 2, "the connect asked again (and was answered 127.0.0.1)"
+    assert accepted == [], "nothing may connect to the rebound loopback address"
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("answers", [["10.0.0.7"], ["93.184.215.14", "127.0.0.1"], ["::1"]])
+async def test_the_download_resolver_refuses_any_private_answer(answers: list[str]) -> None:
+    class Fixed(aiohttp.abc.AbstractResolver):
+        async def resolve(self, host, port=0, family=socket.AF_INET):
+            return [
+                {"hostname": host, "host": a, "port": port, "family": family, "proto": 0,
+                 "flags": socket.AI_NUMERICHOST}
+                for a in answers
+            ]
+
+        async def close(self) -> None:
+            pass
+
+    resolver = downloads.PublicOnlyResolver(Fixed())
+    with pytest.raises(OSError, match="private"):
+        await resolver.resolve("cdn.example.com", 443)
+
+
+async def test_the_download_resolver_passes_public_answers() -> None:
+    class Public(aiohttp.abc.AbstractResolver):
+        async def resolve(self, host, port=0, family=socket.AF_INET):
+            return [{"hostname": host, "host": "93.184.215.14", "port": port,
+                     "family": family, "proto": 0, "flags": socket.AI_NUMERICHOST}]
+
+        async def close(self) -> None:
+            pass
+
+    answers = await downloads.PublicOnlyResolver(Public()).resolve("cdn.example.com", 443)
+    assert [a["host"] for a in answers] == ["93.184.215.14"]
+
+
+async def test_the_bot_downloads_through_the_guarded_session(world_factory) -> None:
+    world = await world_factory(env={"ALLOW_LOCAL_URLS": "false"})
+    assert world.bot is not None
+    connector = world.bot.delivery.session.connector
+    assert isinstance(connector, aiohttp.TCPConnector)
+    assert isinstance(connector._resolver, downloads.PublicOnlyResolver)

@@ -21,6 +21,7 @@ import pytest
 
 from reelbot.store import NewTask, PostgresStore, QuotaExceeded, QuotaPolicy, SqliteStore, Store
 from reelbot.store.models import (
+    REACTION_RETENTION,
     CharacterImage,
     CooldownActive,
     DuplicateName,
@@ -184,6 +185,30 @@ async def test_reset_usage_reports_previous_value(store: Store) -> None:
     assert (await store.quota_status(G, U, now=NOW, default_limit=3)).used == 0
 
 
+async def test_a_task_charged_before_a_reset_gives_nothing_back_after_it(store: Store) -> None:
+    # /quota reset cleared the charge of the first two tasks: refunding them afterwards
+    # must neither eat the charge of a task made after the reset nor go below zero.
+    before = [await store.create_task(new_task(), now=NOW, policy=POLICY) for _ in range(2)]
+    assert await store.reset_usage(G, U, now=NOW + 1) == 2
+    after = await store.create_task(new_task(), now=NOW + 2, policy=POLICY)
+    for task in before:
+        assert await store.refund(task.id) is True  # its quota is not held any more
+        assert await store.refund(task.id) is False
+        assert (await store.quota_status(G, U, now=NOW + 3, default_limit=3)).used == 1
+    # A second reset, then the post-reset task's refund: nothing left to give either.
+    assert await store.reset_usage(G, U, now=NOW + 4) == 1
+    newest = await store.create_task(new_task(), now=NOW + 5, policy=POLICY)
+    assert await store.refund(after.id) is True
+    assert (await store.quota_status(G, U, now=NOW + 6, default_limit=3)).used == 1
+    assert await store.refund(newest.id) is True
+    assert (await store.quota_status(G, U, now=NOW + 6, default_limit=3)).used == 0
+    # The limit holds as before: 3 fresh creations pass, the 4th is refused.
+    for _ in range(3):
+        await store.create_task(new_task(), now=NOW + 7, policy=POLICY)
+    with pytest.raises(QuotaExceeded):
+        await store.create_task(new_task(), now=NOW + 7, policy=POLICY)
+
+
 async def test_cooldown_and_in_flight_caps(store: Store) -> None:
     policy = QuotaPolicy(default_limit=0, cooldown=10, max_in_flight=2)
     await store.create_task(new_task(), now=NOW, policy=policy)
@@ -252,6 +277,43 @@ async def test_reaction_claims_are_deduplicated_within_the_window(store: Store) 
     assert await store.claim_reaction(1, 2, "🔁", now=NOW + 1, window=30) is False
     assert await store.claim_reaction(1, 3, "🔁", now=NOW + 1, window=30) is True
     assert await store.claim_reaction(1, 2, "🔁", now=NOW + 60, window=30) is True
+
+
+async def _count_reaction_rows(store: AnyStore) -> int:
+    if isinstance(store, SqliteStore):
+        async with store.db.execute("SELECT COUNT(*) FROM reaction_actions") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+    return int(await store.pool.fetchval("SELECT COUNT(*) FROM reaction_actions"))
+
+
+async def test_reaction_claims_expire_so_the_table_stays_bounded(store: AnyStore) -> None:
+    # One row per reaction ever seen used to stay forever; past the dedup window (and
+    # the store's retention floor) a row is useless and is evicted by later claims.
+    for message_id in range(1, 51):
+        assert await store.claim_reaction(message_id, U, "🔁", now=NOW, window=30)
+    assert await _count_reaction_rows(store) == 50
+    later = NOW + REACTION_RETENTION + 31
+    for user in (1, 2, 3):
+        assert await store.claim_reaction(999, user, "🔁", now=later, window=30)
+    assert await _count_reaction_rows(store) == 3
+    # The dedup itself is unchanged: within the window once, after it again.
+    assert await store.claim_reaction(999, 1, "🔁", now=later + 1, window=30) is False
+    assert await store.claim_reaction(1, U, "🔁", now=later + 2, window=30) is True
+
+
+async def test_input_images_in_use_are_those_of_tasks_since_a_time(store: Store) -> None:
+    def with_image(sha: str) -> NewTask:
+        task = new_task()
+        task.request = {"prompt": "a cat", "image": {"sha256": sha, "content_type": "image/png"}}
+        return task
+
+    await store.create_task(with_image("a" * 64), now=NOW - 100, policy=QuotaPolicy(0))
+    await store.create_task(with_image("b" * 64), now=NOW, policy=QuotaPolicy(0))
+    await store.create_task(new_task(), now=NOW, policy=QuotaPolicy(0))  # text only
+    assert await store.input_images_in_use(since=NOW - 50) == {"b" * 64}
+    assert await store.input_images_in_use(since=NOW - 100) == {"a" * 64, "b" * 64}
+    assert await store.input_images_in_use(since=NOW + 1) == set()
 
 
 async def test_unknown_columns_are_refused(store: Store) -> None:

@@ -97,12 +97,19 @@ class Store(Protocol):
         ...
 
     async def refund(self, task_id: int) -> bool:
-        """Give a task's quota back once; False when already refunded."""
+        """Give a task's quota back once; False when already refunded.
+
+        A task charged before a ``reset_usage`` of its day gives nothing back (the reset
+        already did), so a refund never takes back the charge of a later task."""
         ...
 
     async def user_tasks(self, guild_id: int, user_id: int, *, limit: int) -> list[TaskRow]: ...
     async def guild_tasks(self, guild_id: int, *, limit: int) -> list[TaskRow]: ...
     async def count_unfinished(self) -> int: ...
+    async def input_images_in_use(self, *, since: float) -> set[str]:
+        """sha256 of the first-frame images of tasks created at or after ``since``."""
+        ...
+
     async def recent_durations(self, provider: str, *, limit: int) -> list[float]:
         """Seconds from submit to success of the provider's latest ``limit`` videos, oldest
         first (what the poller's completion model starts from)."""
@@ -131,7 +138,10 @@ class Store(Protocol):
     async def claim_reaction(
         self, message_id: int, user_id: int, emoji: str, *, now: float, window: float
     ) -> bool:
-        """True the first time this reaction is seen within ``window`` seconds."""
+        """True the first time this reaction is seen within ``window`` seconds.
+
+        Rows older than ``max(window, REACTION_RETENTION)`` are evicted on the way, so
+        the table holds recent reactions only."""
         ...
 
     # --- characters -----------------------------------------------------------------------

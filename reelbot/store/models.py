@@ -9,6 +9,9 @@ from typing import Any
 
 ACTIVE_STATES = frozenset({"submitting", "queued", "running"})
 FINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
+# Seen reactions are kept at least this long (or a caller's longer dedup window), then
+# evicted by later claims: the dedup table holds an hour of reactions, not all of them.
+REACTION_RETENTION = 3600.0
 
 
 def utc_day(ts: float) -> str:

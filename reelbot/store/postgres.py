@@ -31,6 +31,7 @@ from typing import Any
 import asyncpg
 
 from reelbot.store.models import (
+    REACTION_RETENTION,
     CharacterImage,
     CharacterRow,
     CooldownActive,
@@ -225,10 +226,10 @@ class PostgresStore:
                     _lock_key("quota", task.guild_id, task.requester_id),
                 )
                 await self._check_limits(conn, task, now=now, policy=policy)
-            await conn.execute(
+            epoch = await conn.fetchval(
                 "INSERT INTO quota_usage (guild_id, user_id, day, used) VALUES ($1, $2, $3, $4) "
                 "ON CONFLICT (guild_id, user_id, day) "
-                "DO UPDATE SET used = quota_usage.used + EXCLUDED.used",
+                "DO UPDATE SET used = quota_usage.used + EXCLUDED.used RETURNING resets",
                 task.guild_id,
                 task.requester_id,
                 day,
@@ -237,9 +238,10 @@ class PostgresStore:
             row = await conn.fetchrow(
                 "INSERT INTO tasks (kind, provider, guild_id, channel_id, thread_id, "
                 "requester_id, request_json, state, poll_interval, next_action_at, "
-                "created_at, updated_at, quota_day, quota_weight, retry_of, character_id) "
+                "created_at, updated_at, quota_day, quota_weight, retry_of, character_id, "
+                "quota_epoch) "
                 "VALUES ($1, $2, $3, $4, $5, $6, $7, 'submitting', $8, NULL, $9, $9, $10, $11, "
-                "$12, $13) RETURNING *",
+                "$12, $13, $14) RETURNING *",
                 task.kind,
                 task.provider,
                 task.guild_id,
@@ -253,6 +255,7 @@ class PostgresStore:
                 task.quota_weight,
                 task.retry_of,
                 task.character_id,
+                epoch,
             )
         assert row is not None
         return TaskRow.from_mapping(row)
@@ -454,18 +457,21 @@ class PostgresStore:
         async with self._transaction() as conn:
             row = await conn.fetchrow(
                 "UPDATE tasks SET refunded = TRUE WHERE id = $1 AND NOT refunded "
-                "RETURNING guild_id, requester_id, quota_day, quota_weight",
+                "RETURNING guild_id, requester_id, quota_day, quota_weight, quota_epoch",
                 task_id,
             )
             if row is None:
                 return False
+            # Only within the epoch it was charged in: a /quota reset since then already
+            # gave this charge back.
             await conn.execute(
                 "UPDATE quota_usage SET used = GREATEST(0, used - $1) "
-                "WHERE guild_id = $2 AND user_id = $3 AND day = $4",
+                "WHERE guild_id = $2 AND user_id = $3 AND day = $4 AND resets = $5",
                 row["quota_weight"],
                 row["guild_id"],
                 row["requester_id"],
                 row["quota_day"],
+                row["quota_epoch"],
             )
             return True
 
@@ -495,6 +501,14 @@ class PostgresStore:
             limit,
         )
         return [float(r["took"]) for r in reversed(rows)]
+
+    async def input_images_in_use(self, *, since: float) -> set[str]:
+        rows = await self.pool.fetch(
+            "SELECT DISTINCT request_json::jsonb #>> '{image,sha256}' AS sha256 FROM tasks "
+            "WHERE created_at >= $1 AND request_json::jsonb #>> '{image,sha256}' IS NOT NULL",
+            since,
+        )
+        return {str(r["sha256"]) for r in rows}
 
     async def count_unfinished(self) -> int:
         return int(
@@ -564,7 +578,8 @@ class PostgresStore:
                 utc_day(now),
             )
             await conn.execute(
-                "UPDATE quota_usage SET used = 0 WHERE guild_id = $1 AND user_id = $2 AND day = $3",
+                "UPDATE quota_usage SET used = 0, resets = resets + 1 "
+                "WHERE guild_id = $1 AND user_id = $2 AND day = $3",
                 guild_id,
                 user_id,
                 utc_day(now),
@@ -620,16 +635,24 @@ class PostgresStore:
     async def claim_reaction(
         self, message_id: int, user_id: int, emoji: str, *, now: float, window: float
     ) -> bool:
-        row = await self.pool.fetchval(
-            "INSERT INTO reaction_actions (message_id, user_id, emoji, at) "
-            "VALUES ($1, $2, $3, $4) ON CONFLICT (message_id, user_id, emoji) DO UPDATE "
-            "SET at = EXCLUDED.at WHERE reaction_actions.at < EXCLUDED.at - $5 RETURNING 1",
-            message_id,
-            user_id,
-            emoji,
-            now,
-            window,
-        )
+        async with self._transaction() as conn:
+            # Expired rows only; rows another claimer is evicting are skipped, not waited
+            # for (so two evictions never deadlock).
+            await conn.execute(
+                "DELETE FROM reaction_actions WHERE ctid IN (SELECT ctid FROM reaction_actions"
+                " WHERE at < $1 FOR UPDATE SKIP LOCKED)",
+                now - max(window, REACTION_RETENTION),
+            )
+            row = await conn.fetchval(
+                "INSERT INTO reaction_actions (message_id, user_id, emoji, at) "
+                "VALUES ($1, $2, $3, $4) ON CONFLICT (message_id, user_id, emoji) DO UPDATE "
+                "SET at = EXCLUDED.at WHERE reaction_actions.at < EXCLUDED.at - $5 RETURNING 1",
+                message_id,
+                user_id,
+                emoji,
+                now,
+                window,
+            )
         return row is not None
 
     # --- characters -------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import Any
 import aiosqlite
 
 from reelbot.store.models import (
+    REACTION_RETENTION,
     CharacterImage,
     CharacterRow,
     CooldownActive,
@@ -133,16 +134,20 @@ class SqliteStore:
         async with self._transaction() as db:
             if policy.enforce:
                 await self._check_limits(db, task, now=now, day=day, policy=policy)
-            await db.execute(
+            async with db.execute(
                 "INSERT INTO quota_usage (guild_id, user_id, day, used) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(guild_id, user_id, day) DO UPDATE SET used = used + excluded.used",
+                "ON CONFLICT(guild_id, user_id, day) DO UPDATE SET used = used + excluded.used "
+                "RETURNING resets",
                 (task.guild_id, task.requester_id, day, task.quota_weight),
-            )
+            ) as cur:
+                usage = await cur.fetchone()
+            assert usage is not None
             async with db.execute(
                 "INSERT INTO tasks (kind, provider, guild_id, channel_id, thread_id, "
                 "requester_id, request_json, state, poll_interval, next_action_at, "
-                "created_at, updated_at, quota_day, quota_weight, retry_of, character_id) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, 'submitting', ?, NULL, ?, ?, ?, ?, ?, ?) "
+                "created_at, updated_at, quota_day, quota_weight, retry_of, character_id, "
+                "quota_epoch) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 'submitting', ?, NULL, ?, ?, ?, ?, ?, ?, ?) "
                 "RETURNING *",
                 (
                     task.kind,
@@ -159,6 +164,7 @@ class SqliteStore:
                     task.quota_weight,
                     task.retry_of,
                     task.character_id,
+                    usage["resets"],
                 ),
             ) as cur:
                 row = await cur.fetchone()
@@ -348,16 +354,24 @@ class SqliteStore:
         async with self._transaction() as db:
             async with db.execute(
                 "UPDATE tasks SET refunded = 1 WHERE id = ? AND refunded = 0 "
-                "RETURNING guild_id, requester_id, quota_day, quota_weight",
+                "RETURNING guild_id, requester_id, quota_day, quota_weight, quota_epoch",
                 (task_id,),
             ) as cur:
                 row = await cur.fetchone()
             if row is None:
                 return False
+            # Only within the epoch it was charged in: a /quota reset since then already
+            # gave this charge back.
             await db.execute(
                 "UPDATE quota_usage SET used = MAX(0, used - ?) "
-                "WHERE guild_id = ? AND user_id = ? AND day = ?",
-                (row["quota_weight"], row["guild_id"], row["requester_id"], row["quota_day"]),
+                "WHERE guild_id = ? AND user_id = ? AND day = ? AND resets = ?",
+                (
+                    row["quota_weight"],
+                    row["guild_id"],
+                    row["requester_id"],
+                    row["quota_day"],
+                    row["quota_epoch"],
+                ),
             )
             return True
 
@@ -383,6 +397,15 @@ class SqliteStore:
         ) as cur:
             rows = await cur.fetchall()
         return [float(r[0]) for r in reversed(rows)]
+
+    async def input_images_in_use(self, *, since: float) -> set[str]:
+        async with self.db.execute(
+            "SELECT DISTINCT json_extract(request_json, '$.image.sha256') FROM tasks "
+            "WHERE created_at >= ? AND json_extract(request_json, '$.image.sha256') IS NOT NULL",
+            (since,),
+        ) as cur:
+            rows = await cur.fetchall()
+        return {str(r[0]) for r in rows}
 
     async def count_unfinished(self) -> int:
         async with self.db.execute(
@@ -450,7 +473,8 @@ class SqliteStore:
             ) as cur:
                 row = await cur.fetchone()
             await db.execute(
-                "UPDATE quota_usage SET used = 0 WHERE guild_id = ? AND user_id = ? AND day = ?",
+                "UPDATE quota_usage SET used = 0, resets = resets + 1 "
+                "WHERE guild_id = ? AND user_id = ? AND day = ?",
                 params,
             )
         return 0 if row is None else int(row[0])
@@ -501,6 +525,10 @@ class SqliteStore:
         self, message_id: int, user_id: int, emoji: str, *, now: float, window: float
     ) -> bool:
         async with self._transaction() as db:
+            await db.execute(
+                "DELETE FROM reaction_actions WHERE at < ?",
+                (now - max(window, REACTION_RETENTION),),
+            )
             cur = await db.execute(
                 "INSERT INTO reaction_actions (message_id, user_id, emoji, at) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT(message_id, user_id, emoji) DO UPDATE "
