@@ -354,6 +354,7 @@ async def test_interaction_rules(double: DiscordDouble, guild: dict[str, int]) -
 
 
 async def test_message_validation(double: DiscordDouble, guild: dict[str, int]) -> None:
+    double.expect_limit_refusals()
     async with running_bot(double) as bot:
         channel = bot.get_channel(guild["channel"])
         assert isinstance(channel, discord.TextChannel)
