@@ -488,7 +488,10 @@ def check_options(options: list[Any], path: list[str | int], errors: Errors) -> 
 def check_command(command: dict[str, Any], path: list[str | int], errors: Errors) -> None:
     name = str(command.get("name", ""))
     command_type = command.get("type", 1)
-    if not COMMAND_NAME_RE.match(name) or (command_type == 1 and name != name.lower()):
+    if command_type in CONTEXT_MENU_TYPES:
+        # Context-menu names are shown as typed: any 1-32 characters, spaces allowed.
+        text_between(errors, [*path, "name"], name, 1, 32)
+    elif not COMMAND_NAME_RE.match(name) or name != name.lower():
         add(errors, [*path, "name"], "APPLICATION_COMMAND_INVALID_NAME", "Invalid name")
     description = str(command.get("description") or "")
     if command_type in CONTEXT_MENU_TYPES:
