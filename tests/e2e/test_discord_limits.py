@@ -10,6 +10,8 @@ refuses a final message anyway, the bot must not retry it for hours.
 from __future__ import annotations
 
 import asyncio
+import io
+import zipfile
 from collections.abc import AsyncIterator
 
 import pytest
@@ -19,8 +21,10 @@ from doubles.discord import CommandContractError
 from doubles.harness import World
 from doubles.providers import Step
 from reelbot import text
+from tests.e2e.test_characters import create, png
 from tests.helpers import (
     assert_exactly_once,
+    bot_messages,
     eventually,
     final_message,
     finish,
@@ -169,6 +173,24 @@ async def test_a_long_motion_list_is_offered_within_discords_limits(world: World
     assert emoji and all(c["name"].endswith("…") for c in emoji)
 
 
+async def test_a_long_model_list_is_offered_within_discords_limits(world: World) -> None:
+    """A provider with 40 models, one named with 150 characters: at most 25 choices,
+    and the model whose name is too long to be a choice's value is left out."""
+    assert world.bot is not None
+    long_name = "model-" + "x" * 144
+    names = [long_name] + [f"model-{i}" for i in range(39)]
+    world.bot.providers["hiapi"].models = lambda: names  # type: ignore[method-assign]
+    choices = await world.discord.autocomplete(
+        "animate",
+        focused="model",
+        options={"prompt": "x", "provider": "hiapi", "model": "model"},
+        guild_id=world.guild_id,
+        channel_id=world.channel_id,
+        user_id=world.users["alice"],
+    )
+    assert [c["value"] for c in choices] == names[1:26]
+
+
 async def test_motion_autocomplete_asks_the_provider_once_per_search(world: World) -> None:
     """Autocomplete fires on every keystroke: the same search within the cache's
     lifetime is answered from the cache."""
@@ -217,6 +239,37 @@ async def test_a_slow_motion_list_still_answers_within_discords_3_seconds(
     assert loop.time() - began < world.discord.interaction_deadline
     [ix] = [i for i in world.discord.interactions if i.autocomplete_choices is not None]
     assert ix.acknowledged
+
+
+# --- names members give their files --------------------------------------------------------
+async def test_long_zip_entry_names_are_shortened_in_the_reply_and_the_upload(
+    world: World,
+) -> None:
+    """A zip whose entries have names of 1,500 and 3,000 characters (zip allows 65,535):
+    the photo is re-posted under a file name within Discord's 1024, and the reply that
+    lists the entries it could not use stays within 2000."""
+    thread_id = await create(world, "alice", "Zia")
+    photo_name = "p" * 1500 + ".png"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        archive.writestr(photo_name, png(7))
+        for i in range(3):
+            archive.writestr(f"{i}" + "n" * 3000 + ".txt", "not a photo")
+    await world.discord.post_user_message(
+        thread_id,
+        world.users["alice"],
+        "",
+        attachments=[("photos.zip", buf.getvalue(), "application/zip")],
+    )
+    reply = await world.discord.wait_for(
+        lambda: next((m for m in bot_messages(world, thread_id) if "Got " in m.content), None),
+        description="the reply to the zip",
+    )
+    assert "1 new photo" in reply.content and within_limit(reply.content, 2000)
+    assert "n" * 50 + "…" in reply.content and "n" * 101 not in reply.content
+    [unpacked] = [m for m in bot_messages(world, thread_id) if m.attachments]
+    [attachment] = unpacked.attachments
+    assert within_limit(attachment.filename, 1024) and attachment.filename.endswith(".png")
 
 
 # --- when Discord refuses anyway ------------------------------------------------------------
