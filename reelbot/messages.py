@@ -48,6 +48,7 @@ NAME_LIMIT = 100  # character name
 DETAIL_LIMIT = 400  # provider error message
 # A link longer than this goes into an embed as a masked link, not into the text.
 INLINE_URL_LIMIT = 400
+INLINE_BUDGET = 1200  # of the message's 2000, leaving room for the other lines
 
 
 def short(value: object, limit: int) -> str:
@@ -165,8 +166,12 @@ def success_message(task: TaskRow, links: list[tuple[str, str, float | None]]) -
     for kind, url, expires_at in links:
         label = kind.replace("_", " ")
         expiry = f" (link expires <t:{int(expires_at)}:R>)" if expires_at else ""
-        if text.fits(url, INLINE_URL_LIMIT):
-            lines.append(f"{label} is too large to upload here: {url}{expiry}")
+        inline = f"{label} is too large to upload here: {url}{expiry}"
+        if (
+            text.fits(url, INLINE_URL_LIMIT)
+            and text.size("\n".join([*lines, inline])) <= INLINE_BUDGET
+        ):
+            lines.append(inline)  # a bare URL must never be cut: only whole lines go in
             continue
         masked = text.masked_link(f"Download the {label}", url)
         if (
