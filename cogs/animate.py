@@ -11,8 +11,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from reelbot import messages
+from reelbot import messages, text
 from reelbot.delivery import CANCEL_EMOJI, NO_PINGS, RETRY_EMOJI
+from reelbot.motions import MotionCache
 from reelbot.permissions import interaction_is_moderator, member_is_moderator
 from reelbot.service import AnimateRequest, UserError
 
@@ -22,13 +23,25 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 REACTION_DEDUP_WINDOW = 30.0  # seconds: a duplicated gateway event or a double click
-AUTOCOMPLETE_LIMIT = 25
+# max_length of the string options: Discord accepts up to 6000 characters for a
+# string option that declares none (SPEC §3: prompts are 1 to 2000).
+PROMPT_MAX = 2000
+NAME_MAX = 100  # model, character and motion names / ids
+Prompt = app_commands.Range[str, 1, PROMPT_MAX]
+Name = app_commands.Range[str, 1, NAME_MAX]
+Choice = app_commands.Range[str, 1, 32]  # provider ids, aspect ratios, resolutions
+
+
+def _choices(items) -> list[app_commands.Choice[str]]:
+    """Autocomplete answers within Discord's limits (see reelbot.text.choices)."""
+    return [app_commands.Choice(name=n, value=v) for n, v in text.choices(items)]
 
 
 class Animate(commands.Cog):
     def __init__(self, bot: Reelbot) -> None:
         self.bot = bot
         self.generations = bot.generations
+        self.motions = MotionCache()
         # Only configured providers are offered: the choices are known at start-up,
         # not when the class is defined, so this instance gets its own parameter.
         command = self.animate
@@ -60,17 +73,17 @@ class Animate(commands.Cog):
     async def animate(
         self,
         interaction: discord.Interaction,
-        prompt: str,
+        prompt: Prompt,
         image: discord.Attachment | None = None,
-        provider: str | None = None,
-        model: str | None = None,
+        provider: Choice | None = None,
+        model: Name | None = None,
         duration: int | None = None,
-        aspect_ratio: str | None = None,
-        resolution: str | None = None,
+        aspect_ratio: Choice | None = None,
+        resolution: Choice | None = None,
         seed: int | None = None,
-        negative_prompt: str | None = None,
-        character: str | None = None,
-        motion: str | None = None,
+        negative_prompt: Prompt | None = None,
+        character: Name | None = None,
+        motion: Name | None = None,
     ) -> None:
         # Acknowledge first: everything below may take longer than Discord's 3 s.
         await interaction.response.defer(ephemeral=True, thinking=True)
@@ -155,9 +168,7 @@ class Animate(commands.Cog):
         if provider is None:
             return []
         needle = current.lower()
-        return [
-            app_commands.Choice(name=m, value=m) for m in provider.models() if needle in m.lower()
-        ][:AUTOCOMPLETE_LIMIT]
+        return _choices((m, m) for m in provider.models() if needle in m.lower())
 
     @animate.autocomplete("motion")
     async def motion_autocomplete(
@@ -166,14 +177,8 @@ class Animate(commands.Cog):
         provider = self._chosen_provider(interaction)
         if provider is None or "motion" not in provider.capabilities.options:
             return []
-        try:
-            motions = await provider.motions(current)
-        except Exception:
-            log.warning("motion list from %s failed", provider.id, exc_info=True)
-            return []
-        return [app_commands.Choice(name=m.name[:100], value=m.id) for m in motions][
-            :AUTOCOMPLETE_LIMIT
-        ]
+        motions = await self.motions.lookup(provider, current)
+        return _choices((m.name, m.id) for m in motions)
 
     @animate.autocomplete("character")
     async def character_autocomplete(
@@ -185,13 +190,13 @@ class Animate(commands.Cog):
             for c in await self.bot.store.guild_characters(interaction.guild_id)
             if c.usable_by(interaction.user.id) and current.lower() in c.name.lower()
         ]
-        return [
-            app_commands.Choice(
-                name=c.name if c.owner_id == interaction.user.id else f"{c.name} (shared)",
-                value=str(c.id),
-            )
+        return _choices(
+            (c.name if c.owner_id == interaction.user.id else f"{c.name} (shared)", str(c.id))
             for c in usable
-        ][:AUTOCOMPLETE_LIMIT]
+        )
+
+    async def cog_unload(self) -> None:
+        self.motions.close()
 
     # --- reactions ----------------------------------------------------------------------------
     @commands.Cog.listener()
@@ -234,11 +239,11 @@ class Animate(commands.Cog):
         except discord.HTTPException:
             log.debug("could not remove a stranger's reaction (missing Manage Messages?)")
 
-    async def _say(self, channel_id: int, guild_id: int, text: str, ping: int) -> None:
+    async def _say(self, channel_id: int, guild_id: int, words: str, ping: int) -> None:
         channel = self.bot.get_partial_messageable(channel_id, guild_id=guild_id)
         try:
             await channel.send(
-                text,
+                text.clip_message(words),
                 allowed_mentions=discord.AllowedMentions(
                     users=[discord.Object(ping)], roles=False, everyone=False
                 ),

@@ -10,6 +10,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from reelbot import text
 from reelbot.characters import MAX_IMAGES, MIN_IMAGES, panel_text
 from reelbot.delivery import NO_PINGS
 from reelbot.permissions import interaction_is_moderator
@@ -21,6 +22,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STATE_ICONS = {"collecting": "📸", "training": "⏳", "ready": "✅", "failed": "❌"}
+# max_length of the string options (without one Discord accepts 6000 characters).
+NewName = app_commands.Range[str, 1, 32]  # reelbot.characters.validate_name allows 32
+Name = app_commands.Range[str, 1, 100]  # a name, or the id autocomplete sends
+ProviderId = app_commands.Range[str, 1, 32]
+
+
+def _choices(items) -> list[app_commands.Choice[str]]:
+    return [app_commands.Choice(name=n, value=v) for n, v in text.choices(items)]
 
 
 @app_commands.guild_only()
@@ -44,17 +53,17 @@ class Characters(
             interaction.guild_id, interaction.user.id, moderator=moderator
         )
         mine_only = [c for c in found if c.owner_id == interaction.user.id or moderator]
-        return [
-            app_commands.Choice(name=f"{c.name} ({c.state})", value=str(c.id))
+        return _choices(
+            (f"{c.name} ({c.state})", str(c.id))
             for c in mine_only
             if current.lower() in c.name.lower()
-        ][:25]
+        )
 
     # --- create -------------------------------------------------------------------------------
     @app_commands.command(name="create", description="Start a character: post 20–50 photos")
     @app_commands.describe(name="A short name, e.g. Ava", provider="Who trains it")
     async def create(
-        self, interaction: discord.Interaction, name: str, provider: str | None = None
+        self, interaction: discord.Interaction, name: NewName, provider: ProviderId | None = None
     ) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         channel = interaction.channel
@@ -69,9 +78,9 @@ class Characters(
         )
         try:
             thread = await channel.create_thread(
-                name=f"Character: {character.name}",
+                name=text.clip_thread_name(f"Character: {character.name}", "Character"),
                 type=discord.ChannelType.public_thread,
-                auto_archive_duration=1440,
+                auto_archive_duration=text.archive_duration(1440),
             )
             panel = await thread.send(panel_text(character), allowed_mentions=NO_PINGS)
         except discord.HTTPException as exc:
@@ -89,11 +98,7 @@ class Characters(
     async def provider_autocomplete(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
-        return [
-            app_commands.Choice(name=p, value=p)
-            for p in self.characters.training_providers()
-            if current in p
-        ]
+        return _choices((p, p) for p in self.characters.training_providers() if current in p)
 
     # --- collecting photos ----------------------------------------------------------------------
     @commands.Cog.listener()
@@ -121,14 +126,16 @@ class Characters(
         if result.problems:
             parts.append("Not used: " + "; ".join(result.problems[:10]) + ".")
         try:
-            await message.reply(" ".join(parts), mention_author=False, allowed_mentions=NO_PINGS)
+            await message.reply(
+                text.clip_message(" ".join(parts)), mention_author=False, allowed_mentions=NO_PINGS
+            )
         except discord.HTTPException:
             log.info("character %s: could not reply in the thread", character.id)
 
     # --- train --------------------------------------------------------------------------------
     @app_commands.command(name="train", description="Train a character from its photos")
     @app_commands.describe(name="Your character")
-    async def train(self, interaction: discord.Interaction, name: str) -> None:
+    async def train(self, interaction: discord.Interaction, name: Name) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         assert interaction.guild_id is not None
         character = await self.characters.find(interaction.guild_id, interaction.user.id, name)
@@ -156,7 +163,7 @@ class Characters(
             interaction.guild_id, interaction.user.id, moderator=moderator
         )
         if not found:
-            text = "No characters yet. Start one with `/character create`."
+            listing = "No characters yet. Start one with `/character create`."
         else:
             lines = []
             for c in found:
@@ -166,14 +173,14 @@ class Characters(
                     f"{STATE_ICONS.get(c.state, '')} **{c.name}** ({c.state}, "
                     f"{c.image_count} photos, {c.provider}{shared}){owner}"
                 )
-            text = "\n".join(lines)
+            listing = "\n".join(lines)
         await interaction.response.send_message(
-            text[:2000], ephemeral=True, allowed_mentions=NO_PINGS
+            text.clip_message(listing), ephemeral=True, allowed_mentions=NO_PINGS
         )
 
     @app_commands.command(name="share", description="Moderators: let the whole server use it")
     @app_commands.describe(name="The character")
-    async def share(self, interaction: discord.Interaction, name: str) -> None:
+    async def share(self, interaction: discord.Interaction, name: Name) -> None:
         assert interaction.guild_id is not None
         if not self._moderator(interaction):
             raise UserError("Only moderators (Manage Server, or a moderator role) can do that.")
@@ -195,7 +202,7 @@ class Characters(
 
     @app_commands.command(name="delete", description="Delete a character and its photos")
     @app_commands.describe(name="Your character")
-    async def delete(self, interaction: discord.Interaction, name: str) -> None:
+    async def delete(self, interaction: discord.Interaction, name: Name) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         assert interaction.guild_id is not None
         moderator = self._moderator(interaction)

@@ -12,6 +12,7 @@ from discord.ext import commands
 from reelbot import messages
 from reelbot.permissions import interaction_is_moderator
 from reelbot.store.models import TaskRow
+from reelbot.text import clip_message
 
 if TYPE_CHECKING:
     from reelbot.app import Reelbot
@@ -73,7 +74,7 @@ class Jobs(commands.Cog):
             if page < pages:
                 text += f"\n-# More: /jobs page:{page + 1}"
         await interaction.response.send_message(
-            text[:2000],
+            clip_message(text),
             ephemeral=True,
             allowed_mentions=discord.AllowedMentions.none(),
             suppress_embeds=True,

@@ -32,6 +32,7 @@ from reelbot.poller import Poller, PollerSettings
 from reelbot.roles import ALL_IN_ONE, Role
 from reelbot.service import Generations, UserError
 from reelbot.store import Store, open_store
+from reelbot.text import clip, clip_message
 
 log = logging.getLogger(__name__)
 
@@ -312,7 +313,7 @@ class Reelbot(commands.AutoShardedBot):
         elif isinstance(error, app_commands.NoPrivateMessage):
             text = "This command only works in a server channel, not in DMs."
         elif isinstance(error, app_commands.TransformerError):
-            text = f"`{error.value}` is not a valid value for that option."
+            text = f"`{clip(str(error.value), 100)}` is not a valid value for that option."
         elif isinstance(error, app_commands.CheckFailure):
             text = "You are not allowed to use this command here."
         else:
@@ -330,10 +331,12 @@ class Reelbot(commands.AutoShardedBot):
     @staticmethod
     async def _reply_ephemeral(interaction: discord.Interaction, text: str) -> None:
         try:
+            # Refusals quote what members typed: keep them within Discord's limit.
+            content = clip_message(text)
             if interaction.response.is_done():
-                await interaction.edit_original_response(content=text)
+                await interaction.edit_original_response(content=content)
             else:
-                await interaction.response.send_message(text, ephemeral=True)
+                await interaction.response.send_message(content, ephemeral=True)
         except discord.HTTPException:
             log.warning("could not send an error reply to interaction %s", interaction.id)
 

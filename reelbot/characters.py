@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import discord
 
 from providers.base import Provider, ProviderError, TrainingRequest
+from reelbot import text
 from reelbot.config import Config
 from reelbot.delivery import NO_PINGS
 from reelbot.downloads import sniff_content_type
@@ -46,6 +47,7 @@ MAX_ZIP_BYTES = 200 * 1024 * 1024
 NAME_PATTERN = re.compile(r"^[\w][\w .'-]{0,31}$")
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 DISCORD_FILES_PER_MESSAGE = 10
+SHOWN_NAME = 100  # a file name quoted in a reply (zip entry names can be 65535 bytes)
 
 
 @dataclass(slots=True)
@@ -88,7 +90,7 @@ def panel_text(character: CharacterRow) -> str:
     elif character.state == "ready":
         lines.append(f"✅ Ready. Use it with `/animate character:{character.name}`.")
     else:
-        lines.append(f"❌ Training failed: {character.error or 'unknown error'}")
+        lines.append(f"❌ Training failed: {text.clip(character.error or 'unknown error', 400)}")
     return "\n".join(lines)
 
 
@@ -153,7 +155,9 @@ class Characters:
         mine = [c for c in found if c.owner_id == user_id]
         visible = mine or [c for c in found if c.shared or moderator]
         if not visible:
-            raise UserError(f"You have no character called `{wanted}` (see /character list).")
+            raise UserError(
+                f"You have no character called `{_shown(wanted)}` (see /character list)."
+            )
         character = visible[0]
         if usable and not character.usable_by(user_id):
             state = "not ready yet" if character.owner_id == user_id else "not shared"
@@ -195,11 +199,11 @@ class Characters:
                 await self._collect_zip(character, attachment, result)
                 continue
             if attachment.size > MAX_IMAGE_BYTES:
-                result.problems.append(f"`{name}` is larger than 20 MiB")
+                result.problems.append(f"`{_shown(name)}` is larger than 20 MiB")
                 continue
             declared = (attachment.content_type or "").split(";")[0]
             if declared and declared not in ALLOWED_IMAGE_TYPES:
-                result.problems.append(f"`{name}` is not a PNG, JPEG or WebP image")
+                result.problems.append(f"`{_shown(name)}` is not a PNG, JPEG or WebP image")
                 continue
             data = await attachment.read()
             await self._add(
@@ -211,19 +215,21 @@ class Characters:
         self, character: CharacterRow, attachment: discord.Attachment, result: CollectResult
     ) -> None:
         if attachment.size > MAX_ZIP_BYTES:
-            result.problems.append(f"`{attachment.filename}` is larger than 200 MiB")
+            result.problems.append(f"`{_shown(attachment.filename)}` is larger than 200 MiB")
             return
         data = await attachment.read()
         try:
             entries = await asyncio.to_thread(_read_zip, data)
         except zipfile.BadZipFile:
-            result.problems.append(f"`{attachment.filename}` is not a valid zip file")
+            result.problems.append(f"`{_shown(attachment.filename)}` is not a valid zip file")
             return
         for name, content in entries:
             if content is None:
-                result.problems.append(f"`{name}` (in the zip) is larger than 20 MiB")
+                result.problems.append(f"`{_shown(name)}` (in the zip) is larger than 20 MiB")
             elif sniff_content_type(content) not in ALLOWED_IMAGE_TYPES:
-                result.problems.append(f"`{name}` (in the zip) is not a PNG, JPEG or WebP image")
+                result.problems.append(
+                    f"`{_shown(name)}` (in the zip) is not a PNG, JPEG or WebP image"
+                )
             else:
                 result.unpacked.append((name, content, sniff_content_type(content) or ""))
 
@@ -236,7 +242,9 @@ class Characters:
         for start in range(0, len(batch), DISCORD_FILES_PER_MESSAGE):
             chunk = batch[start : start + DISCORD_FILES_PER_MESSAGE]
             files = [
-                discord.File(io.BytesIO(data), filename=name.rsplit("/", 1)[-1])
+                discord.File(
+                    io.BytesIO(data), filename=text.clip_filename(name.rsplit("/", 1)[-1])
+                )
                 for name, data, _ in chunk
             ]
             posted = await thread.send(
@@ -261,7 +269,7 @@ class Characters:
     ) -> None:
         content_type = sniff_content_type(data)
         if content_type not in ALLOWED_IMAGE_TYPES:
-            result.problems.append(f"`{name}` is not a PNG, JPEG or WebP image")
+            result.problems.append(f"`{_shown(name)}` is not a PNG, JPEG or WebP image")
             return
         sha256 = hashlib.sha256(data).hexdigest()
         image = CharacterImage(sha256, content_type, len(data), channel_id, message_id, url)
@@ -351,20 +359,21 @@ class Characters:
             await self.store.update_character(
                 character.id, state="ready", provider_model_id=task.provider_task_id
             )
-            text = (
+            words = (
                 f"<@{task.requester_id}> character **{name}** is ready! 🎉 Use it with "
                 f"`/animate character:{name}`."
             )
         else:
             reason = task.error_message or task.error_code or "unknown error"
             await self.store.update_character(character.id, state="failed", error=reason)
-            text = (
-                f"<@{task.requester_id}> training **{name}** failed: `{task.error_code}` "
-                f"{reason}. Your quota was given back; add or replace photos and run "
+            words = (
+                f"<@{task.requester_id}> training **{name}** failed: "
+                f"`{_shown(task.error_code or 'unknown')}` {text.clip(reason, 400)}. "
+                "Your quota was given back; add or replace photos and run "
                 f"`/character train name:{name}` again."
             )
         await self.refresh_panel(await self.store.get_character(character.id))
-        return f"{text}\n-# Task #{task.id}"
+        return text.clip_message(words, f"\n-# Task #{task.id}")
 
     async def refresh_panel(self, character: CharacterRow | None) -> None:
         if character is None or not character.thread_id or not character.panel_message_id:
@@ -395,6 +404,11 @@ class Characters:
         await self.store.delete_character(character.id)
         await asyncio.to_thread(shutil.rmtree, self.directory / str(character.id), True)
         return removed_remote
+
+
+def _shown(name: str) -> str:
+    """A member's file (or zip entry) name as quoted in a reply: one line, clipped."""
+    return text.clip(" ".join(name.split()), SHOWN_NAME)
 
 
 def _read_zip(data: bytes) -> list[tuple[str, bytes | None]]:

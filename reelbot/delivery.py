@@ -27,7 +27,7 @@ import aiohttp
 import discord
 
 from providers.base import Output, Provider, ProviderError
-from reelbot import messages
+from reelbot import messages, text
 from reelbot.downloads import DownloadedFile, DownloadError, decode_inline, download_to_temp
 from reelbot.store.base import Store
 from reelbot.store.models import TaskRow
@@ -105,9 +105,32 @@ class Delivery:
             await self.store.update_task(task.id, status_message_id=None)
             return
         except discord.HTTPException as exc:
-            log.warning("task %s: status edit failed (%s)", task.id, exc.status)
-            return
+            if exc.status == 400:
+                # Permanent: the same text would be refused on every poll. Show a
+                # shortened status instead and remember the text as handled.
+                await self._status_refused(task, channel, exc)
+            else:
+                log.warning("task %s: status edit failed (%s)", task.id, exc.status)
+                return
         await self.store.update_task(task.id, status_text=text, status_edited_at=now)
+
+    async def _status_refused(
+        self, task: TaskRow, channel: discord.PartialMessageable, exc: discord.HTTPException
+    ) -> None:
+        assert task.status_message_id is not None
+        log.error(
+            "task %s: Discord refused the status edit (%s/%s: %s); showing a shortened status",
+            task.id,
+            exc.status,
+            exc.code,
+            text.clip(exc.text, 500),
+        )
+        try:
+            await channel.get_partial_message(task.status_message_id).edit(
+                content=messages.refused_status_text(task), allowed_mentions=NO_PINGS
+            )
+        except discord.HTTPException as again:
+            log.error("task %s: the shortened status was refused too (%s)", task.id, again.status)
 
     # --- final message ----------------------------------------------------------------------
     async def deliver(self, task: TaskRow) -> dict[str, Any]:
@@ -230,9 +253,11 @@ class Delivery:
             if not files and not links:
                 raise _PermanentOutputError("the provider returned no downloadable output")
             attachments = [(f.path, _filename(task, i, f)) for i, f in enumerate(files)]
-            content = messages.success_text(task, links)
+            outgoing = messages.success_message(task, links)
             try:
-                return await self._send(task, content=content, files=attachments)
+                return await self._send(
+                    task, content=outgoing.content, files=attachments, embeds=outgoing.embeds
+                )
             except _TooLarge:
                 links = [
                     (o["kind"], o["url"], o.get("expires_at")) for o in task.outputs if o.get("url")
@@ -242,7 +267,10 @@ class Delivery:
                         "the video is larger than this server's upload limit and the provider "
                         "gave no link to it"
                     ) from None
-                return await self._send(task, content=messages.success_text(task, links), files=[])
+                outgoing = messages.success_message(task, links)
+                return await self._send(
+                    task, content=outgoing.content, files=[], embeds=outgoing.embeds
+                )
         finally:
             for f in files:
                 f.remove()
@@ -290,10 +318,19 @@ class Delivery:
         )
 
     async def _send(
-        self, task: TaskRow, *, content: str, files: list[tuple[Path, str]]
+        self,
+        task: TaskRow,
+        *,
+        content: str,
+        files: list[tuple[Path, str]],
+        embeds: list[discord.Embed] | None = None,
     ) -> discord.Message:
         """Send in the thread; fall back to the parent channel if the thread is gone or
-        closed to the bot. ``files`` are (path, filename) pairs."""
+        closed to the bot. ``files`` are (path, filename) pairs.
+
+        A 400 (50035 "Invalid Form Body" and kin) is permanent: the same message would
+        be refused on every retry, so a shortened fallback goes out at once instead,
+        telling the requester and giving the quota back."""
         mentions = discord.AllowedMentions(
             users=[discord.Object(task.requester_id)], roles=False, everyone=False
         )
@@ -317,14 +354,17 @@ class Delivery:
                 # discord.py closes the files after a send, even a failed one: open anew.
                 attachments = [discord.File(path, filename=name) for path, name in files]
                 return await channel.send(
-                    content=note + content,
+                    content=_with_note(note, content),
                     files=attachments,
+                    embeds=embeds or [],
                     allowed_mentions=mentions,
                     nonce=task_nonce(task.id),
                 )
             except discord.HTTPException as exc:
                 if exc.status == 413 or exc.code == 40005:
                     raise _TooLarge() from exc
+                if exc.status == 400:
+                    return await self._post_refused_fallback(task, channel, note, mentions, exc)
                 if exc.status in (403, 404):
                     log.warning(
                         "task %s: cannot post in %s (%s); trying fallback",
@@ -344,6 +384,48 @@ class Delivery:
             raise _Nowhere("the thread and the channel of the request are gone")
         # Missing permissions can be fixed by a moderator: keep the result and retry.
         raise _RetryLater(f"no channel accepted the message ({last_error})")
+
+    async def _post_refused_fallback(
+        self,
+        task: TaskRow,
+        channel: discord.PartialMessageable,
+        note: str,
+        mentions: discord.AllowedMentions,
+        exc: discord.HTTPException,
+    ) -> discord.Message:
+        """Discord refused the final message: post words that cannot break a limit,
+        tell the requester, and give the quota back (they did not get their result)."""
+        log.error(
+            "task %s: Discord refused the final message (%s/%s: %s); posting a shortened "
+            "fallback instead of retrying",
+            task.id,
+            exc.status,
+            exc.code,
+            text.clip(exc.text, 500),
+        )
+        refunded = await self.store.refund(task.id) or task.refunded
+        try:
+            # The refused post created nothing, so the nonce is still free.
+            return await channel.send(
+                content=note + messages.refused_text(task, refunded=refunded),
+                allowed_mentions=mentions,
+                nonce=task_nonce(task.id),
+            )
+        except discord.HTTPException as again:
+            if again.status == 400:
+                raise _Refused(f"Discord refused even the fallback ({again.code})") from again
+            raise _RetryLater(f"Discord answered {again.status} to the fallback") from again
+        except (aiohttp.ClientError, TimeoutError) as again:
+            raise _RetryLater(f"Discord unreachable ({type(again).__name__})") from again
+
+
+def _with_note(note: str, content: str) -> str:
+    """``note + content`` within 2000 characters, keeping the ``-# Task #N`` footer
+    (an earlier copy is recognised by it)."""
+    head, sep, tail = content.rpartition("\n-# Task #")
+    if not sep:
+        return text.clip_message(note + content)
+    return text.clip_message(note + head, sep + tail)
 
 
 def _utc(ts: float) -> datetime:
@@ -372,3 +454,7 @@ class _OverDownloadCap(Exception):
 
 class _Nowhere(Exception):
     pass
+
+
+class _Refused(_Nowhere):
+    """Discord refused the final message and its fallback: nothing left to try."""

@@ -5,6 +5,12 @@ Pure functions of a task row, so they are easy to test and the same everywhere.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import discord
+
+from reelbot import text
 from reelbot.store.models import TaskRow
 
 STATE_LABELS = {
@@ -34,6 +40,24 @@ ERROR_REASONS = {
 }
 
 PROMPT_PREVIEW = 300
+# What provider- or user-supplied words may take in a message (they are unbounded).
+CODE_LIMIT = 100  # provider error code
+STATE_LIMIT = 60  # provider's raw state word
+MODEL_LIMIT = 100  # model name
+NAME_LIMIT = 100  # character name
+DETAIL_LIMIT = 400  # provider error message
+# A link longer than this goes into an embed as a masked link, not into the text.
+INLINE_URL_LIMIT = 400
+INLINE_BUDGET = 1200  # of the message's 2000, leaving room for the other lines
+
+
+def short(value: object, limit: int) -> str:
+    """A provider/user string on one line, clipped with an ellipsis."""
+    return text.clip(" ".join(str(value).split()), limit)
+
+
+def footer(task: TaskRow) -> str:
+    return f"\n-# Task #{task.id}"
 
 
 def progress_bar(progress: int | None, width: int = 12) -> str:
@@ -43,9 +67,8 @@ def progress_bar(progress: int | None, width: int = 12) -> str:
     return f"`{'█' * filled}{'░' * (width - filled)}` {progress}%"
 
 
-def preview(text: str, limit: int = PROMPT_PREVIEW) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def preview(value: str, limit: int = PROMPT_PREVIEW) -> str:
+    return text.clip(" ".join(value.split()), limit)
 
 
 def status_text(task: TaskRow) -> str:
@@ -53,16 +76,20 @@ def status_text(task: TaskRow) -> str:
     req = task.request
     label = STATE_LABELS.get(task.state, task.state)
     if task.kind == "training":
-        title = f"**Character training** `{req.get('name', '')}`"
+        title = f"**Character training** `{short(req.get('name', ''), NAME_LIMIT)}`"
     else:
         title = f"**Prompt:** {preview(req.get('prompt', ''))}"
     lines = [
         title,
         f"**Provider:** {task.provider}"
-        + (f" · **Model:** {req['model']}" if req.get("model") else ""),
+        + (f" · **Model:** {short(req['model'], MODEL_LIMIT)}" if req.get("model") else ""),
         f"**Requested by:** <@{task.requester_id}> · started <t:{int(task.created_at)}:R>",
         f"**State:** {label}"
-        + (f" ({task.raw_state})" if task.raw_state and task.state == "running" else ""),
+        + (
+            f" ({short(task.raw_state, STATE_LIMIT)})"
+            if task.raw_state and task.state == "running"
+            else ""
+        ),
     ]
     bar = progress_bar(task.progress) if task.state in ("queued", "running") else ""
     if bar:
@@ -70,11 +97,10 @@ def status_text(task: TaskRow) -> str:
     if task.state in ("succeeded", "failed", "cancelled") and task.finished_at:
         lines.append(f"**Took:** {format_duration(task.finished_at - task.created_at)}")
     if task.state == "failed" and task.error_code:
-        lines.append(f"**Error:** `{task.error_code}`")
+        lines.append(f"**Error:** `{short(task.error_code, CODE_LIMIT)}`")
     if task.state in ("submitting", "queued", "running"):
         lines.append("-# React ❌ to cancel.")
-    lines.append(f"-# Task #{task.id}")
-    return "\n".join(lines)
+    return text.clip_message("\n".join(lines), footer(task))
 
 
 def format_duration(seconds: float) -> str:
@@ -90,19 +116,21 @@ def format_duration(seconds: float) -> str:
 
 def explain_error(code: str | None, message: str | None) -> str:
     reason = ERROR_REASONS.get((code or "").lower())
-    detail = preview(message or "", 400)
+    detail = preview(message or "", DETAIL_LIMIT)
     if reason and detail and detail.lower() not in reason:
         return f"{reason}: {detail}"
     return reason or detail or "the provider reported a failure without details"
 
 
 def failure_text(task: TaskRow) -> str:
-    return (
+    code = short(task.error_code or "unknown", CODE_LIMIT)
+    return text.clip_message(
         f"<@{task.requester_id}> your video could not be made. "
-        f"**{task.provider}** error `{task.error_code or 'unknown'}`: "
+        f"**{task.provider}** error `{code}`: "
         f"{explain_error(task.error_code, task.error_message)}.\n"
         + ("Your quota for it was given back. " if task.refunded else "")
-        + f"React 🔁 to try again.\n-# Task #{task.id}"
+        + "React 🔁 to try again.",
+        footer(task),
     )
 
 
@@ -114,11 +142,86 @@ def cancelled_text(task: TaskRow, by_user_id: int | None) -> str:
     )
 
 
-def success_text(task: TaskRow, links: list[tuple[str, str, float | None]]) -> str:
-    """``links``: (kind, url, expires_at) for outputs too large to attach."""
+@dataclass(slots=True)
+class Outgoing:
+    """A message to post: text within 2000, and embeds within Discord's embed limits."""
+
+    content: str
+    embeds: list[discord.Embed] = field(default_factory=list)
+
+
+def success_message(task: TaskRow, links: list[tuple[str, str, float | None]]) -> Outgoing:
+    """``links``: (kind, url, expires_at) for outputs too large to attach.
+
+    A short link goes in the text. A long one (signed URLs run to thousands of
+    characters) goes into an embed as a masked link ``[video](url)``: an embed
+    description holds 4096 characters and all embeds 6000. A link that does not
+    fit even there cannot be posted on Discord at all: cutting it would give a
+    dead link, so the message says so and names the host and the provider's task
+    id, which is all the requester (or the operator) can use to find the video.
+    """
     lines = [f"<@{task.requester_id}> your video is ready! 🎉"]
+    embeds: list[discord.Embed] = []
+    embed_chars = 0
     for kind, url, expires_at in links:
+        label = kind.replace("_", " ")
         expiry = f" (link expires <t:{int(expires_at)}:R>)" if expires_at else ""
-        lines.append(f"{kind.replace('_', ' ')} is too large to upload here: {url}{expiry}")
-    lines.append(f"React 🔁 to run it again.\n-# Task #{task.id}")
-    return "\n".join(lines)
+        inline = f"{label} is too large to upload here: {url}{expiry}"
+        if (
+            text.fits(url, INLINE_URL_LIMIT)
+            and text.size("\n".join([*lines, inline])) <= INLINE_BUDGET
+        ):
+            lines.append(inline)  # a bare URL must never be cut: only whole lines go in
+            continue
+        masked = text.masked_link(f"Download the {label}", url)
+        if (
+            len(embeds) < text.MAX_EMBEDS
+            and text.fits(masked, text.EMBED_DESCRIPTION)
+            and embed_chars + text.size(masked) <= text.EMBED_TOTAL
+        ):
+            embeds.append(discord.Embed(description=masked))
+            embed_chars += text.size(masked)
+            lines.append(f"{label} is too large to upload here: link below{expiry}")
+            continue
+        host = short(urlsplit(url).hostname or "the provider", 100)
+        ref = (
+            f" (provider task `{short(task.provider_task_id, 100)}`)"
+            if task.provider_task_id
+            else ""
+        )
+        lines.append(
+            f"{label} is too large to upload here, and the provider's link to it is "
+            f"{len(url)} characters long, more than a Discord message can carry, so I "
+            f"cannot post it. It is on {host}{ref}{expiry}."
+        )
+    lines.append("React 🔁 to run it again.")
+    return Outgoing(text.clip_message("\n".join(lines), footer(task)), embeds)
+
+
+def success_text(task: TaskRow, links: list[tuple[str, str, float | None]]) -> str:
+    return success_message(task, links).content
+
+
+def refused_text(task: TaskRow, *, refunded: bool) -> str:
+    """The fallback when Discord refused the final message itself (400): short, made
+    only of words we control, so it is sure to be accepted."""
+    what = (
+        "your video is ready, but Discord refused the message carrying it"
+        if task.state == "succeeded"
+        else "Discord refused the message about your request"
+    )
+    quota = " Your quota for it was given back." if refunded else ""
+    return (
+        f"<@{task.requester_id}> {what} (it broke one of Discord's limits), so I cannot "
+        f"show it here.{quota} React 🔁 to try again.\n-# Task #{task.id}"
+    )
+
+
+def refused_status_text(task: TaskRow) -> str:
+    """A status message reduced to what cannot break a limit."""
+    label = STATE_LABELS.get(task.state, "…")
+    title = "**Character training**" if task.kind == "training" else "**Prompt:**"
+    return (
+        f"{title} (not shown: too long for Discord)\n**Provider:** {task.provider}\n"
+        f"**State:** {label}\n-# Task #{task.id}"
+    )

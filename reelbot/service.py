@@ -17,7 +17,7 @@ from typing import Any
 import discord
 
 from providers.base import ErrorKind, GenerationRequest, InputImage, Provider, ProviderError
-from reelbot import messages
+from reelbot import messages, text
 from reelbot.config import Config
 from reelbot.delivery import CANCEL_EMOJI, NO_PINGS
 from reelbot.downloads import sniff_content_type
@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 MAX_PROMPT = 2000
 MAX_DURATION = 60
 MAX_SEED = 2**31 - 1
-THREAD_NAME_LIMIT = 90
+THREAD_NAME_LIMIT = 90  # within Discord's 100, leaving room for an ellipsis
+THREAD_ARCHIVE_MINUTES = 1440
+ECHO_LIMIT = 100  # what a member typed, quoted back in a refusal
 ANNOUNCE_GRACE = 120.0  # seconds a new task waits for /animate to post its status message
 
 OPTION_LABELS = {
@@ -223,7 +225,8 @@ class Generations:
         provider = self.providers.get(pid)
         if provider is None:
             raise UserError(
-                f"`{pid}` is not a provider this bot offers. Choose one of: "
+                f"`{messages.short(pid, ECHO_LIMIT)}` is not a provider this bot offers. "
+                "Choose one of: "
                 f"{', '.join(self.providers)}."
             )
         return provider
@@ -267,7 +270,8 @@ class Generations:
         known = provider.models()
         if model and known and model not in known:
             raise UserError(
-                f"`{model}` is not a model of `{provider.id}`. Pick one from the list "
+                f"`{messages.short(model, ECHO_LIMIT)}` is not a model of `{provider.id}`. "
+                "Pick one from the list "
                 f"(e.g. {', '.join(f'`{m}`' for m in known[:5])})."
             )
         request: dict[str, Any] = {
@@ -428,12 +432,16 @@ class Generations:
             return channel
         prompt = task.request.get("prompt", "")
         anchor = await channel.send(
-            f"🎬 **{author_name}** asked for: {messages.preview(prompt, 200)}",
+            f"🎬 **{messages.short(author_name, 100)}** asked for: {messages.preview(prompt, 200)}",
             allowed_mentions=NO_PINGS,
         )
-        name = messages.preview(prompt, THREAD_NAME_LIMIT) or f"Reelbot task {task.id}"
+        name = text.clip_thread_name(
+            messages.preview(prompt, THREAD_NAME_LIMIT), f"Reelbot task {task.id}"
+        )
         try:
-            return await anchor.create_thread(name=name, auto_archive_duration=1440)
+            return await anchor.create_thread(
+                name=name, auto_archive_duration=text.archive_duration(THREAD_ARCHIVE_MINUTES)
+            )
         except discord.Forbidden:
             # No Create Public Threads permission: follow the request in the channel.
             log.warning("task %s: no thread allowed in %s; using the channel", task.id, channel.id)

@@ -8,8 +8,23 @@ from pathlib import Path
 
 import pytest
 
+from doubles.discord import DiscordDouble
 from doubles.harness import World, build_world
 from tests.pg import Cluster, PostgresUnavailable, own_database
+
+
+@pytest.fixture(autouse=True)
+def no_limit_refusals() -> Iterator[None]:
+    """Suite-wide: a test fails at teardown if Discord (the double) refused any request
+    for one of its documented limits, unless the test called
+    ``discord.expect_limit_refusals()``. Covers every double built during the test,
+    whether through ``world``/``world_factory``, ``build_world`` or directly."""
+    built: list[DiscordDouble] = []
+    with DiscordDouble.on_created(built.append):
+        yield
+    problems = [d for d in built if d.unexpected_limit_refusals()]
+    for double in problems:
+        double.assert_no_limit_refusals()
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ See ``DiscordDouble`` for the test-facing API.
 from .double import DiscordDouble
 from .errors import CommandContractError, DiscordHTTPError
 from .model import Attachment, Channel, Guild, Interaction, Member, Message, Role, User
-from .server import LoggedRequest
+from .server import FormRefusal, LoggedRequest
 
 __all__ = [
     "Attachment",
@@ -14,6 +14,7 @@ __all__ = [
     "CommandContractError",
     "DiscordDouble",
     "DiscordHTTPError",
+    "FormRefusal",
     "Guild",
     "Interaction",
     "LoggedRequest",

@@ -7,67 +7,16 @@ main rules Discord enforces, so schema bugs fail here rather than in prod.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-from .errors import field_error, invalid_form_body
+from .errors import invalid_form_body
+from .limits import check_command
 from .snowflake import SnowflakeFactory
-
-NAME_RE = re.compile(r"^[-_\w]{1,32}$")
-SUB_COMMAND, SUB_COMMAND_GROUP = 1, 2
-MAX_OPTIONS = 25
-MAX_CHOICES = 25
-
-
-def _validate_options(options: list[dict[str, Any]], where: str, errors: dict[str, Any]) -> None:
-    if len(options) > MAX_OPTIONS:
-        errors[f"{where}.options"] = field_error("BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer.")
-    seen: set[str] = set()
-    optional_seen = False
-    for index, option in enumerate(options):
-        here = f"{where}.options.{index}"
-        name = option.get("name", "")
-        if not NAME_RE.match(name) or name != name.lower():
-            errors[f"{here}.name"] = field_error("APPLICATION_COMMAND_INVALID_NAME", "Invalid name")
-        if name in seen:
-            errors[f"{here}.name"] = field_error(
-                "APPLICATION_COMMAND_OPTIONS_NAME_ALREADY_EXISTS", "Option names must be unique"
-            )
-        seen.add(name)
-        if not 1 <= len(option.get("description", "")) <= 100:
-            errors[f"{here}.description"] = field_error(
-                "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length."
-            )
-        if len(option.get("choices") or []) > MAX_CHOICES:
-            errors[f"{here}.choices"] = field_error("BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer.")
-        if option.get("choices") and option.get("autocomplete"):
-            errors[f"{here}.autocomplete"] = field_error(
-                "APPLICATION_COMMAND_OPTION_AUTOCOMPLETE_AND_CHOICES",
-                "Autocomplete cannot be set with choices",
-            )
-        if option.get("type") in (SUB_COMMAND, SUB_COMMAND_GROUP):
-            _validate_options(option.get("options") or [], here, errors)
-            continue
-        if option.get("required"):
-            if optional_seen:
-                errors[f"{here}.required"] = field_error(
-                    "APPLICATION_COMMAND_OPTIONS_REQUIRED_INVALID",
-                    "Required options must be placed before non-required options",
-                )
-        else:
-            optional_seen = True
 
 
 def validate_command(command: dict[str, Any], where: str, errors: dict[str, Any]) -> None:
-    name = command.get("name", "")
-    command_type = command.get("type", 1)
-    if not NAME_RE.match(name) or (command_type == 1 and name != name.lower()):
-        errors[f"{where}.name"] = field_error("APPLICATION_COMMAND_INVALID_NAME", "Invalid name")
-    if command_type == 1 and not 1 <= len(command.get("description", "")) <= 100:
-        errors[f"{where}.description"] = field_error(
-            "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length."
-        )
-    _validate_options(command.get("options") or [], where, errors)
+    """Discord's rules for one command of a sync, errors nested under its index."""
+    check_command(command, [where], errors)
 
 
 class CommandRegistry:
@@ -103,9 +52,9 @@ class CommandRegistry:
             validate_command(command, str(index), errors)
         names = [(c.get("name"), c.get("type", 1)) for c in commands]
         if len(names) != len(set(names)):
-            errors["_errors"] = [
+            errors.setdefault("_errors", []).append(
                 {"code": "APPLICATION_COMMANDS_DUPLICATE_NAME", "message": "Duplicate names"}
-            ]
+            )
         if errors:
             raise invalid_form_body(errors)
         stored = [self._stored(guild_id, c) for c in commands]

@@ -7,8 +7,9 @@ guilds, and drive users' actions from the same event loop.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -25,13 +26,15 @@ from .notify import ChangeNotifier
 from .operations import Operations
 from .payloads import Payloads
 from .rest import RestRoutes
-from .server import API_PREFIX, LoggedRequest, Middleware, build_app
+from .server import API_PREFIX, FormRefusal, LoggedRequest, Middleware, build_app
 from .snowflake import SnowflakeFactory
 from .webhooks import WebhookRoutes
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+# Called with every DiscordDouble built (tests check each one's refusals at teardown).
+_created_hooks: list[Callable[[DiscordDouble], None]] = []
 AttachmentSpec = tuple[str, bytes, str | None]  # (filename, data, content_type)
 
 
@@ -69,12 +72,26 @@ class DiscordDouble:
         self._registry = CommandRegistry(snowflakes, self._state.application_id)
         self._interactions = InteractionService(self._ops, self._registry)
         self._faults = FaultInjector()
+        self._refusals: list[FormRefusal] = []
+        self._limit_refusals_expected = False
         self._runner: web.AppRunner | None = None
         self.base_url = ""
+        for hook in list(_created_hooks):
+            hook(self)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def on_created(hook: Callable[[DiscordDouble], None]) -> Iterator[None]:
+        """Call ``hook`` with every double built inside the ``with`` block."""
+        _created_hooks.append(hook)
+        try:
+            yield
+        finally:
+            _created_hooks.remove(hook)
 
     # -- lifecycle ---------------------------------------------------------------
     async def start(self) -> DiscordDouble:
-        app = build_app(Middleware(self.token, self._faults, self._record))
+        app = build_app(Middleware(self.token, self._faults, self._record, self._refused))
         RestRoutes(self._ops, self._registry, self._gateway, self.shard_count).add_routes(
             app, API_PREFIX
         )
@@ -437,7 +454,40 @@ class DiscordDouble:
             message=message,
         )
 
+    # -- limit refusals -------------------------------------------------------------------------
+    @property
+    def form_refusals(self) -> list[FormRefusal]:
+        """Every request the double itself answered 400/50035 (injected faults excluded)."""
+        return list(self._refusals)
+
+    @property
+    def limit_refusals(self) -> list[FormRefusal]:
+        """The form refusals that were for one of Discord's limits (DISCORD.md §6)."""
+        return [r for r in self._refusals if r.for_limit]
+
+    def expect_limit_refusals(self) -> None:
+        """Declare that this test makes the bot (or itself) exceed a limit on purpose."""
+        self._limit_refusals_expected = True
+
+    def unexpected_limit_refusals(self) -> list[FormRefusal]:
+        return [] if self._limit_refusals_expected else self.limit_refusals
+
+    def assert_no_limit_refusals(self) -> None:
+        """Fail if a request was refused for a limit and the test did not expect one."""
+        unexpected = self.unexpected_limit_refusals()
+        if unexpected:
+            lines = "\n".join(f"  {r.describe()}" for r in unexpected)
+            raise AssertionError(
+                f"Discord would have refused {len(unexpected)} request(s) for a limit "
+                f"(call expect_limit_refusals() if the test means it):\n{lines}"
+            )
+
     # -- internals ------------------------------------------------------------------------------
+    def _refused(self, refusal: FormRefusal) -> None:
+        log.warning("Discord double refused: %s", refusal.describe())
+        self._refusals.append(refusal)
+        self._notifier.notify()
+
     def _record(self, method: str, path: str, status: int) -> None:
         self._requests.append(LoggedRequest(method, path, status))
         self._notifier.notify()

@@ -18,6 +18,7 @@ from typing import Any
 from .commands import CommandRegistry
 from .errors import (
     CommandContractError,
+    DiscordHTTPError,
     already_acknowledged,
     field_error,
     invalid_form_body,
@@ -26,6 +27,7 @@ from .errors import (
     unknown_message,
     unknown_webhook,
 )
+from .limits import check_autocomplete, check_modal
 from .messaging import MessageBody
 from .model import EPHEMERAL_FLAG, Attachment, Channel, Guild, Interaction, Message, State
 from .operations import Operations
@@ -273,7 +275,13 @@ class InteractionService:
             )
         data = body.payload.get("data") or {}
         ephemeral = bool(int(data.get("flags") or 0) & EPHEMERAL_FLAG)
-        message = self._apply_response(interaction, response_type, data, body, ephemeral)
+        try:
+            message = self._apply_response(interaction, response_type, data, body, ephemeral)
+        except DiscordHTTPError as error:
+            # A callback's message fields live under "data", and Discord's errors say so.
+            if error.code == 50035 and error.errors and "data" not in error.errors:
+                error.errors = {"data": error.errors}
+            raise
         interaction.responses.append({"type": response_type, "data": data})
         interaction.acknowledged_monotonic = time.monotonic()
         self._state.notifier.notify()
@@ -323,19 +331,14 @@ class InteractionService:
                 upload_limit=interaction.attachment_size_limit,
             )
         if response_type == AUTOCOMPLETE_RESULT:
-            choices = data.get("choices") or []
-            if len(choices) > 25:
-                raise invalid_form_body(
-                    {
-                        "data": {
-                            "choices": field_error(
-                                "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length."
-                            )
-                        }
-                    }
-                )
-            interaction.autocomplete_choices = choices
+            errors = check_autocomplete(data)
+            if errors:
+                raise invalid_form_body(errors)
+            interaction.autocomplete_choices = data.get("choices") or []
         elif response_type == MODAL:
+            errors = check_modal(data)
+            if errors:
+                raise invalid_form_body(errors)
             interaction.modal = data
         return None
 

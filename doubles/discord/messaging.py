@@ -20,18 +20,14 @@ from .errors import (
     field_error,
     invalid_form_body,
 )
+from .limits import check_message
 
-MAX_CONTENT = 2000
 MAX_FILES = 10
-MAX_EMBEDS = 10
 FILES_FIELD_RE = re.compile(r"^files\[(\d+)\]$")
 USER_MENTION_RE = re.compile(r"<@!?(\d+)>")
 ROLE_MENTION_RE = re.compile(r"<@&(\d+)>")
 UNSAFE_FILENAME_RE = re.compile(r"[^\w.\-]")
 
-# (embed field, limit) as listed in Discord's "Embed Limits".
-EMBED_LIMITS = {"title": 256, "description": 4096}
-EMBED_TOTAL_LIMIT = 6000
 
 
 @dataclass
@@ -93,36 +89,6 @@ async def _read_multipart(request: web.Request) -> MessageBody:
     return MessageBody(payload, files)
 
 
-def _embed_errors(embeds: list[dict[str, Any]]) -> dict[str, Any]:
-    errors: dict[str, Any] = {}
-    if len(embeds) > MAX_EMBEDS:
-        errors["embeds"] = field_error("BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length.")
-        return errors
-    total = 0
-    for index, embed in enumerate(embeds):
-        for key, limit in EMBED_LIMITS.items():
-            text = embed.get(key) or ""
-            total += len(text)
-            if len(text) > limit:
-                errors.setdefault("embeds", {}).setdefault(str(index), {})[key] = field_error(
-                    "BASE_TYPE_MAX_LENGTH", f"Must be {limit} or fewer in length."
-                )
-        fields = embed.get("fields") or []
-        if len(fields) > 25:
-            errors.setdefault("embeds", {}).setdefault(str(index), {})["fields"] = field_error(
-                "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length."
-            )
-        for item in fields:
-            total += len(item.get("name") or "") + len(item.get("value") or "")
-        total += len((embed.get("footer") or {}).get("text") or "")
-        total += len((embed.get("author") or {}).get("name") or "")
-    if total > EMBED_TOTAL_LIMIT and "embeds" not in errors:
-        errors["embeds"] = field_error(
-            "MAX_EMBED_SIZE_EXCEEDED", "Embed size exceeds maximum size of 6000"
-        )
-    return errors
-
-
 def validate(body: MessageBody, *, upload_limit: int, kept_attachments: int = 0) -> None:
     """Raise what Discord raises for a bad create/edit body.
 
@@ -136,15 +102,7 @@ def validate(body: MessageBody, *, upload_limit: int, kept_attachments: int = 0)
         )
     if any(len(f.data) > upload_limit for f in body.files):
         raise entity_too_large()
-    errors: dict[str, Any] = {}
-    content = payload.get("content")
-    if content is not None and not isinstance(content, str):
-        content = str(content)
-    if content and len(content) > MAX_CONTENT:
-        errors["content"] = field_error(
-            "BASE_TYPE_MAX_LENGTH", f"Must be {MAX_CONTENT} or fewer in length."
-        )
-    errors.update(_embed_errors(payload.get("embeds") or []))
+    errors = check_message(payload, [f.filename for f in body.files])
     if errors:
         raise invalid_form_body(errors)
 

@@ -22,6 +22,7 @@ from .errors import (
     wrong_channel_type,
 )
 from .gateway import GUILD_MEMBERS, Gateway
+from .limits import check_thread
 from .messaging import (
     MessageBody,
     guess_content_type,
@@ -385,14 +386,9 @@ class Operations:
     ) -> Channel:
         if parent.is_thread:
             raise wrong_channel_type()
-        if not isinstance(name, str) or not 1 <= len(name) <= 100:
-            raise invalid_form_body(
-                {
-                    "name": field_error(
-                        "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length."
-                    )
-                }
-            )
+        errors = check_thread({"name": name, "auto_archive_duration": auto_archive_duration})
+        if errors:
+            raise invalid_form_body(errors)
         if thread_type not in (PUBLIC_THREAD, PRIVATE_THREAD):
             raise invalid_form_body(
                 {"type": field_error("BASE_TYPE_CHOICES", "Invalid thread type")}

@@ -4,19 +4,21 @@ Every request under /api/v10 passes one middleware that (in order) answers
 unknown routes like Discord (logged at WARNING so test output shows what the
 bot called), checks the bot token where Discord requires it, applies injected
 faults, turns ``DiscordHTTPError`` into Discord's JSON error, and records
-``(method, path, status)``.
+``(method, path, status)``; a 400/50035 a route raised (a body Discord would
+refuse) is also recorded with its errors, as a ``FormRefusal``.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from aiohttp import web
 
 from .errors import DiscordHTTPError, method_not_allowed, not_found_route, unauthorized
 from .faults import FaultInjector
+from .limits import LIMIT_CODES, codes, flatten
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,26 @@ class LoggedRequest(NamedTuple):
     status: int
 
 
+class FormRefusal(NamedTuple):
+    """A request the double answered 400/50035 itself (not an injected fault)."""
+
+    method: str
+    path: str
+    errors: dict[str, Any]
+
+    @property
+    def codes(self) -> set[str]:
+        return codes(self.errors)
+
+    @property
+    def for_limit(self) -> bool:
+        return bool(self.codes & LIMIT_CODES)
+
+    def describe(self) -> str:
+        fields = "; ".join(f"{p}: {c} ({m})" for p, c, m in flatten(self.errors))
+        return f"{self.method} {self.path} -> 400/50035 {fields}"
+
+
 def api_path(path: str) -> str:
     return path[len(API_PREFIX) :] if path.startswith(API_PREFIX + "/") else path
 
@@ -45,10 +67,12 @@ class Middleware:
         token: str,
         faults: FaultInjector,
         record: Callable[[str, str, int], None],
+        refused: Callable[[FormRefusal], None] | None = None,
     ) -> None:
         self._token = token
         self._faults = faults
         self._record = record
+        self._refused = refused
 
     def _needs_bot_token(self, path: str) -> bool:
         return not (path.startswith(TOKEN_AUTH_PREFIXES) or path in NO_AUTH_PATHS)
@@ -76,7 +100,12 @@ class Middleware:
         if fault is not None:
             log.info("Discord double: injected %s for %s %s", fault.status, request.method, path)
             raise fault
-        return await handler(request)
+        try:
+            return await handler(request)
+        except DiscordHTTPError as error:
+            if error.code == 50035 and self._refused is not None:
+                self._refused(FormRefusal(request.method, path, error.errors or {}))
+            raise
 
     @web.middleware
     async def handle(self, request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -15,7 +15,7 @@ import pytest
 from discord import app_commands
 from discord.ext import commands
 
-from doubles.discord import CommandContractError, DiscordDouble
+from doubles.discord import CommandContractError, DiscordDouble, limits
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"fake-image-bytes" * 4
 MESSAGE_CONTENT = 1 << 15
@@ -354,6 +354,7 @@ async def test_interaction_rules(double: DiscordDouble, guild: dict[str, int]) -
 
 
 async def test_message_validation(double: DiscordDouble, guild: dict[str, int]) -> None:
+    double.expect_limit_refusals()
     async with running_bot(double) as bot:
         channel = bot.get_channel(guild["channel"])
         assert isinstance(channel, discord.TextChannel)
@@ -538,3 +539,386 @@ async def test_history_edits_deletes_reactions_and_mentions(
         assert [u.id async for u in fetched.reactions[0].users()] == [bot.user.id]
         await three.remove_reaction("🔁", bot.user)
         assert double.message(three.id).reactions == {}
+
+
+# --- Discord's field limits (DISCORD.md §6) ------------------------------------------------
+def _leaf(errors: dict[str, Any], *path: str) -> list[dict[str, str]]:
+    node: Any = errors
+    for part in path:
+        assert part in node, f"{part!r} not in {node!r}"
+        node = node[part]
+    return node["_errors"]
+
+
+def _codes(errors: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(p, c) for p, c, _ in limits.flatten(errors)]
+
+
+def test_message_limits() -> None:
+    assert limits.check_message({"content": "x" * 2000}) == {}
+    errors = limits.check_message({"content": "x" * 2001})
+    assert _leaf(errors, "content") == [
+        {"code": "BASE_TYPE_MAX_LENGTH", "message": "Must be 2000 or fewer in length."}
+    ]
+    # An astral emoji is one code point and two UTF-16 units: the stricter count decides.
+    assert limits.check_message({"content": "🌀" * 1000}) == {}
+    assert "content" in limits.check_message({"content": "🌀" * 1001})
+    assert _codes(limits.check_message({"nonce": "n" * 26})) == [("nonce", "BASE_TYPE_MAX_LENGTH")]
+    assert limits.check_message({"nonce": "reelbot-123"}) == {}
+    named = limits.check_message({"attachments": [{"id": 0, "filename": "f" * 1025}]}, ["a.mp4"])
+    assert _codes(named) == [("attachments.0.filename", "BASE_TYPE_MAX_LENGTH")]
+    assert _codes(limits.check_message({}, ["f" * 1025])) == [
+        ("files[0].filename", "BASE_TYPE_MAX_LENGTH")
+    ]
+    mentions = limits.check_message(
+        {
+            "allowed_mentions": {
+                "parse": ["users"],
+                "users": ["1"],
+                "roles": [str(i) for i in range(101)],
+            }
+        }
+    )
+    assert {c for _, c in _codes(mentions)} == {
+        "MESSAGE_ALLOWED_MENTIONS_PARSE_EXCLUSIVE",
+        "BASE_TYPE_MAX_LENGTH",
+    }
+
+
+def test_embed_limits() -> None:
+    fine = {"title": "t" * 256, "description": "d" * 4096, "fields": [{"name": "n", "value": "v"}]}
+    assert limits.check_message({"embeds": [fine]}) == {}
+    errors = limits.check_message(
+        {
+            "embeds": [
+                {
+                    "title": "t" * 257,
+                    "description": "d" * 4097,
+                    "footer": {"text": "f" * 2049},
+                    "author": {"name": "a" * 257},
+                    "fields": [{"name": "n" * 257, "value": "v" * 1025}],
+                }
+            ]
+        }
+    )
+    assert {p for p, _ in _codes(errors)} == {
+        "embeds.0.title",
+        "embeds.0.description",
+        "embeds.0.footer.text",
+        "embeds.0.author.name",
+        "embeds.0.fields.0.name",
+        "embeds.0.fields.0.value",
+    }
+    assert "embeds" in limits.check_message({"embeds": [{"title": "x"}] * 11})
+    assert "embeds" in limits.check_message(
+        {"embeds": [{"fields": [{"name": "n", "value": "v"}] * 26}]}
+    )
+    total = limits.check_message(
+        {"embeds": [{"description": "d" * 4000}, {"description": "d" * 2001}]}
+    )
+    assert _codes(total) == [("embeds", "MAX_EMBED_SIZE_EXCEEDED")]
+
+
+def test_component_limits() -> None:
+    button = {"type": 2, "style": 1, "custom_id": "c", "label": "ok"}
+    assert limits.check_message({"components": [{"type": 1, "components": [button] * 5}]}) == {}
+    assert "components" in limits.check_message(
+        {"components": [{"type": 1, "components": [button]}] * 6}
+    )
+    too_wide = limits.check_message({"components": [{"type": 1, "components": [button] * 6}]})
+    assert _codes(too_wide) == [("components.0.components", "BASE_TYPE_MAX_LENGTH")]
+    bad = {"type": 2, "style": 1, "custom_id": "c" * 101, "label": "l" * 81}
+    link = {"type": 2, "style": 5, "url": "https://x", "label": "go"}  # no custom_id needed
+    select = {
+        "type": 3,
+        "custom_id": "s",
+        "options": [{"label": "l" * 101, "value": "v"}] + [{"label": "l", "value": "v"}] * 25,
+    }
+    errors = limits.check_message(
+        {
+            "components": [
+                {"type": 1, "components": [bad, link]},
+                {"type": 1, "components": [select]},
+            ]
+        }
+    )
+    assert {p for p, _ in _codes(errors)} == {
+        "components.0.components.0.custom_id",
+        "components.0.components.0.label",
+        "components.1.components.0.options",
+        "components.1.components.0.options.0.label",
+    }
+
+
+def test_components_v2_limits() -> None:
+    v2 = 1 << 15
+    text_display = {"type": 10, "content": "x" * 2000}
+    assert limits.check_message({"flags": v2, "components": [text_display] * 2}) == {}
+    too_much_text = limits.check_message({"flags": v2, "components": [text_display] * 3})
+    assert _codes(too_much_text) == [
+        ("components", "UI_COMPONENTS_V2_TEXT_DISPLAY_TOTAL_LENGTH_EXCEEDED")
+    ]
+    container = {"type": 17, "components": [{"type": 10, "content": "a"}] * 40}
+    assert _codes(limits.check_message({"flags": v2, "components": [container]})) == [
+        ("components", "UI_COMPONENTS_V2_MAX_COMPONENTS_EXCEEDED")
+    ]
+    legacy = limits.check_message({"flags": v2, "content": "hi", "components": [text_display]})
+    assert _codes(legacy) == [("content", "MESSAGE_CANNOT_USE_LEGACY_FIELDS_WITH_COMPONENTS_V2")]
+    gallery = limits.check_message({"flags": v2, "components": [{"type": 12, "items": []}]})
+    assert _codes(gallery) == [("components.0.items", "BASE_TYPE_BAD_LENGTH")]
+
+
+def test_thread_autocomplete_and_modal_limits() -> None:
+    assert limits.check_thread({"name": "n" * 100, "auto_archive_duration": 10080}) == {}
+    assert {
+        p for p, _ in _codes(limits.check_thread({"name": "n" * 101, "auto_archive_duration": 30}))
+    } == {
+        "name",
+        "auto_archive_duration",
+    }
+    assert "name" in limits.check_thread({"name": ""})
+    choice = {"name": "n" * 100, "value": "v" * 100}
+    assert limits.check_autocomplete({"choices": [choice] * 25}) == {}
+    assert _codes(limits.check_autocomplete({"choices": [choice] * 26})) == [
+        ("data.choices", "BASE_TYPE_MAX_LENGTH")
+    ]
+    long_ones = limits.check_autocomplete({"choices": [{"name": "n" * 101, "value": "v" * 101}]})
+    assert {p for p, _ in _codes(long_ones)} == {"data.choices.0.name", "data.choices.0.value"}
+    assert limits.check_autocomplete({"choices": [{"name": "n", "value": 10**9}]}) == {}
+    text_input = {"type": 4, "custom_id": "p", "label": "Prompt", "style": 2, "value": "v"}
+    modal = {
+        "title": "Remix",
+        "custom_id": "m",
+        "components": [{"type": 1, "components": [text_input]}],
+    }
+    assert limits.check_modal(modal) == {}
+    bad_input = dict(text_input, label="l" * 46, value="v" * 4001, placeholder="p" * 101)
+    bad = limits.check_modal(
+        {
+            "title": "t" * 46,
+            "custom_id": "m",
+            "components": [{"type": 1, "components": [bad_input]}] * 6,
+        }
+    )
+    assert {p for p, _ in _codes(bad)} >= {
+        "data.title",
+        "data.components",
+        "data.components.0.components.0.label",
+        "data.components.0.components.0.value",
+        "data.components.0.components.0.placeholder",
+    }
+
+
+def test_command_schema_limits() -> None:
+    def command(**changes: Any) -> dict[str, Any]:
+        return {"name": "animate", "description": "d", "type": 1, **changes}
+
+    errors: dict[str, Any] = {}
+    limits.check_command(command(), ["0"], errors)
+    assert errors == {}
+    cases = {
+        "0.name": command(name="Animate"),
+        "0.description": command(description="d" * 101),
+        "0.options": command(
+            options=[{"name": f"o{i}", "description": "d", "type": 3} for i in range(26)]
+        ),
+        "0.options.0.max_length": command(
+            options=[{"name": "o", "description": "d", "type": 3, "max_length": 6001}]
+        ),
+        "0.options.0.choices": command(
+            options=[
+                {
+                    "name": "o",
+                    "description": "d",
+                    "type": 3,
+                    "choices": [{"name": "c", "value": "v"}] * 26,
+                }
+            ]
+        ),
+        "0.options.0.choices.0.value": command(
+            options=[
+                {
+                    "name": "o",
+                    "description": "d",
+                    "type": 3,
+                    "choices": [{"name": "c", "value": "v" * 101}],
+                }
+            ]
+        ),
+        "0.options.1.required": command(
+            options=[
+                {"name": "a", "description": "d", "type": 3},
+                {"name": "b", "description": "d", "type": 3, "required": True},
+            ]
+        ),
+        "0": command(
+            options=[
+                {
+                    "name": f"o{i}",
+                    "description": "d" * 100,
+                    "type": 3,
+                    "choices": [{"name": "c" * 100, "value": "v" * 100}] * 25,
+                }
+                for i in range(2)
+            ]
+        ),
+        "0.description ": {"name": "Animate it", "type": 3, "description": "no"},
+    }
+    for where, schema in cases.items():
+        errors = {}
+        limits.check_command(schema, ["0"], errors)
+        assert where.strip() in {p for p, _ in _codes(errors)}, (where, errors)
+    errors = {}
+    limits.check_command({"name": "Animate this", "type": 3, "description": ""}, ["0"], errors)
+    assert errors == {}, "a context-menu name may have capitals and spaces"
+
+
+async def test_every_route_refuses_over_the_limit_like_discord(
+    double: DiscordDouble, guild: dict[str, int]
+) -> None:
+    """Channel messages (POST/PATCH), threads, command sync, interaction callbacks
+    (types 4, 7, 8, 9) and the interaction webhook (followup, @original) all answer
+    400/50035 with the field's path, and each refusal is recorded."""
+    double.expect_limit_refusals()
+    api, channel = double.api_base, guild["channel"]
+    bot_auth = {"Authorization": f"Bot {double.token}"}
+    too_long = {"content": "x" * 2001}
+    async with aiohttp.ClientSession() as http:
+
+        async def call(method: str, path: str, body: Any, auth: bool = True) -> tuple[int, Any]:
+            async with http.request(
+                method, api + path, json=body, headers=bot_auth if auth else {}
+            ) as resp:
+                return resp.status, None if resp.status == 204 else await resp.json()
+
+        status, body = await call("POST", f"/channels/{channel}/messages", too_long)
+        assert status == 400 and body == {
+            "message": "Invalid Form Body",
+            "code": 50035,
+            "errors": {
+                "content": {
+                    "_errors": [
+                        {
+                            "code": "BASE_TYPE_MAX_LENGTH",
+                            "message": "Must be 2000 or fewer in length.",
+                        }
+                    ]
+                }
+            },
+        }
+        status, posted = await call("POST", f"/channels/{channel}/messages", {"content": "ok"})
+        assert status == 200
+        message_path = f"/channels/{channel}/messages/{posted['id']}"
+        assert (await call("PATCH", message_path, too_long))[0] == 400
+        status, body = await call("POST", message_path + "/threads", {"name": "n" * 101})
+        assert (status, list(body["errors"])) == (400, ["name"])
+        status, body = await call(
+            "POST",
+            f"/channels/{channel}/threads",
+            {"name": "ok", "type": 11, "auto_archive_duration": 30},
+        )
+        assert (status, list(body["errors"])) == (400, ["auto_archive_duration"])
+        sync = f"/applications/{double.application_id}/guilds/{guild['guild']}/commands"
+        status, body = await call(
+            "PUT",
+            sync,
+            [
+                {
+                    "name": "say",
+                    "description": "d",
+                    "options": [
+                        {"name": "text", "description": "d", "type": 3, "max_length": 6001}
+                    ],
+                }
+            ],
+        )
+        assert status == 400 and "max_length" in body["errors"]["0"]["options"]["0"]
+        status, _ = await call(
+            "PUT",
+            sync,
+            [
+                {
+                    "name": "say",
+                    "description": "d",
+                    "options": [
+                        {
+                            "name": "text",
+                            "description": "d",
+                            "type": 3,
+                            "max_length": 100,
+                            "autocomplete": True,
+                        }
+                    ],
+                }
+            ],
+        )
+        assert status == 200
+
+        def interaction(**kwargs: Any) -> Any:
+            return double._interactions.create(
+                "say",
+                guild_id=guild["guild"],
+                channel_id=channel,
+                user_id=guild["alice"],
+                options={"text": "hi"},
+                attachments={},
+                **kwargs,
+            )
+
+        def callback(ix: Any) -> str:
+            return f"/interactions/{ix.id}/{ix.token}/callback"
+
+        ix = interaction()
+        status, body = await call("POST", callback(ix), {"type": 4, "data": too_long}, auth=False)
+        assert status == 400 and "content" in body["errors"]["data"]
+        status, body = await call(
+            "POST",
+            callback(ix),
+            {"type": 9, "data": {"title": "t" * 46, "custom_id": "m", "components": []}},
+            auth=False,
+        )
+        assert status == 400 and {"title", "components"} <= set(body["errors"]["data"])
+        clicked = interaction()
+        clicked.type, clicked.source_message_id = 3, int(posted["id"])  # a button on it
+        status, body = await call(
+            "POST", callback(clicked), {"type": 7, "data": too_long}, auth=False
+        )
+        assert status == 400 and "content" in body["errors"]["data"]
+        typing = interaction(focused="text")
+        status, body = await call(
+            "POST",
+            callback(typing),
+            {"type": 8, "data": {"choices": [{"name": "n", "value": "v" * 101}]}},
+            auth=False,
+        )
+        assert status == 400 and "value" in body["errors"]["data"]["choices"]["0"]
+        status, _ = await call("POST", callback(ix), {"type": 5}, auth=False)
+        assert status == 204
+        hook = f"/webhooks/{double.application_id}/{ix.token}"
+        status, body = await call("POST", hook + "?wait=true", too_long, auth=False)
+        assert status == 400 and "content" in body["errors"]
+        status, body = await call("PATCH", hook + "/messages/@original", too_long, auth=False)
+        assert status == 400 and "content" in body["errors"]
+    refused_paths = [r.path for r in double.limit_refusals]
+    assert len(refused_paths) == 11, refused_paths
+    assert all(r.for_limit and r.describe().startswith(r.method) for r in double.limit_refusals)
+
+
+async def test_an_unexpected_limit_refusal_fails_the_test(double: DiscordDouble) -> None:
+    """What the suite-wide fixture relies on: without expect_limit_refusals(), a refusal
+    makes assert_no_limit_refusals() fail, naming the request and the field."""
+    g = double.add_guild("Limits")
+    channel = double.add_channel(g, "general")
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{double.api_base}/channels/{channel}/messages",
+            json={"content": "x", "nonce": "n" * 30},
+            headers={"Authorization": f"Bot {double.token}"},
+        ) as resp,
+    ):
+        assert resp.status == 400
+    with pytest.raises(AssertionError, match=r"nonce: BASE_TYPE_MAX_LENGTH"):
+        double.assert_no_limit_refusals()
+    double.expect_limit_refusals()  # declared: the teardown check passes
+    double.assert_no_limit_refusals()
