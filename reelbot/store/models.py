@@ -176,6 +176,22 @@ class TooManyInFlight(SubmissionRefused):
         )
 
 
+class CharacterUnavailable(SubmissionRefused):
+    """A task for a character that the store found gone, unusable, or not trainable.
+
+    Checked in the transaction that would create the task, so a delete, an unshare or a
+    second ``/character train`` racing with it cannot slip in between.
+    """
+
+    def __init__(
+        self, character_id: int, state: str | None, image_count: int = 0, *, reason: str = ""
+    ) -> None:
+        self.character_id = character_id
+        self.state = state  # None: the character no longer exists
+        self.image_count = image_count
+        super().__init__(reason or "That character is no longer available.")
+
+
 @dataclass(frozen=True, slots=True)
 class UsageSummary:
     tasks: int
