@@ -10,7 +10,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from reelbot.characters import MAX_IMAGES, MIN_IMAGES, panel_text
+from reelbot.characters import MAX_IMAGES, MIN_IMAGES, character_ref, panel_text
 from reelbot.delivery import NO_PINGS
 from reelbot.permissions import interaction_is_moderator
 from reelbot.service import UserError
@@ -45,7 +45,7 @@ class Characters(
         )
         mine_only = [c for c in found if c.owner_id == interaction.user.id or moderator]
         return [
-            app_commands.Choice(name=f"{c.name} ({c.state})", value=str(c.id))
+            app_commands.Choice(name=f"{c.name} ({c.state})", value=character_ref(c))
             for c in mine_only
             if current.lower() in c.name.lower()
         ][:25]
@@ -108,8 +108,6 @@ class Characters(
         if character.state not in ("collecting", "failed"):
             return
         result = await self.characters.collect(character, message)
-        if result.unpacked:
-            await self.characters.add_unpacked(character, message.channel, result)
         updated = await self.bot.store.get_character(character.id)
         assert updated is not None
         await self.characters.refresh_panel(updated)
