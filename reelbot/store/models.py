@@ -189,7 +189,13 @@ class CharacterUnavailable(SubmissionRefused):
         self.character_id = character_id
         self.state = state  # None: the character no longer exists
         self.image_count = image_count
-        super().__init__(reason or "That character is no longer available.")
+        if not reason:
+            reason = (
+                "That character no longer exists."
+                if state is None
+                else "That character is not ready, or not shared with you."
+            )
+        super().__init__(reason)
 
 
 @dataclass(frozen=True, slots=True)

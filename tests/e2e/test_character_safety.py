@@ -129,7 +129,7 @@ async def test_character_use_is_checked_in_the_same_transaction_as_the_task(
     await ready_character(world, "alice", "Dot", 650)
     dot = await character_named(world, "Dot")
     await world.bot.store.delete_character(dot.id)
-    with pytest.raises(SubmissionRefused, match="no longer"):
+    with pytest.raises(SubmissionRefused, match="no longer exists"):
         await world.bot.store.create_task(
             NewTask(
                 provider="higgsfield",
