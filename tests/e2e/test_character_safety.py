@@ -120,6 +120,26 @@ async def test_rerun_after_the_character_was_unshared_is_refused(world: World) -
     )
 
 
+async def test_rerun_of_a_video_recorded_without_the_character_id_finds_it_by_model(
+    world: World,
+) -> None:
+    """Tasks stored before re-runs kept the character's id: its model id names it."""
+    thread_id, task_id = await shared_video(world)
+    task = await world.bot.store.get_task(task_id)
+    assert task is not None
+    legacy = {k: v for k, v in task.request.items() if k != "character_id"}
+    await world.bot.store.update_task(task_id, request=legacy)
+    final = finals(world, thread_id, task_id)[0]
+    await world.discord.add_reaction(thread_id, final.id, world.users["bob"], "🔁")
+    await video_lands(world, thread_id, task_id + 1)
+
+    await refused(await world.command("character delete", "alice", name="Cy"), "deleted")
+    await world.discord.add_reaction(thread_id, final.id, world.users["mod"], "🔁")
+    text = (await notice(world, thread_id, "can't run task")).content
+    assert "no longer exists" in text
+    assert await world.bot.store.get_task(task_id + 2) is None
+
+
 async def test_character_use_is_checked_in_the_same_transaction_as_the_task(
     world: World,
 ) -> None:
