@@ -337,7 +337,10 @@ class Poller:
             await self.store.update_task(task.id, submitted_at=now)
             model_id = await provider.train_character(training)
             if self._training_submitted is not None:
-                await self._training_submitted(task, model_id)
+                try:
+                    await self._training_submitted(task, model_id)
+                except Exception:  # the model id is returned and recorded regardless
+                    log.warning("task %s: training_submitted hook failed", task.id, exc_info=True)
             return model_id
         request = await self._generation_request(task)
         # From here on the provider may have the request: mark it before sending.
