@@ -92,13 +92,8 @@ class Animate(commands.Cog):
         chosen = None
         if character:
             chosen = await self.bot.characters.for_use(
-                interaction.guild_id, interaction.user.id, character
+                interaction.guild_id, interaction.user.id, character, provider=provider
             )
-            if provider and provider != chosen.provider:
-                raise UserError(
-                    f"Character `{chosen.name}` was trained on `{chosen.provider}` and only "
-                    f"works there; choose provider `{chosen.provider}` (or leave it empty)."
-                )
             request.provider = chosen.provider
             request.character = chosen.name
         provider_obj, stored = self.generations.validate(request)

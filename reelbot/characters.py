@@ -180,12 +180,20 @@ class Characters:
         the store checks the same again when it creates the task)."""
         return character.usable_by(user_id)
 
-    async def for_use(self, guild_id: int, user_id: int, ref: str) -> CharacterRow:
-        """The character ``ref`` names, if this user may generate with it now."""
+    async def for_use(
+        self, guild_id: int, user_id: int, ref: str, *, provider: str | None = None
+    ) -> CharacterRow:
+        """The character ``ref`` names, if this user may generate with it now (on
+        ``provider``, when one was asked for: a character works only where it trained)."""
         character = await self.find(guild_id, user_id, ref)
         if not self.may_use(character, user_id):
             state = "not ready yet" if character.owner_id == user_id else "not shared"
             raise UserError(f"Character `{character.name}` is {state}.")
+        if provider and provider != character.provider:
+            raise UserError(
+                f"Character `{character.name}` was trained on `{character.provider}` and only "
+                f"works there; choose provider `{character.provider}` (or leave it empty)."
+            )
         return character
 
     async def usable(self, guild_id: int, user_id: int, current: str = "") -> list[CharacterRow]:
