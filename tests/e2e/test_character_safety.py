@@ -361,15 +361,36 @@ async def test_a_character_named_like_an_id_is_resolved_by_name(world: World) ->
     for i in range(6):
         await create(world, "alice", f"Filler{i}")
     await create(world, "alice", "Gus")
-    await create(world, "alice", "7")
+    seven_thread = await create(world, "alice", "7")
     gus, seven = await character_named(world, "Gus"), await character_named(world, "7")
     assert gus.id == 7 and seven.id != 7
+    await post_photos(world, seven_thread, "alice", [png(1500 + i) for i in range(20)])
+    await train_until_ready(world, "alice", "7", seven_thread)
+    seven = await character_named(world, "7")
+
+    # Typed by name: the character called "7", not character #7 (Gus, still collecting).
+    ix = await world.animate("alice", prompt="7 waves", character="7")
+    thread_id, task_id = await started(world, ix)
+    await video_lands(world, thread_id, task_id)
+    assert world.providers["higgsfield"].submissions[-1]["json"]["model_id"] == (
+        seven.provider_model_id
+    )
+    # Autocomplete values always name one character, whatever it is called.
+    choices = await world.discord.autocomplete(
+        "animate",
+        focused="character",
+        guild_id=world.guild_id,
+        channel_id=world.channel_id,
+        user_id=world.users["alice"],
+        options={"prompt": "x", "character": "7"},
+    )
+    assert [c["value"] for c in choices] == [f"#{seven.id}"]
+    ix = await world.animate("alice", prompt="7 again", character=choices[0]["value"])
+    await video_lands(world, *await started(world, ix))
 
     await refused(await world.command("character delete", "alice", name="7"), "Deleted **7**")
     names = {c.name for c in await world.bot.store.guild_characters(world.guild_id)}
     assert "Gus" in names and "7" not in names
-
-    # Autocomplete values always name one character, whatever it is called.
     choices = await world.discord.autocomplete(
         "character delete",
         focused="name",
