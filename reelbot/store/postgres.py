@@ -249,9 +249,7 @@ class PostgresStore:
                 min_images,
             )
             if moved is None:
-                row = await conn.fetchrow(
-                    f"{_CHARACTER_SELECT} WHERE c.id = $1", task.character_id
-                )
+                row = await conn.fetchrow(f"{_CHARACTER_SELECT} WHERE c.id = $1", task.character_id)
                 raise CharacterUnavailable(
                     task.character_id,
                     row["state"] if row else None,
