@@ -667,9 +667,12 @@ def _zip_entry_count(data: bytes) -> int | None:
     at = tail.rfind(b"PK\x05\x06")
     if at < 0 or len(tail) - at < 22:
         return None
-    (total,) = struct.unpack_from("<H", tail, at + 10)
-    if total == 0xFFFF:  # ZIP64: the real count is elsewhere; far more than photos need
-        return MAX_ZIP_ENTRIES + 1
+    total, directory_size = struct.unpack_from("<HI", tail, at + 10)
+    if total == 0xFFFF or directory_size == 0xFFFFFFFF:
+        return MAX_ZIP_ENTRIES + 1  # ZIP64: the real numbers are elsewhere; far too many
+    if directory_size > MAX_ZIP_ENTRIES * 1024:
+        # ZipFile walks the directory by its size, not by the declared count.
+        return max(int(total), MAX_ZIP_ENTRIES + 1)
     return int(total)
 
 

@@ -273,6 +273,13 @@ async def test_a_zip_that_inflates_past_the_total_cap_is_refused_unopened(
     assert await world.bot.store.character_images((await character_named(world, "Jo")).id) == []
 
 
+async def test_a_zip_listing_too_many_files_is_refused_unopened(world: World) -> None:
+    thread_id = await create(world, "alice", "Nan")
+    await post_zip(world, thread_id, zipped([(f"{i}.txt", b"") for i in range(600)]))
+    reply = await notice(world, thread_id, "Got ")
+    assert "lists 600 files" in reply.content and "at most 500" in reply.content
+
+
 async def test_a_zip_is_inflated_one_entry_at_a_time(world: World) -> None:
     thread_id = await create(world, "alice", "Kit")
     entries = [(f"big{i}.bin", bytes(4 * 1024 * 1024)) for i in range(30)]  # 120 MiB inflated
