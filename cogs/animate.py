@@ -12,6 +12,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from reelbot import messages, text
+from reelbot.characters import character_ref
 from reelbot.delivery import CANCEL_EMOJI, NO_PINGS, RETRY_EMOJI
 from reelbot.motions import MotionCache
 from reelbot.permissions import interaction_is_moderator, member_is_moderator
@@ -103,19 +104,15 @@ class Animate(commands.Cog):
         )
         chosen = None
         if character:
-            chosen = await self.bot.characters.find(
-                interaction.guild_id, interaction.user.id, character, usable=True
+            chosen = await self.bot.characters.for_use(
+                interaction.guild_id, interaction.user.id, character, provider=provider
             )
-            if provider and provider != chosen.provider:
-                raise UserError(
-                    f"Character `{chosen.name}` was trained on `{chosen.provider}` and only "
-                    f"works there; choose provider `{chosen.provider}` (or leave it empty)."
-                )
             request.provider = chosen.provider
             request.character = chosen.name
         provider_obj, stored = self.generations.validate(request)
         if chosen is not None:
             stored["character"] = chosen.name
+            stored["character_id"] = chosen.id  # 🔁 looks the character up again by it
             stored["character_model_id"] = chosen.provider_model_id
         upload = await self.generations.read_image(image) if image is not None else None
         channel = interaction.channel
@@ -185,13 +182,14 @@ class Animate(commands.Cog):
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
         assert interaction.guild_id is not None
-        usable = [
-            c
-            for c in await self.bot.store.guild_characters(interaction.guild_id)
-            if c.usable_by(interaction.user.id) and current.lower() in c.name.lower()
-        ]
+        usable = await self.bot.characters.usable(
+            interaction.guild_id, interaction.user.id, current
+        )
         return _choices(
-            (c.name if c.owner_id == interaction.user.id else f"{c.name} (shared)", str(c.id))
+            (
+                c.name if c.owner_id == interaction.user.id else f"{c.name} (shared)",
+                character_ref(c),
+            )
             for c in usable
         )
 
@@ -254,10 +252,13 @@ class Animate(commands.Cog):
     async def _run_again(self, task, payload: discord.RawReactionActionEvent) -> None:
         gens = self.generations
         try:
+            # Checked like a new request: only a video, a character it used still usable
+            # by the requester (looked up afresh), then quota, cooldown, in-flight cap.
+            request = await self.bot.characters.request_for_rerun(task)
             provider = gens.provider_for(task.provider)
             new_task = await gens.create(
                 provider=provider,
-                request=task.request,
+                request=request,
                 guild_id=task.guild_id,
                 channel_id=task.channel_id,
                 requester_id=task.requester_id,
@@ -268,6 +269,7 @@ class Animate(commands.Cog):
                 retry_of=task.id,
             )
         except UserError as exc:
+            await self._remove_reaction(payload)  # nothing ran: the 🔁 does not stay lit
             await self._say(
                 task.reply_channel_id,
                 task.guild_id,
@@ -286,7 +288,11 @@ class Animate(commands.Cog):
     async def _cancel(self, task, payload: discord.RawReactionActionEvent) -> None:
         if not task.in_flight:
             return
-        if await self.generations.cancel(task):
+        if task.kind == "training":
+            cancelled = await self.bot.characters.cancel_training(task)
+        else:
+            cancelled = await self.generations.cancel(task)
+        if cancelled:
             if payload.user_id != task.requester_id:
                 await self.bot.store.audit(
                     task.guild_id,

@@ -11,7 +11,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from reelbot import text
-from reelbot.characters import MAX_IMAGES, MIN_IMAGES, panel_text
+from reelbot.characters import MAX_IMAGES, MIN_IMAGES, character_ref, panel_text
 from reelbot.delivery import NO_PINGS
 from reelbot.permissions import interaction_is_moderator
 from reelbot.service import UserError
@@ -54,7 +54,7 @@ class Characters(
         )
         mine_only = [c for c in found if c.owner_id == interaction.user.id or moderator]
         return _choices(
-            (f"{c.name} ({c.state})", str(c.id))
+            (f"{c.name} ({c.state})", character_ref(c))
             for c in mine_only
             if current.lower() in c.name.lower()
         )
@@ -113,8 +113,6 @@ class Characters(
         if character.state not in ("collecting", "failed"):
             return
         result = await self.characters.collect(character, message)
-        if result.unpacked:
-            await self.characters.add_unpacked(character, message.channel, result)
         updated = await self.bot.store.get_character(character.id)
         assert updated is not None
         await self.characters.refresh_panel(updated)

@@ -229,6 +229,7 @@ class Reelbot(commands.AutoShardedBot):
             deliver=self.delivery.deliver,
             on_status=self.delivery.update_status,
             training_request=self._training_request,
+            training_submitted=self._training_submitted,
         )
         self.characters = Characters(
             config=config,
@@ -286,6 +287,9 @@ class Reelbot(commands.AutoShardedBot):
 
     async def _training_request(self, task: Any) -> Any:
         return await self.characters.training_request(task)
+
+    async def _training_submitted(self, task: Any, model_id: str) -> None:
+        await self.characters.training_submitted(task, model_id)
 
     async def _refresh_input_url(self, meta: dict[str, Any]) -> str | None:
         """A fresh CDN URL for a kept first frame, from the status message that shows it."""

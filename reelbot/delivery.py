@@ -178,8 +178,9 @@ class Delivery:
 
         await self.store.mark_delivered(task.id, message.id, now=time.time())
         log.info("task %s delivered as message %s", task.id, message.id)
-        with contextlib.suppress(discord.HTTPException):
-            await message.add_reaction(RETRY_EMOJI)
+        if task.kind == "video":  # 🔁 runs videos again; a training is not re-run that way
+            with contextlib.suppress(discord.HTTPException):
+                await message.add_reaction(RETRY_EMOJI)
         final = await self.store.get_task(task.id)
         if final is not None:
             await self.update_status(final, force=True)

@@ -83,6 +83,9 @@ class Poller:
         deliver: Callable[[TaskRow], Awaitable[dict[str, Any]]],
         on_status: Callable[[TaskRow], Awaitable[None]],
         training_request: Callable[[TaskRow], Awaitable[TrainingRequest]] | None = None,
+        # Told the provider's model id as soon as a training is accepted, before the
+        # outcome is recorded (which a cancel meanwhile makes the poller drop).
+        training_submitted: Callable[[TaskRow, str], Awaitable[None]] | None = None,
         owner: str | None = None,
     ) -> None:
         self.store = store
@@ -92,6 +95,7 @@ class Poller:
         self._deliver = deliver
         self._on_status = on_status
         self._training_request = training_request
+        self._training_submitted = training_submitted
         self.owner = owner or f"poller-{uuid.uuid4().hex[:8]}"
         self._lanes = {pid: Lane(pid, settings.provider_concurrency) for pid in providers}
         self._delivery_lane = Lane("delivery", settings.delivery_concurrency)
@@ -331,7 +335,13 @@ class Poller:
                 raise ProviderError(ErrorKind.INVALID, "character training is not available")
             training = await self._training_request(task)
             await self.store.update_task(task.id, submitted_at=now)
-            return await provider.train_character(training)
+            model_id = await provider.train_character(training)
+            if self._training_submitted is not None:
+                try:
+                    await self._training_submitted(task, model_id)
+                except Exception:  # the model id is returned and recorded regardless
+                    log.warning("task %s: training_submitted hook failed", task.id, exc_info=True)
+            return model_id
         request = await self._generation_request(task)
         # From here on the provider may have the request: mark it before sending.
         await self.store.update_task(task.id, submitted_at=now)

@@ -359,6 +359,8 @@ class Generations:
                     poll_interval=self.config.poll_interval,
                     thread_id=thread_id,
                     retry_of=retry_of,
+                    # The store checks, with the insert, that it is still usable.
+                    character_id=request.get("character_id"),
                 ),
                 now=time.time(),
                 policy=self.policy(is_moderator=is_moderator),

@@ -23,6 +23,7 @@ from reelbot.store import NewTask, PostgresStore, QuotaExceeded, QuotaPolicy, Sq
 from reelbot.store.models import (
     REACTION_RETENTION,
     CharacterImage,
+    CharacterUnavailable,
     CooldownActive,
     DuplicateName,
     TooManyInFlight,
@@ -594,3 +595,87 @@ async def test_postgres_renewal_waits_for_a_concurrent_claimer_and_then_yields(p
     finally:
         await conn.close()
     assert await store.next_due_at() == pytest.approx(NOW + 200)
+
+
+# --- characters: guarded transitions --------------------------------------------------------------
+async def _character_with_photos(store: Store, name: str = "Tia", photos: int = 3) -> int:
+    made = await store.create_character(guild_id=G, owner_id=U, name=name, provider="hf", now=NOW)
+    for n in range(photos):
+        image = CharacterImage(f"{name}{n}", "image/png", 10, 5, 900 + n, f"https://cdn/{n}")
+        await store.add_character_image(made.id, image, now=NOW, limit=50)
+    return made.id
+
+
+def _training(character_id: int, weight: int = 2) -> NewTask:
+    return NewTask(
+        provider="hf",
+        kind="training",
+        guild_id=G,
+        channel_id=5,
+        requester_id=U,
+        request={"name": "Tia", "character_id": character_id},
+        poll_interval=5.0,
+        quota_weight=weight,
+        character_id=character_id,
+    )
+
+
+async def test_concurrent_trainings_of_one_character_from_two_processes_start_once(
+    backend: Backend,
+) -> None:
+    a, b = await backend.open(), await backend.open()
+    cid = await _character_with_photos(a)
+    results = await asyncio.gather(
+        *(
+            s.start_training(_training(cid), now=NOW, policy=QuotaPolicy(0), min_images=3)
+            for s in (a, b, a, b)
+        ),
+        return_exceptions=True,
+    )
+    started = [r for r in results if not isinstance(r, BaseException)]
+    assert len(started) == 1, results
+    assert all(isinstance(r, CharacterUnavailable) for r in results if r not in started)
+    assert all(r.state == "training" for r in results if isinstance(r, CharacterUnavailable))
+    character = await a.get_character(cid)
+    assert (character.state, character.task_id) == ("training", started[0].id)
+    assert (await a.quota_status(G, U, now=NOW, default_limit=0)).used == 2
+    assert [t.id for t in await b.training_tasks(cid)] == [started[0].id]
+
+
+async def test_a_refused_training_changes_nothing(store: Store) -> None:
+    few = await _character_with_photos(store, "Few", photos=2)
+    with pytest.raises(CharacterUnavailable) as info:
+        await store.start_training(_training(few), now=NOW, policy=POLICY, min_images=3)
+    assert (info.value.state, info.value.image_count) == ("collecting", 2)
+    cid = await _character_with_photos(store)
+    with pytest.raises(QuotaExceeded):  # weight 5 > limit 3: the state moves back too
+        await store.start_training(_training(cid, weight=5), now=NOW, policy=POLICY, min_images=3)
+    assert (await store.get_character(cid)).state == "collecting"
+    assert await store.training_tasks(cid) == []
+    assert (await store.quota_status(G, U, now=NOW, default_limit=3)).used == 0
+    await store.delete_character(cid)
+    with pytest.raises(CharacterUnavailable) as gone:
+        await store.start_training(_training(cid), now=NOW, policy=POLICY, min_images=3)
+    assert gone.value.state is None
+
+
+async def test_a_video_with_a_character_is_created_only_while_it_is_usable(store: Store) -> None:
+    cid = await _character_with_photos(store)
+    other = U + 1
+
+    def video(user: int) -> NewTask:
+        return new_task(user=user, character_id=cid)
+
+    with pytest.raises(CharacterUnavailable):  # not ready yet
+        await store.create_task(video(U), now=NOW, policy=QuotaPolicy(0))
+    await store.update_character(cid, state="ready")
+    await store.create_task(video(U), now=NOW, policy=QuotaPolicy(0))
+    with pytest.raises(CharacterUnavailable):  # not shared
+        await store.create_task(video(other), now=NOW, policy=QuotaPolicy(0))
+    await store.update_character(cid, shared=True)
+    await store.create_task(video(other), now=NOW, policy=QuotaPolicy(0))
+    await store.delete_character(cid)
+    with pytest.raises(CharacterUnavailable):
+        await store.create_task(video(U), now=NOW, policy=QuotaPolicy(0))
+    assert len(await store.user_tasks(G, U, limit=10)) == 1
+    assert (await store.quota_status(G, other, now=NOW, default_limit=0)).used == 1

@@ -41,7 +41,25 @@ class Store(Protocol):
         """Insert a task in state ``submitting`` and take its quota, atomically.
 
         Raises QuotaExceeded, CooldownActive or TooManyInFlight and changes nothing.
+        A video with ``character_id`` also raises CharacterUnavailable unless that
+        character is ready and the requester's own or shared, checked in the same
+        transaction (a delete racing with it waits or wins, never slips in between).
         """
+        ...
+
+    async def start_training(
+        self, task: NewTask, *, now: float, policy: QuotaPolicy, min_images: int
+    ) -> TaskRow:
+        """Move character ``task.character_id`` from collecting/failed to training and
+        create its training task (taking quota), in one transaction.
+
+        Raises CharacterUnavailable (gone, already training or ready, fewer than
+        ``min_images`` photos) or a quota refusal, and then changes nothing.
+        """
+        ...
+
+    async def training_tasks(self, character_id: int) -> list[TaskRow]:
+        """The character's training tasks, oldest first."""
         ...
 
     async def get_task(self, task_id: int) -> TaskRow | None: ...

@@ -183,6 +183,28 @@ class TooManyInFlight(SubmissionRefused):
         )
 
 
+class CharacterUnavailable(SubmissionRefused):
+    """A task for a character that the store found gone, unusable, or not trainable.
+
+    Checked in the transaction that would create the task, so a delete, an unshare or a
+    second ``/character train`` racing with it cannot slip in between.
+    """
+
+    def __init__(
+        self, character_id: int, state: str | None, image_count: int = 0, *, reason: str = ""
+    ) -> None:
+        self.character_id = character_id
+        self.state = state  # None: the character no longer exists
+        self.image_count = image_count
+        if not reason:
+            reason = (
+                "That character no longer exists."
+                if state is None
+                else "That character is not ready, or not shared with you."
+            )
+        super().__init__(reason)
+
+
 @dataclass(frozen=True, slots=True)
 class UsageSummary:
     tasks: int

@@ -34,6 +34,7 @@ from reelbot.store.models import (
     REACTION_RETENTION,
     CharacterImage,
     CharacterRow,
+    CharacterUnavailable,
     CooldownActive,
     DuplicateName,
     NewTask,
@@ -216,47 +217,102 @@ class PostgresStore:
 
     # --- tasks ------------------------------------------------------------------------------
     async def create_task(self, task: NewTask, *, now: float, policy: QuotaPolicy) -> TaskRow:
-        day = utc_day(now)
         async with self._transaction() as conn:
-            if policy.enforce:
-                # Held until commit: another creation for this user (in any process)
-                # waits here, then sees this one's task and usage.
-                await conn.execute(
-                    "SELECT pg_advisory_xact_lock($1)",
-                    _lock_key("quota", task.guild_id, task.requester_id),
+            if task.character_id is not None and task.kind == "video":
+                # FOR SHARE: a delete (or unshare) of the character waits for this commit.
+                row = await conn.fetchrow(
+                    "SELECT state, shared, owner_id FROM characters WHERE id = $1 FOR SHARE",
+                    task.character_id,
                 )
-                await self._check_limits(conn, task, now=now, policy=policy)
-            epoch = await conn.fetchval(
-                "INSERT INTO quota_usage (guild_id, user_id, day, used) VALUES ($1, $2, $3, $4) "
-                "ON CONFLICT (guild_id, user_id, day) "
-                "DO UPDATE SET used = quota_usage.used + EXCLUDED.used RETURNING resets",
-                task.guild_id,
-                task.requester_id,
-                day,
-                task.quota_weight,
-            )
-            row = await conn.fetchrow(
-                "INSERT INTO tasks (kind, provider, guild_id, channel_id, thread_id, "
-                "requester_id, request_json, state, poll_interval, next_action_at, "
-                "created_at, updated_at, quota_day, quota_weight, retry_of, character_id, "
-                "quota_epoch) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, 'submitting', $8, NULL, $9, $9, $10, $11, "
-                "$12, $13, $14) RETURNING *",
-                task.kind,
-                task.provider,
-                task.guild_id,
-                task.channel_id,
-                task.thread_id,
-                task.requester_id,
-                json.dumps(task.request),
-                task.poll_interval,
+                usable = (
+                    row is not None
+                    and row["state"] == "ready"
+                    and (row["shared"] or row["owner_id"] == task.requester_id)
+                )
+                if not usable:
+                    raise CharacterUnavailable(task.character_id, row["state"] if row else None)
+            return await self._insert_task(conn, task, now=now, policy=policy)
+
+    async def start_training(
+        self, task: NewTask, *, now: float, policy: QuotaPolicy, min_images: int
+    ) -> TaskRow:
+        assert task.character_id is not None
+        async with self._transaction() as conn:
+            # The guarded transition: a concurrent caller waits on the row lock, then
+            # finds the state moved and changes nothing.
+            moved = await conn.fetchval(
+                "UPDATE characters SET state = 'training', error = NULL, updated_at = $1 "
+                "WHERE id = $2 AND state IN ('collecting', 'failed') AND (SELECT COUNT(*) "
+                "FROM character_images i WHERE i.character_id = characters.id) >= $3 "
+                "RETURNING id",
                 now,
-                day,
-                task.quota_weight,
-                task.retry_of,
                 task.character_id,
-                epoch,
+                min_images,
             )
+            if moved is None:
+                row = await conn.fetchrow(f"{_CHARACTER_SELECT} WHERE c.id = $1", task.character_id)
+                raise CharacterUnavailable(
+                    task.character_id,
+                    row["state"] if row else None,
+                    row["image_count"] if row else 0,
+                )
+            created = await self._insert_task(conn, task, now=now, policy=policy)
+            await conn.execute(
+                "UPDATE characters SET task_id = $1 WHERE id = $2", created.id, task.character_id
+            )
+        return created
+
+    async def training_tasks(self, character_id: int) -> list[TaskRow]:
+        rows = await self.pool.fetch(
+            "SELECT * FROM tasks WHERE character_id = $1 AND kind = 'training' ORDER BY id",
+            character_id,
+        )
+        return [TaskRow.from_mapping(r) for r in rows]
+
+    async def _insert_task(
+        self, conn: asyncpg.Connection, task: NewTask, *, now: float, policy: QuotaPolicy
+    ) -> TaskRow:
+        """Check the limits, take the quota and insert the task (inside a transaction)."""
+        day = utc_day(now)
+        if policy.enforce:
+            # Held until commit: another creation for this user (in any process)
+            # waits here, then sees this one's task and usage.
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock($1)",
+                _lock_key("quota", task.guild_id, task.requester_id),
+            )
+            await self._check_limits(conn, task, now=now, policy=policy)
+        epoch = await conn.fetchval(
+            "INSERT INTO quota_usage (guild_id, user_id, day, used) VALUES ($1, $2, $3, $4) "
+            "ON CONFLICT (guild_id, user_id, day) "
+            "DO UPDATE SET used = quota_usage.used + EXCLUDED.used RETURNING resets",
+            task.guild_id,
+            task.requester_id,
+            day,
+            task.quota_weight,
+        )
+        row = await conn.fetchrow(
+            "INSERT INTO tasks (kind, provider, guild_id, channel_id, thread_id, "
+            "requester_id, request_json, state, poll_interval, next_action_at, "
+            "created_at, updated_at, quota_day, quota_weight, retry_of, character_id, "
+            "quota_epoch) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, 'submitting', $8, NULL, $9, $9, $10, $11, "
+            "$12, $13, $14) RETURNING *",
+            task.kind,
+            task.provider,
+            task.guild_id,
+            task.channel_id,
+            task.thread_id,
+            task.requester_id,
+            json.dumps(task.request),
+            task.poll_interval,
+            now,
+            day,
+            task.quota_weight,
+            task.retry_of,
+            task.character_id,
+            epoch,
+        )
         assert row is not None
         return TaskRow.from_mapping(row)
 

@@ -18,6 +18,7 @@ from reelbot.store.models import (
     REACTION_RETENTION,
     CharacterImage,
     CharacterRow,
+    CharacterUnavailable,
     CooldownActive,
     DuplicateName,
     NewTask,
@@ -130,44 +131,101 @@ class SqliteStore:
 
     # --- tasks --------------------------------------------------------------------------
     async def create_task(self, task: NewTask, *, now: float, policy: QuotaPolicy) -> TaskRow:
-        day = utc_day(now)
         async with self._transaction() as db:
-            if policy.enforce:
-                await self._check_limits(db, task, now=now, day=day, policy=policy)
-            async with db.execute(
-                "INSERT INTO quota_usage (guild_id, user_id, day, used) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(guild_id, user_id, day) DO UPDATE SET used = used + excluded.used "
-                "RETURNING resets",
-                (task.guild_id, task.requester_id, day, task.quota_weight),
-            ) as cur:
-                usage = await cur.fetchone()
-            assert usage is not None
-            async with db.execute(
-                "INSERT INTO tasks (kind, provider, guild_id, channel_id, thread_id, "
-                "requester_id, request_json, state, poll_interval, next_action_at, "
-                "created_at, updated_at, quota_day, quota_weight, retry_of, character_id, "
-                "quota_epoch) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, 'submitting', ?, NULL, ?, ?, ?, ?, ?, ?, ?) "
-                "RETURNING *",
-                (
-                    task.kind,
-                    task.provider,
-                    task.guild_id,
-                    task.channel_id,
-                    task.thread_id,
-                    task.requester_id,
-                    json.dumps(task.request),
-                    task.poll_interval,
-                    now,
-                    now,
-                    day,
-                    task.quota_weight,
-                    task.retry_of,
+            if task.character_id is not None and task.kind == "video":
+                await self._check_character_usable(db, task)
+            return await self._insert_task(db, task, now=now, policy=policy)
+
+    async def start_training(
+        self, task: NewTask, *, now: float, policy: QuotaPolicy, min_images: int
+    ) -> TaskRow:
+        assert task.character_id is not None
+        async with self._transaction() as db:
+            # The guarded transition: only one caller moves the character to training.
+            cur = await db.execute(
+                "UPDATE characters SET state = 'training', error = NULL, updated_at = ? "
+                "WHERE id = ? AND state IN ('collecting', 'failed') AND (SELECT COUNT(*) "
+                "FROM character_images i WHERE i.character_id = characters.id) >= ?",
+                (now, task.character_id, min_images),
+            )
+            if cur.rowcount != 1:
+                async with db.execute(
+                    f"{self._CHARACTER_SELECT} WHERE c.id = ?", (task.character_id,)
+                ) as found:
+                    row = await found.fetchone()
+                raise CharacterUnavailable(
                     task.character_id,
-                    usage["resets"],
-                ),
-            ) as cur:
-                row = await cur.fetchone()
+                    row["state"] if row else None,
+                    row["image_count"] if row else 0,
+                )
+            created = await self._insert_task(db, task, now=now, policy=policy)
+            await db.execute(
+                "UPDATE characters SET task_id = ? WHERE id = ?", (created.id, task.character_id)
+            )
+        return created
+
+    async def training_tasks(self, character_id: int) -> list[TaskRow]:
+        return await self._fetch_tasks(
+            "SELECT * FROM tasks WHERE character_id = ? AND kind = 'training' ORDER BY id",
+            (character_id,),
+        )
+
+    @staticmethod
+    async def _check_character_usable(db: aiosqlite.Connection, task: NewTask) -> None:
+        async with db.execute(
+            "SELECT state, shared, owner_id FROM characters WHERE id = ?", (task.character_id,)
+        ) as cur:
+            row = await cur.fetchone()
+        usable = (
+            row is not None
+            and row["state"] == "ready"
+            and (bool(row["shared"]) or row["owner_id"] == task.requester_id)
+        )
+        if not usable:
+            assert task.character_id is not None
+            raise CharacterUnavailable(task.character_id, row["state"] if row else None)
+
+    async def _insert_task(
+        self, db: aiosqlite.Connection, task: NewTask, *, now: float, policy: QuotaPolicy
+    ) -> TaskRow:
+        """Check the limits, take the quota and insert the task (inside a transaction)."""
+        day = utc_day(now)
+        if policy.enforce:
+            await self._check_limits(db, task, now=now, day=day, policy=policy)
+        async with db.execute(
+            "INSERT INTO quota_usage (guild_id, user_id, day, used) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(guild_id, user_id, day) DO UPDATE SET used = used + excluded.used "
+            "RETURNING resets",
+            (task.guild_id, task.requester_id, day, task.quota_weight),
+        ) as cur:
+            usage = await cur.fetchone()
+        assert usage is not None
+        async with db.execute(
+            "INSERT INTO tasks (kind, provider, guild_id, channel_id, thread_id, "
+            "requester_id, request_json, state, poll_interval, next_action_at, "
+            "created_at, updated_at, quota_day, quota_weight, retry_of, character_id, "
+            "quota_epoch) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, 'submitting', ?, NULL, ?, ?, ?, ?, ?, ?, ?) "
+            "RETURNING *",
+            (
+                task.kind,
+                task.provider,
+                task.guild_id,
+                task.channel_id,
+                task.thread_id,
+                task.requester_id,
+                json.dumps(task.request),
+                task.poll_interval,
+                now,
+                now,
+                day,
+                task.quota_weight,
+                task.retry_of,
+                task.character_id,
+                usage["resets"],
+            ),
+        ) as cur:
+            row = await cur.fetchone()
         assert row is not None
         return TaskRow.from_mapping(row)
 
