@@ -30,6 +30,7 @@ from providers.base import (
     Output,
     Provider,
     ProviderError,
+    SubmitCall,
     TaskStatus,
 )
 
@@ -174,15 +175,18 @@ class HiapiProvider(Provider):
             data["first_frame_url"] = request.image.best_reference()
         return data
 
-    async def submit(self, request: GenerationRequest, *, idempotency_key: str) -> str:
+    async def prepare_submit(self, request: GenerationRequest) -> SubmitCall:
         model = request.model or self.models()[0]
-        body = {"model": model, "input": self._input(request, model)}
+        return SubmitCall.of(TASKS_PATH, {"model": model, "input": self._input(request, model)})
+
+    async def send_submit(self, call: SubmitCall, *, idempotency_key: str) -> str:
         answer = p.expect_dict(
             await self.http.request_json(
                 "POST",
-                TASKS_PATH,
-                json_body=body,
+                call.path,
+                data=call.body,
                 headers={IDEMPOTENCY_HEADER: _idempotency_key(idempotency_key)},
+                error_kinds=ERROR_CODE_KINDS,
             ),
             "submit answer",
         )
