@@ -16,7 +16,7 @@ UPDATABLE = frozenset(
         "progress", "attempts", "error_streak", "poll_interval", "next_action_at",
         "submitted_at", "finished_at", "error_code", "error_message", "outputs",
         "credits", "status_edited_at", "status_text", "request", "result_message_id",
-        "delivery_attempts",
+        "delivery_attempts", "submit_key", "submit_call", "not_found_streak",
     }
 )  # fmt: skip
 
