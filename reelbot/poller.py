@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 NOT_FOUND_CONFIRMATIONS = 3  # a provider 404 is believed only after this many in a row
 MAX_SUBMIT_RETRIES = 5
+MAX_PROVIDER_WORD = 100  # stored error codes and state words
+MAX_ERROR_MESSAGE = 1000
 # The failure code of a submit the provider may have acted on (SPEC §4 "Never pay twice").
 UNCONFIRMED = "submit_unconfirmed"
 # Default TASK_LEASE_SECONDS: how long a claim lasts unless renewed (every third of it
@@ -382,9 +384,7 @@ class Poller:
             "next_action_at": time.time() + interval,
         }
 
-    async def _send(
-        self, task: TaskRow, provider: Provider, now: float, attempt: _Attempt
-    ) -> str:
+    async def _send(self, task: TaskRow, provider: Provider, now: float, attempt: _Attempt) -> str:
         """Build the request (or take the stored first one), mark the task as sent, send it;
         the provider's task id."""
         if task.kind == "training":
@@ -528,7 +528,7 @@ class Poller:
             "attempts": task.attempts + 1,
             "error_streak": 0,
             "not_found_streak": 0,
-            "raw_state": status.raw_state,
+            "raw_state": _clip(status.raw_state),
         }
         if status.credits is not None:
             common["credits"] = status.credits
@@ -576,11 +576,18 @@ class _Attempt:
     sent: bool  # the request may have left: from here on a failure is ambiguous
 
 
+def _clip(text: str | None, limit: int = MAX_PROVIDER_WORD) -> str | None:
+    """Provider words (codes, states) are unbounded; what we keep of them is not."""
+    if text is None or len(text) <= limit:
+        return text
+    return text[: limit - 1] + "…"
+
+
 def _fail(now: float, code: str, message: str) -> dict[str, Any]:
     return {
         "state": "failed",
-        "error_code": code,
-        "error_message": message,
+        "error_code": _clip(code),
+        "error_message": _clip(message, MAX_ERROR_MESSAGE),
         "finished_at": now,
         "next_action_at": now,
     }

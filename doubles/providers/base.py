@@ -182,6 +182,7 @@ class ProviderDouble(ABC):
         self._prompt_scripts: list[tuple[str, tuple[Step, ...]]] = []
         self._submit_faults: deque[SubmitFault] = deque()
         self._aftermaths: deque[str] = deque()
+        self.aftermaths_done: list[str] = []  # what after_create() faults were served
         self._rng = random.Random(seed)
         # A separate generator, so slicing never changes the ids a seeded double makes.
         self._wire_rng = random.Random(seed)
@@ -456,9 +457,8 @@ class ProviderDouble(ABC):
     async def _aftermath(
         self, request: web.Request, response: web.StreamResponse, kind: str
     ) -> web.StreamResponse:
-        log.info(
-            "%s double: task %s created, then %s", self.protocol, request["double_created"], kind
-        )
+        log.info("%s double: task %s created, then %s", self.protocol, request[CREATED], kind)
+        self.aftermaths_done.append(kind)
         if kind == "bad_gateway":
             return self._reject_response(request, Reject(502, html=True, detail="after create"))
         transport = request.transport
