@@ -84,6 +84,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         return
     terminalreporter.write_line(
         f"provider doubles: {TALLY.created} tasks created in {TALLY.worlds} worlds, "
-        f"{TALLY.orphans} orphaned, {TALLY.double_billed} double-billed submits"
+        f"{TALLY.orphans} orphaned, {TALLY.double_billed} double-billed submits, "
+        f"{TALLY.unchecked} worlds unchecked"
         + (f" ({'; '.join(TALLY.offenders)})" if TALLY.offenders else "")
     )

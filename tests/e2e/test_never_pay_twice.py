@@ -280,3 +280,34 @@ async def test_the_safety_net_sees_a_double_billed_submit(world: World) -> None:
     world.allow_orphans("foxapi")  # declared, so the teardown passes
     [ledger] = [x for x in await world.billing() if x.provider == "foxapi"]
     assert ledger.double_billed == 0
+
+
+# --- "not found" confirmations are kept with the task -----------------------------------------
+async def test_not_found_confirmations_survive_a_restart(world: World) -> None:
+    """Two 404s, a restart, a third 404: the provider lost the task. Counted in memory,
+    the restart would forget the first two (and the map would grow with every task)."""
+    double = world.providers["foxapi"]
+    double.script_next(
+        [Step.running(10), Step.not_found(), Step.not_found(), Step.not_found(), Step.succeed()]
+    )
+    polls, held, restarted = 0, asyncio.Event(), asyncio.Event()
+    original = double.status_gate
+
+    async def held_from_the_fourth_poll() -> None:
+        nonlocal polls
+        polls += 1
+        if polls >= 4 and not restarted.is_set():
+            held.set()
+            await restarted.wait()
+            raise ConnectionResetError("the old bot is gone")  # answered nothing, consumed nothing
+        await original()
+
+    double.status_gate = held_from_the_fourth_poll  # type: ignore[method-assign]
+    thread_id, task_id = await animate(world, "foxapi")
+    await asyncio.wait_for(held.wait(), 20)
+    await world.kill_bot()
+    restarted.set()
+    await world.start_bot()
+    final = await final_message(world, thread_id, task_id)
+    assert "not_found" in final.content, final.content
+    await assert_exactly_once(world, expect=1)
