@@ -56,19 +56,26 @@ class Wire:
             out.content_length = len(body)
         await out.prepare(request)
         cuts = self._cuts(len(body), rng)
-        pause_after = {cuts[0]} | set(rng.sample(cuts, min(self.pauses - 1, len(cuts))))
-        each = self.spread / max(len(pause_after), 1)
+        inner = cuts[:-1]  # where a pause leaves the client holding part of the body
+        pauses = set(inner[:1]) | set(rng.sample(inner, min(max(self.pauses - 1, 0), len(inner))))
+        # slow(): the first byte waits too, so even a one-slice answer takes ``spread``.
+        each = self.spread / (len(pauses) + 1)
+        if self.spread:
+            await asyncio.sleep(each)
         at = 0
         for cut in cuts:
             await out.write(bytes(body[at:cut]))
             at = cut
-            if cut in pause_after and cut < len(body):
+            if cut in pauses:
                 await asyncio.sleep(each if self.spread else rng.uniform(*self.pause))
         await out.write_eof()
         return out
 
     def _cuts(self, size: int, rng: random.Random) -> list[int]:
         cuts, at = [], 0
+        if size > 1:  # never all in one piece, however small the answer
+            at = rng.randint(self.min_slice, min(self.max_slice, size - 1))
+            cuts.append(at)
         while at < size:
             at = min(size, at + rng.randint(self.min_slice, self.max_slice))
             cuts.append(at)
