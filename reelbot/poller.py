@@ -400,8 +400,13 @@ class Poller:
         else:
             call = await provider.prepare_submit(await self._generation_request(task))
             # Random per task, not only its row id: after a store restored from a
-            # backup hands the same ids out again, an old key must never match.
-            key = f"reelbot-{task.id}-{secrets.token_hex(8)}"
+            # backup hands the same ids out again, an old key must never match. A
+            # task sent before keys were stored (an upgrade mid-submit) keeps its old key.
+            key = (
+                f"reelbot-{task.id}"
+                if task.submitted_at is not None
+                else f"reelbot-{task.id}-{secrets.token_hex(8)}"
+            )
         # From here on the provider may have the request: mark it before sending.
         await self.store.update_task(
             task.id, submitted_at=now, submit_key=key, submit_call=call.to_json()
@@ -438,12 +443,7 @@ class Poller:
                 task.provider,
                 exc,
             )
-            return _fail(
-                now,
-                UNCONFIRMED,
-                f"{exc.message}; {task.provider} may still have made the video, and sending "
-                "it again could bill twice",
-            )
+            return _fail(now, UNCONFIRMED, f"{exc.message} (sending it again could bill twice)")
         log.info("task %s: submit failed: %r", task.id, exc)
         code, message = exc.code, exc.message
         # Providers' own codes ("1008", "invalid_api_key") mean nothing to members: say
