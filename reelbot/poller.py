@@ -421,6 +421,9 @@ class Poller:
         ambiguous one only to a provider that deduplicates (hiapi's Idempotency-Key)."""
         now = time.time()
         idempotent = provider.capabilities.idempotent_submit
+        # submitted_at is cleared after every attempt known to have made nothing, so a
+        # task claimed with it set had an earlier attempt the provider may have taken.
+        unsure = exc.ambiguous or task.submitted_at is not None
         may_resend = not exc.ambiguous or idempotent
         if exc.retryable and may_resend and task.error_streak < MAX_SUBMIT_RETRIES:
             log.warning("task %s: submit to %s failed (%r); retrying", task.id, task.provider, exc)
@@ -428,15 +431,17 @@ class Poller:
                 "error_streak": task.error_streak + 1,
                 "next_action_at": now + self._backoff(task.error_streak + 1, exc.retry_after),
             }
-            if not exc.ambiguous and not idempotent:
+            if not unsure:
                 # Nothing was made: the next attempt starts afresh (a restart included).
-                fields |= {"submitted_at": None, "submit_call": None, "submit_key": None}
+                fields["submitted_at"] = None
+                if not idempotent:
+                    fields |= {"submit_call": None, "submit_key": None}
             return fields
         if exc.kind is ErrorKind.AUTH:
             log.error(
                 "%s rejected the API key: check %s_API_KEY", task.provider, task.provider.upper()
             )
-        if exc.ambiguous:
+        if unsure:
             log.warning(
                 "task %s: %s may have received the submit (%r); not sending it again",
                 task.id,
