@@ -311,3 +311,28 @@ async def test_not_found_confirmations_survive_a_restart(world: World) -> None:
     final = await final_message(world, thread_id, task_id)
     assert "not_found" in final.content, final.content
     await assert_exactly_once(world, expect=1)
+
+
+async def test_a_task_sent_before_keys_were_stored_keeps_its_old_key(world: World) -> None:
+    """Upgrade mid-submit: the row says "sent" but has no stored key (V2). The resend
+    must use the key the old version sent, ``reelbot-<id>``, or hiapi makes a second task."""
+    double = world.providers["hiapi"]
+    gate = gate_submits(double)
+    thread_id, task_id = await animate(world, "hiapi")
+    await gate.wait_reached()
+    await world.kill_bot()
+    gate.release()  # the old attempt, sent with the old key, reaches hiapi
+    await eventually(lambda: double.tasks, description="the provider to create the task")
+    db = world.data_dir / "reelbot.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "UPDATE tasks SET submit_key = NULL, submit_call = NULL WHERE id = ?", (task_id,)
+        )
+    [first] = double.submissions
+    double.idempotency[f"reelbot-{task_id}"] = double.idempotency.pop(
+        first["headers"]["Idempotency-Key"]
+    )  # as if that attempt had carried the old key
+    await world.start_bot()
+    await video_lands(world, thread_id, task_id)
+    assert len(double.tasks) == 1
+    await assert_exactly_once(world, expect=1)
