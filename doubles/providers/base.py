@@ -459,7 +459,7 @@ class ProviderDouble(ABC):
     ) -> web.StreamResponse:
         log.info("%s double: task %s created, then %s", self.protocol, request[CREATED], kind)
         self.aftermaths_done.append(kind)
-        if kind == "bad_gateway":
+        if kind == "bad_gateway":  # an ordinary answer, sent like any other (middleware)
             return self._reject_response(request, Reject(502, html=True, detail="after create"))
         transport = request.transport
         if kind == "close":
@@ -496,11 +496,16 @@ class ProviderDouble(ABC):
                 else:
                     message = f"{exc.reason}: {request.method} {path}"
                     response = self._reject_response(request, Reject(exc.status, message))
+            aftermath = None
+            if request.get(CREATED) is not None and self._aftermaths:
+                aftermath = self._aftermaths.popleft()
             self.request_count += 1
             if self.record:
-                self.requests.append((request.method, path, response.status))
-            if request.get(CREATED) is not None and self._aftermaths:
-                return await self._aftermath(request, response, self._aftermaths.popleft())
+                # What the client got: 0 for a connection closed without an answer.
+                seen = {"bad_gateway": 502, "close": 0}.get(aftermath or "", response.status)
+                self.requests.append((request.method, path, seen))
+            if aftermath is not None:
+                response = await self._aftermath(request, response, aftermath)
             if is_media or not isinstance(response, web.Response) or response.prepared:
                 return response
             return await self.wire.send(request, response, self._wire_rng)
