@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,12 +18,15 @@ from typing import Any
 
 import discord
 
+from doubles.billing import TALLY, DoubleBilled, Ledger, ledgers
 from doubles.discord import DiscordDouble
 from doubles.providers import ProviderDouble, make_double
 from providers import PROVIDER_IDS
 from reelbot.app import Reelbot, use_api_base
 from reelbot.config import DEFAULT_API_BASE, Config, load_config
 from reelbot.roles import Role
+from reelbot.store import open_store
+from reelbot.store.models import TaskRow
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +49,9 @@ class World:
     bot: Reelbot | None = None
     _bot_task: asyncio.Task[None] | None = None
     extra: list[tuple[Reelbot, asyncio.Task[None] | None]] = field(default_factory=list)
+    # Orphan provider tasks a test makes on purpose (doubles/billing.py), per provider.
+    allowed_orphans: dict[str, int] = field(default_factory=dict)
+    check_billing: bool = True
 
     @property
     def config(self) -> Config:
@@ -128,6 +135,7 @@ class World:
             await bot.download_session.close()
 
     async def close(self) -> None:
+        """Stop everything; then fail if a provider double billed a task twice."""
         await self.stop_bot()
         for bot, task in self.extra:
             await bot.close()
@@ -135,10 +143,49 @@ class World:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await asyncio.wait_for(task, 10)
         self.extra.clear()
+        found: list[Ledger] = []
+        if self.check_billing:
+            try:
+                found = await self.billing()
+            except Exception:
+                # A test that removed its store on purpose; counted, never silently.
+                log.warning("could not read the store to check billing", exc_info=True)
+                TALLY.unchecked += 1
+            else:
+                TALLY.add(found, os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0])
         for double in self.providers.values():
             await double.close()
         await self.discord.close()
         use_api_base(DEFAULT_API_BASE)
+        billed = [ledger for ledger in found if ledger.double_billed]
+        if billed:
+            raise DoubleBilled(
+                "provider tasks created but tracked by no Reelbot task, beyond what "
+                f"ambiguous submit failures explain: {billed}"
+            )
+
+    def allow_orphans(self, provider: str, count: int = 1) -> None:
+        """This test leaves ``count`` provider tasks untracked on purpose."""
+        self.allowed_orphans[provider] = self.allowed_orphans.get(provider, 0) + count
+
+    async def billing(self) -> list[Ledger]:
+        """Each double's created tasks against the store (doubles/billing.py)."""
+        created = {pid: double.created_ids() for pid, double in self.providers.items()}
+        if not any(created.values()):
+            return ledgers(created, [], self.allowed_orphans)
+        return ledgers(created, await self.stored_tasks(), self.allowed_orphans)
+
+    async def stored_tasks(self) -> list[TaskRow]:
+        """Every task in the store, read through a connection of our own."""
+        store = open_store(load_config(self.env).database_url)
+        await store.open()
+        try:
+            tasks: list[TaskRow] = []
+            for guild_id in self.discord._state.guilds:  # every guild the double knows
+                tasks += await store.guild_tasks(guild_id, limit=1_000_000)
+            return tasks
+        finally:
+            await store.close()
 
     # --- driving it -------------------------------------------------------------------------
     async def animate(

@@ -7,6 +7,7 @@ Each protocol module turns its own wire format into these types; nothing outside
 from __future__ import annotations
 
 import enum
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -39,6 +40,16 @@ class ErrorKind(enum.StrEnum):
 RETRYABLE_KINDS = frozenset({ErrorKind.RATE_LIMITED, ErrorKind.TRANSIENT})
 
 
+class Delivery(enum.StrEnum):
+    """What a failed call tells us about whether the provider acted on it (SPEC §4,
+    "Never pay twice"). Decided where the facts are: the HTTP layer for transport
+    outcomes, the provider module for answers it could read."""
+
+    NOT_SENT = "not_sent"  # nothing left this process (a refused connection, a local check)
+    REFUSED = "refused"  # a complete 4xx answer, or a documented error code: nothing was made
+    AMBIGUOUS = "ambiguous"  # it may have left and been acted on: timeout, reset, 5xx, bad 2xx
+
+
 class ProviderError(Exception):
     """A provider call did not give a usable answer.
 
@@ -54,6 +65,7 @@ class ProviderError(Exception):
         code: str | None = None,
         retry_after: float | None = None,
         http_status: int | None = None,
+        delivery: Delivery = Delivery.NOT_SENT,
     ) -> None:
         super().__init__(message)
         self.kind = kind
@@ -61,10 +73,30 @@ class ProviderError(Exception):
         self.code = code or kind.value
         self.retry_after = retry_after
         self.http_status = http_status
+        # Raised without a word from the network (a local validation): nothing was sent.
+        self.delivery = delivery
 
     @property
     def retryable(self) -> bool:
         return self.kind in RETRYABLE_KINDS
+
+    @property
+    def ambiguous(self) -> bool:
+        """The provider may have acted on the request: resend only with idempotency."""
+        return self.delivery is Delivery.AMBIGUOUS
+
+    def with_kind(self, kind: ErrorKind) -> ProviderError:
+        """The same error, reclassified by a provider module that knows its codes better."""
+        refined = ProviderError(
+            kind,
+            self.message,
+            code=self.code,
+            retry_after=self.retry_after,
+            http_status=self.http_status,
+            delivery=self.delivery,
+        )
+        refined.__cause__ = self.__cause__
+        return refined
 
     def __repr__(self) -> str:
         return f"ProviderError({self.kind.value}, code={self.code!r}, {self.message!r})"
@@ -138,6 +170,30 @@ class GenerationRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class SubmitCall:
+    """The request that creates a task, as sent: kept so a resend is byte-identical.
+
+    hiapi refuses (422) a resend under the same Idempotency-Key whose body differs, and
+    a refreshed image URL would make it differ, so the first body is stored and reused.
+    """
+
+    path: str
+    body: str  # the exact JSON text of the first attempt
+
+    @classmethod
+    def of(cls, path: str, body: object) -> SubmitCall:
+        return cls(path, json.dumps(body, separators=(",", ":"), ensure_ascii=False))
+
+    def to_json(self) -> str:
+        return json.dumps({"path": self.path, "body": self.body})
+
+    @classmethod
+    def from_json(cls, text: str) -> SubmitCall:
+        data = json.loads(text)
+        return cls(str(data["path"]), str(data["body"]))
+
+
+@dataclass(frozen=True, slots=True)
 class Motion:
     id: str
     name: str
@@ -177,13 +233,23 @@ class Provider(ABC):
         self.http = http
 
     # --- generation -----------------------------------------------------------------
-    @abstractmethod
     async def submit(self, request: GenerationRequest, *, idempotency_key: str) -> str:
         """Create a task and return the provider's task id.
 
         Raises ProviderError. ``idempotency_key`` is stable for one bot task; only
         providers with ``capabilities.idempotent_submit`` send it.
         """
+        call = await self.prepare_submit(request)
+        return await self.send_submit(call, idempotency_key=idempotency_key)
+
+    @abstractmethod
+    async def prepare_submit(self, request: GenerationRequest) -> SubmitCall:
+        """Validate and build the create request without sending it (ProviderError
+        INVALID, never sent, when the provider cannot honour it)."""
+
+    @abstractmethod
+    async def send_submit(self, call: SubmitCall, *, idempotency_key: str) -> str:
+        """Send a prepared create request (again, byte for byte) and return the task id."""
 
     @abstractmethod
     async def status(self, task_id: str) -> TaskStatus:

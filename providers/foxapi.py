@@ -38,6 +38,7 @@ from providers.base import (
     Output,
     Provider,
     ProviderError,
+    SubmitCall,
     TaskState,
     TaskStatus,
     TrainingRequest,
@@ -125,7 +126,7 @@ class FoxapiProvider(Provider):
     def models(self) -> list[str]:
         return list(MODELS)
 
-    async def submit(self, request: GenerationRequest, *, idempotency_key: str) -> str:
+    async def prepare_submit(self, request: GenerationRequest) -> SubmitCall:
         model = pick_model(request.model or MODELS[0], request.image is not None)
         body: dict[str, Any] = {"model": model, "prompt": request.prompt}
         if request.image is not None:
@@ -140,11 +141,11 @@ class FoxapiProvider(Provider):
                 body[name] = value
         if request.character_id:
             body["character_ids"] = [request.character_id]
-        return await self._create(body)
+        return SubmitCall.of(GENERATIONS_PATH, body)
 
-    async def _create(self, body: dict[str, Any]) -> str:
+    async def send_submit(self, call: SubmitCall, *, idempotency_key: str) -> str:
         answer = p.expect_dict(
-            await self.http.request_json("POST", GENERATIONS_PATH, json_body=body),
+            await self.http.request_json("POST", call.path, data=call.body),
             "submit answer",
         )
         p.gateway_error(answer)
@@ -169,7 +170,10 @@ class FoxapiProvider(Provider):
                 "video_required",
             )
         name = request.name.strip()[:MAX_CHARACTER_NAME]
-        return await self._create({"model": CHARACTER_MODEL, "video_url": video, "name": name})
+        call = SubmitCall.of(
+            GENERATIONS_PATH, {"model": CHARACTER_MODEL, "video_url": video, "name": name}
+        )
+        return await self.send_submit(call, idempotency_key="")
 
     async def character_status(self, model_id: str) -> TaskStatus:
         return await self.status(model_id)

@@ -43,6 +43,7 @@ from providers.base import (
     Output,
     Provider,
     ProviderError,
+    SubmitCall,
     TaskState,
     TaskStatus,
 )
@@ -195,7 +196,7 @@ class GptgeProvider(Provider):
         return [*MINIMAX_MODELS, *KLING_MODELS, *JIMENG_MODELS]
 
     # --- submit --------------------------------------------------------------------------------
-    async def submit(self, request: GenerationRequest, *, idempotency_key: str) -> str:
+    async def prepare_submit(self, request: GenerationRequest) -> SubmitCall:
         model = request.model or MINIMAX_MODELS[0]
         family = family_of(model)
         self._check_options(request, model, family)
@@ -217,7 +218,22 @@ class GptgeProvider(Provider):
                 "unsupported_option",
             )
 
-    async def _submit_minimax(self, request: GenerationRequest, model: str) -> str:
+    async def send_submit(self, call: SubmitCall, *, idempotency_key: str) -> str:
+        answer = p.expect_dict(
+            await self.http.request_json("POST", call.path, data=call.body), "submit answer"
+        )
+        p.gateway_error(answer)
+        # Each upstream family answers a create in its own shape; the path says which.
+        if call.path == MINIMAX_SUBMIT_PATH:
+            _raise_base_resp(answer)
+            return _task_id(answer.get("task_id"))
+        if call.path.startswith(KLING_SUBMIT_PATH.split("{", 1)[0]):
+            _raise_code(answer, KLING_KINDS, ok=0)
+        else:
+            _raise_code(answer, JIMENG_KINDS, ok=10000)
+        return _task_id(p.get_dict(answer, "data").get("task_id"))
+
+    async def _submit_minimax(self, request: GenerationRequest, model: str) -> SubmitCall:
         if request.image is None and model in MINIMAX_IMAGE_ONLY:
             raise _invalid(f"{model} needs an image to animate", "image_required")
         if request.image is not None and model in MINIMAX_TEXT_ONLY:
@@ -235,11 +251,9 @@ class GptgeProvider(Provider):
             body["resolution"] = resolution
         if request.image is not None:
             body["first_frame_image"] = request.image.best_reference()
-        answer = await self._post(MINIMAX_SUBMIT_PATH, body)
-        _raise_base_resp(answer)
-        return _task_id(answer.get("task_id"))
+        return SubmitCall.of(MINIMAX_SUBMIT_PATH, body)
 
-    async def _submit_kling(self, request: GenerationRequest, model: str) -> str:
+    async def _submit_kling(self, request: GenerationRequest, model: str) -> SubmitCall:
         body: dict[str, Any] = {"model_name": model, "prompt": request.prompt}
         if request.negative_prompt:
             body["negative_prompt"] = request.negative_prompt
@@ -255,11 +269,9 @@ class GptgeProvider(Provider):
         if request.image is not None:
             action = "image2video"
             body["image"] = request.image.url or _raw_b64(request.image.data)
-        answer = await self._post(p.path(KLING_SUBMIT_PATH, action=action), body)
-        _raise_code(answer, KLING_KINDS, ok=0)
-        return _task_id(p.get_dict(answer, "data").get("task_id"))
+        return SubmitCall.of(p.path(KLING_SUBMIT_PATH, action=action), body)
 
-    async def _submit_jimeng(self, request: GenerationRequest) -> str:
+    async def _submit_jimeng(self, request: GenerationRequest) -> SubmitCall:
         if len(request.prompt) > JIMENG_MAX_PROMPT:
             raise _invalid(
                 f"Jimeng prompts are at most {JIMENG_MAX_PROMPT} characters "
@@ -280,16 +292,7 @@ class GptgeProvider(Provider):
                 body["image_urls"] = [request.image.url]
             else:
                 body["binary_data_base64"] = [_raw_b64(request.image.data)]
-        answer = await self._post(p.path(JIMENG_SUBMIT_PATH, action=action), body)
-        _raise_code(answer, JIMENG_KINDS, ok=10000)
-        return _task_id(p.get_dict(answer, "data").get("task_id"))
-
-    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        answer = p.expect_dict(
-            await self.http.request_json("POST", path, json_body=body), "submit answer"
-        )
-        p.gateway_error(answer)
-        return answer
+        return SubmitCall.of(p.path(JIMENG_SUBMIT_PATH, action=action), body)
 
     # --- status ---------------------------------------------------------------------------------
     async def status(self, task_id: str) -> TaskStatus:

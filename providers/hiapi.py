@@ -35,6 +35,7 @@ from providers.base import (
     Output,
     Provider,
     ProviderError,
+    SubmitCall,
     TaskStatus,
 )
 
@@ -180,6 +181,7 @@ def _unconfirmed(exc: ProviderError) -> ProviderError:
         code=SUBMIT_UNCONFIRMED,
         retry_after=exc.retry_after,
         http_status=exc.http_status,
+        delivery=exc.delivery,
     )
 
 
@@ -254,15 +256,17 @@ class HiapiProvider(Provider):
             data["first_frame_url"] = request.image.best_reference()
         return data
 
-    async def submit(self, request: GenerationRequest, *, idempotency_key: str) -> str:
+    async def prepare_submit(self, request: GenerationRequest) -> SubmitCall:
         model = request.model or self.models()[0]
-        body = {"model": model, "input": self._input(request, model)}
+        return SubmitCall.of(TASKS_PATH, {"model": model, "input": self._input(request, model)})
+
+    async def send_submit(self, call: SubmitCall, *, idempotency_key: str) -> str:
         try:
             answer = p.expect_dict(
                 await self._request(
                     "POST",
-                    TASKS_PATH,
-                    json_body=body,
+                    call.path,
+                    data=call.body,
                     headers={IDEMPOTENCY_HEADER: _idempotency_key(idempotency_key)},
                 ),
                 "submit answer",

@@ -30,6 +30,7 @@ from providers.base import (
     Output,
     Provider,
     ProviderError,
+    SubmitCall,
     TaskStatus,
     TrainingRequest,
 )
@@ -83,7 +84,7 @@ class HiggsfieldProvider(Provider):
     )
 
     # --- generation ----------------------------------------------------------------------
-    async def submit(self, request: GenerationRequest, *, idempotency_key: str) -> str:
+    async def prepare_submit(self, request: GenerationRequest) -> SubmitCall:
         body: dict[str, Any] = {
             "type": "image-to-video" if request.image else "text-to-video",
             "prompt": request.prompt,
@@ -98,12 +99,16 @@ class HiggsfieldProvider(Provider):
             body["camera_fixed"] = False  # the seed's i2v example
         if request.character_id:
             body["model_id"] = request.character_id
-        return await self._create(GENERATE_PATH, body, "generation_id", "request_id")
+        return SubmitCall.of(GENERATE_PATH, body)
 
-    async def _create(self, path: str, body: dict[str, Any], *id_keys: str) -> str:
+    async def send_submit(self, call: SubmitCall, *, idempotency_key: str) -> str:
+        return await self._create(call, "generation_id", "request_id")
+
+    async def _create(self, call: SubmitCall, *id_keys: str) -> str:
         """POST something that starts work; the id the answer gives it (first key found)."""
+        path = call.path
         answer = p.expect_dict(
-            await self.http.request_json("POST", path, json_body=body), f"{path} answer"
+            await self.http.request_json("POST", path, data=call.body), f"{path} answer"
         )
         if answer.get("success") is False:
             raise _refusal(answer, ErrorKind.INVALID)
@@ -146,7 +151,7 @@ class HiggsfieldProvider(Provider):
     # --- characters (Soul ID) ----------------------------------------------------------------
     async def train_character(self, request: TrainingRequest) -> str:
         body = {"name": request.name, "images": list(request.image_urls)}
-        return await self._create(SOUL_TRAIN_PATH, body, "model_id", "id")
+        return await self._create(SubmitCall.of(SOUL_TRAIN_PATH, body), "model_id", "id")
 
     async def character_status(self, model_id: str) -> TaskStatus:
         body = p.expect_dict(

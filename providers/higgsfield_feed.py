@@ -37,6 +37,7 @@ from providers.base import (
     Output,
     Provider,
     ProviderError,
+    SubmitCall,
     TaskState,
     TaskStatus,
 )
@@ -136,7 +137,7 @@ class HiggsfieldFeedProvider(Provider):
         )
 
     # --- generation ------------------------------------------------------------------------
-    async def submit(self, request: GenerationRequest, *, idempotency_key: str) -> str:
+    async def prepare_submit(self, request: GenerationRequest) -> SubmitCall:
         if request.image is None:
             raise ProviderError(
                 ErrorKind.INVALID,
@@ -177,8 +178,11 @@ class HiggsfieldFeedProvider(Provider):
             body["seed"] = request.seed
         if size is not None:
             body["width"], body["height"] = size
+        return SubmitCall.of(GENERATE_PATH, body)
+
+    async def send_submit(self, call: SubmitCall, *, idempotency_key: str) -> str:
         answer = p.expect_dict(
-            await self.http.request_json("POST", GENERATE_PATH, json_body=body), "submit answer"
+            await self.http.request_json("POST", call.path, data=call.body), "submit answer"
         )
         p.gateway_error(answer)
         _check_code(answer)

@@ -8,14 +8,17 @@ module, because every provider spells them differently.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
+from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
+
+if TYPE_CHECKING:
+    from providers.base import ErrorKind, ProviderError
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +26,7 @@ log = logging.getLogger(__name__)
 MAX_JSON_BYTES = 4 * 1024 * 1024
 DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10, sock_read=25)
 MAX_RETRY_AFTER = 600.0
+MAX_CODE = 100  # provider error codes are untrusted and unbounded
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -119,51 +123,78 @@ class ProviderHttp:
         path: str,
         *,
         json_body: Any = None,
+        data: str | None = None,
         params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        error_kinds: Mapping[str, ErrorKind] | None = None,
     ) -> Any:
         """Send one request and return the decoded JSON body of a 2xx answer.
 
-        Raises ProviderError: 401/403 AUTH, 402 CREDITS, 404 NOT_FOUND, 429
-        RATE_LIMITED (with Retry-After), 400/409/422 INVALID, 5xx / timeouts /
-        connection errors / non-JSON bodies TRANSIENT. Never retries by itself:
-        whether a retry is safe is the caller's decision (a submit POST usually is not).
+        ``data`` is JSON text sent as it is (a resend must be byte-identical);
+        ``json_body`` is serialised here. Raises ProviderError: 401/403 AUTH, 402
+        CREDITS, 404 NOT_FOUND, 429 RATE_LIMITED (with Retry-After), other 4xx
+        INVALID, 5xx / timeouts / connection errors / unreadable bodies TRANSIENT;
+        ``error_kinds`` lets a provider module reclassify by the body's error code.
+        Every error says whether the provider may have acted on the request
+        (``ProviderError.delivery``). Never retries by itself: whether a retry is safe
+        is the caller's decision (a submit POST usually is not).
         """
-        from providers.base import ErrorKind, ProviderError
+        from providers.base import Delivery, ErrorKind, ProviderError
 
         all_headers = {"Authorization": self._auth_header, "Accept": "application/json"}
+        if data is not None:
+            all_headers["Content-Type"] = "application/json"
         if headers:
             all_headers.update(headers)
+        status: int | None = None
         try:
             async with self.session.request(
                 method,
                 self.url(path),
-                json=json_body,
+                json=json_body if data is None else None,
+                data=data.encode() if data is not None else None,
                 params=params,
                 headers=all_headers,
                 timeout=self.timeout,
                 allow_redirects=False,
             ) as resp:
-                raw = await resp.content.read(MAX_JSON_BYTES + 1)
                 status = resp.status
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-        except TimeoutError as exc:
+                raw = await read_body(resp, MAX_JSON_BYTES)
+        except _Oversized as exc:
             raise ProviderError(
-                ErrorKind.TRANSIENT, "the provider did not answer in time", code="timeout"
+                ErrorKind.TRANSIENT,
+                "the provider sent an oversized answer",
+                code="oversized",
+                http_status=status,
+                delivery=Delivery.AMBIGUOUS,
             ) from exc
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            # No connection was ever made, so the request cannot have reached anyone.
             raise ProviderError(
                 ErrorKind.TRANSIENT,
                 f"could not reach the provider ({type(exc).__name__})",
                 code="connection_error",
+                delivery=Delivery.NOT_SENT,
             ) from exc
-        except asyncio.CancelledError:
-            raise
-
-        if len(raw) > MAX_JSON_BYTES:
+        except TimeoutError as exc:
             raise ProviderError(
-                ErrorKind.TRANSIENT, "the provider sent an oversized answer", code="oversized"
-            )
+                ErrorKind.TRANSIENT,
+                "the provider did not answer in time",
+                code="timeout",
+                http_status=status,
+                delivery=Delivery.AMBIGUOUS,
+            ) from exc
+        except aiohttp.ClientError as exc:
+            # A reset, or an answer cut off: the request had left and may have been acted on.
+            raise ProviderError(
+                ErrorKind.TRANSIENT,
+                f"the connection to the provider broke ({type(exc).__name__})",
+                code="connection_error",
+                http_status=status,
+                delivery=Delivery.AMBIGUOUS,
+            ) from exc
+
         body = _decode_json(raw)
         if self._api_key and self._api_key.encode() in raw and body is not _NOT_JSON:
             # Whatever the provider echoes of our key (an error envelope, a failure
@@ -176,21 +207,29 @@ class ProviderHttp:
                     "the provider sent a malformed answer (not JSON)",
                     code="malformed",
                     http_status=status,
+                    delivery=Delivery.AMBIGUOUS,
                 )
             return body
-        raise self._http_error(status, None if body is _NOT_JSON else body, retry_after)
+        error = self._http_error(status, None if body is _NOT_JSON else body, retry_after)
+        refined = (error_kinds or {}).get(error.code)
+        raise error.with_kind(refined) if refined is not None else error
 
-    def _http_error(self, status: int, body: Any, retry_after: float | None) -> Exception:
-        from providers.base import ErrorKind, ProviderError
+    def _http_error(self, status: int, body: Any, retry_after: float | None) -> ProviderError:
+        from providers.base import Delivery, ErrorKind, ProviderError
 
         code, message = error_message_from_body(body)
         if message:
             # A gateway that echoes the request (and so our key) must not leak it.
             message = redact(message.replace(self._api_key, "[redacted]"))[:300]
+        if code:
+            code = redact(code.replace(self._api_key, "[redacted]"))[:MAX_CODE]
         if retry_after is None and isinstance(body, dict):
             err = body.get("error")
             hint = err.get("fallback_suggestion") if isinstance(err, dict) else None
-            retry_after = retry_after_from_text(hint)
+            retry_after = retry_after_from_text(hint if isinstance(hint, str) else None)
+        # A complete 4xx answer means the provider looked at the request and made
+        # nothing; any other status (a proxy's 502 included) may follow a task created.
+        delivery = Delivery.REFUSED if 400 <= status < 500 else Delivery.AMBIGUOUS
         if status in (401, 403):
             kind, default = ErrorKind.AUTH, "the provider rejected the API key"
         elif status == 402:
@@ -199,11 +238,11 @@ class ProviderHttp:
             kind, default = ErrorKind.NOT_FOUND, "the provider does not know this task"
         elif status == 429:
             kind, default = ErrorKind.RATE_LIMITED, "the provider is rate limiting us"
-        elif status in (400, 409, 413, 422):
+        elif status == 408:
+            kind, default = ErrorKind.TRANSIENT, "the provider timed out reading the request"
+        elif 400 <= status < 500:
             kind, default = ErrorKind.INVALID, "the provider rejected the request"
-            if status == 409:  # hiapi: same idempotency key still being processed
-                kind = ErrorKind.RATE_LIMITED
-        elif status >= 500 or status == 408:
+        elif status >= 500:
             kind, default = ErrorKind.TRANSIENT, "the provider had a server error"
         else:
             kind, default = ErrorKind.TRANSIENT, "the provider sent an unexpected answer"
@@ -213,7 +252,31 @@ class ProviderHttp:
             code=code or f"http_{status}",
             retry_after=retry_after,
             http_status=status,
+            delivery=delivery,
         )
+
+
+class _Oversized(Exception):
+    pass
+
+
+async def read_body(resp: aiohttp.ClientResponse, cap: int) -> bytes:
+    """The whole body, however many pieces it arrives in; _Oversized past ``cap`` bytes.
+
+    ``StreamReader.read(n)`` returns only what is buffered so far, so one read of a
+    body that arrives in two TCP segments yields half of it.
+    """
+    declared = resp.content_length
+    if declared is not None and declared > cap:
+        raise _Oversized
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await resp.content.read(64 * 1024):
+        size += len(chunk)
+        if size > cap:
+            raise _Oversized
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 _NOT_JSON = object()

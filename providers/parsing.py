@@ -16,8 +16,8 @@ import uuid
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
-from providers.base import ErrorKind, ProviderError, TaskStatus
-from providers.http import redact, retry_after_from_text
+from providers.base import Delivery, ErrorKind, ProviderError, TaskStatus
+from providers.http import MAX_CODE, redact, retry_after_from_text
 
 MODERATION_MESSAGE = "blocked by the provider's content filter"
 NO_OUTPUT_MESSAGE = "the provider reported success but returned no output"
@@ -25,11 +25,13 @@ MAX_MESSAGE = 300
 
 # --- reading values ------------------------------------------------------------------------
 def malformed(what: str, *, http_status: int | None = 200) -> ProviderError:
+    """A 2xx answer we cannot use: after a submit, the task may exist all the same."""
     return ProviderError(
         ErrorKind.TRANSIENT,
         f"the provider sent a malformed answer ({what})",
         code="malformed",
         http_status=http_status,
+        delivery=Delivery.AMBIGUOUS,
     )
 
 
@@ -125,9 +127,9 @@ def kind_for_http_status(status: int) -> ErrorKind:
         return ErrorKind.CREDITS
     if status == 404:
         return ErrorKind.NOT_FOUND
-    if status in (409, 429):
+    if status == 429:
         return ErrorKind.RATE_LIMITED
-    if status in (400, 413, 422):
+    if 400 <= status < 500 and status != 408:
         return ErrorKind.INVALID
     return ErrorKind.TRANSIENT
 
@@ -135,8 +137,16 @@ def kind_for_http_status(status: int) -> ErrorKind:
 def envelope_error(
     kind: ErrorKind, message: str, code: str | None, *, retry_after: float | None = None
 ) -> ProviderError:
-    """An error the provider reported inside a 2xx answer (it saw and refused the call)."""
-    return ProviderError(kind, message, code=code, retry_after=retry_after, http_status=200)
+    """An error the provider reported inside a 2xx answer: it read the call and refused
+    it in its documented words, so nothing was made (SPEC §4: refused, not ambiguous)."""
+    return ProviderError(
+        kind,
+        message,
+        code=code[:MAX_CODE] if code else code,
+        retry_after=retry_after,
+        http_status=200,
+        delivery=Delivery.REFUSED,
+    )
 
 
 _GATEWAY_KINDS: tuple[tuple[tuple[str, ...], ErrorKind], ...] = (

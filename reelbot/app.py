@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import aiohttp
@@ -121,6 +122,7 @@ async def wait_until_reachable(api_base: str, stopping: asyncio.Event) -> bool:
 
 RATELIMIT_SWEEP_SECONDS = 60.0
 INPUT_SWEEP_INTERVAL = 6 * 3600.0
+SUBMIT_GRACE_MARGIN = 5.0
 
 
 def throttle_ratelimit_sweep() -> None:
@@ -224,6 +226,7 @@ class Reelbot(commands.AutoShardedBot):
                 task_timeout=config.task_timeout,
                 idle_wake=config.poll_interval,
                 lease_seconds=config.task_lease,
+                submit_grace=submit_grace(self.providers.values()),
             ),
             inputs=inputs,
             deliver=self.delivery.deliver,
@@ -375,6 +378,13 @@ async def _guild_only(interaction: discord.Interaction) -> bool:
     if interaction.type is discord.InteractionType.autocomplete:
         return False  # nothing to offer, nothing to say
     raise app_commands.NoPrivateMessage()
+
+
+def submit_grace(providers: Iterable[Provider]) -> float:
+    """How long a stop waits for a submit in flight: its whole request timeout, plus a
+    moment to record the answer (the SIGTERM grace of a container must be longer)."""
+    timeouts = [p.http.timeout.total or 0.0 for p in providers]
+    return max(timeouts, default=0.0) + SUBMIT_GRACE_MARGIN
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

@@ -35,7 +35,11 @@ ERROR_REASONS = {
     "invalid": "the provider rejected the request",
     "no_output": "the provider finished but returned no video",
     "download_failed": "the finished video could not be downloaded from the provider",
-    "submit_unconfirmed": "the bot could not confirm the submission",
+    "submit_unconfirmed": (
+        "the bot could not confirm the submission, so the provider may still have made "
+        "this video; it was not sent again, and 🔁 starts a fresh request"
+    ),
+    "internal_error": "something went wrong inside the bot",
     "cancelled": "the task was cancelled",
 }
 

@@ -13,19 +13,20 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-
 from providers.base import (
+    Delivery,
     ErrorKind,
     GenerationRequest,
     Provider,
     ProviderError,
+    SubmitCall,
     TaskStatus,
     TrainingRequest,
 )
@@ -39,6 +40,10 @@ log = logging.getLogger(__name__)
 
 NOT_FOUND_CONFIRMATIONS = 3  # a provider 404 is believed only after this many in a row
 MAX_SUBMIT_RETRIES = 5
+MAX_PROVIDER_WORD = 100  # stored error codes and state words
+MAX_ERROR_MESSAGE = 1000
+# The failure code of a submit the provider may have acted on (SPEC §4 "Never pay twice").
+UNCONFIRMED = "submit_unconfirmed"
 # Default TASK_LEASE_SECONDS: how long a claim lasts unless renewed (every third of it
 # while the action runs), so a crashed worker's tasks are taken over within this long.
 LEASE_SECONDS = 120.0
@@ -56,6 +61,12 @@ class PollerSettings:
     # process (a gateway-only one) may have added work we were not told about.
     idle_wake: float = IDLE_WAKE
     lease_seconds: float = LEASE_SECONDS
+    # stop(): how long in-flight actions get to finish, and how long a submit does. A
+    # poll or a download cut short is simply redone after the restart; a submit cut
+    # short cannot be told from one the provider took, so it gets as long as its
+    # request can take (the provider request timeout, set by the app).
+    stop_grace: float = 10.0
+    submit_grace: float = 0.0
 
 
 class Lane:
@@ -101,15 +112,13 @@ class Poller:
         self._delivery_lane = Lane("delivery", settings.delivery_concurrency)
         self._wake = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
+        self._submitting: set[asyncio.Task[None]] = set()
         self._renewal: asyncio.Task[None] | None = None
         self._stopping = False
         self._sleep_until = 0.0
         self.ticks = 0
         self.in_hand: set[int] = set()  # task ids being acted on now (health endpoint)
         self.claimed_total = 0
-        # Consecutive "task not found" answers per task (other errors say nothing about
-        # the task, so they neither count nor reset); a successful answer resets it.
-        self._not_found: dict[int, int] = {}
         # Per provider: how long its generations took lately (sets the poll schedule).
         self.completion_models = {pid: CompletionModel() for pid in providers}
 
@@ -150,15 +159,25 @@ class Poller:
             for seconds in durations:
                 model.observe(seconds)
 
-    async def stop(self, *, grace: float = 10.0) -> None:
-        """Stop claiming work and let in-flight actions finish (their results are stored)."""
+    async def stop(self, *, grace: float | None = None) -> None:
+        """Stop claiming work and let in-flight actions finish (their results are stored).
+
+        Everything gets ``grace`` (PollerSettings.stop_grace); a submit in flight gets
+        up to ``submit_grace``, because abandoning it would leave a request the
+        provider may have billed that we can never confirm (SPEC §4).
+        """
         self._stopping = True
         self.wake()
-        deadline = time.monotonic() + grace
+        grace = self.settings.stop_grace if grace is None else grace
+        start = time.monotonic()
         # A tick that was claiming when we were asked to stop still spawns what it
         # claimed: wait until no action is left, not only for those running now.
-        while self._running and (remaining := deadline - time.monotonic()) > 0:
-            await asyncio.wait(set(self._running), timeout=remaining)
+        await self._wait_for(self._running, start + grace)
+        for task in self._running - self._submitting:
+            task.cancel()
+        if self._submitting:
+            log.info("waiting for %d submit(s) in flight before stopping", len(self._submitting))
+        await self._wait_for(self._submitting, start + max(grace, self.settings.submit_grace))
         pending = set(self._running)
         for task in pending:
             task.cancel()
@@ -167,6 +186,11 @@ class Poller:
         if self._renewal is not None:
             self._renewal.cancel()
             await asyncio.gather(self._renewal, return_exceptions=True)
+
+    @staticmethod
+    async def _wait_for(jobs: set[asyncio.Task[None]], deadline: float) -> None:
+        while jobs and (remaining := deadline - time.monotonic()) > 0:
+            await asyncio.wait(set(jobs), timeout=remaining)
 
     async def _renew_leases(self) -> None:
         """Keep the leases of the tasks in hand alive while their actions run.
@@ -241,6 +265,9 @@ class Poller:
         job = asyncio.create_task(self._act(lane, task), name=f"task-{task.id}")
         self._running.add(job)
         job.add_done_callback(self._running.discard)
+        if lane is not self._delivery_lane and task.state == "submitting":
+            self._submitting.add(job)
+            job.add_done_callback(self._submitting.discard)
 
     async def _act(self, lane: Lane, task: TaskRow) -> None:
         fields: dict[str, Any]
@@ -304,19 +331,52 @@ class Poller:
             return _fail(now, "provider_unavailable", f"{task.provider} is no longer configured")
         if task.provider_task_id:  # submitted, then the process stopped before moving on
             return {"state": "queued", "next_action_at": now}
-        if task.submitted_at is not None and not provider.capabilities.idempotent_submit:
+        idempotent = provider.capabilities.idempotent_submit
+        if task.submitted_at is not None and not idempotent:
             # A previous submit may or may not have reached the provider. Submitting
             # again could bill twice, so we stop here and let the requester decide.
             return _fail(
                 now,
-                "submit_unconfirmed",
+                UNCONFIRMED,
                 "the bot stopped while submitting this request, so it cannot tell whether "
-                "the provider received it",
+                f"{task.provider} received it; it may still make the video",
             )
+        remaining = task.created_at + self.settings.task_timeout - now
+        if remaining <= 0:
+            if task.submitted_at is not None:
+                return _fail(now, UNCONFIRMED, f"{task.provider} never confirmed the request")
+            minutes = self.settings.task_timeout / 60
+            return _fail(now, "task_timeout", f"not submitted after {minutes:g} minutes")
+        attempt = _Attempt(sent=task.submitted_at is not None)
         try:
-            provider_task_id = await self._send(task, provider, now)
+            # TASK_TIMEOUT_SECONDS bounds a submit too, however its retries went.
+            async with asyncio.timeout(remaining):
+                provider_task_id = await self._send(task, provider, now, attempt)
         except ProviderError as exc:
             return self._submit_error(task, provider, exc)
+        except TimeoutError:
+            return self._submit_error(
+                task,
+                provider,
+                ProviderError(
+                    ErrorKind.TRANSIENT,
+                    "no answer before the task's time ran out",
+                    code="timeout",
+                    delivery=Delivery.AMBIGUOUS if attempt.sent else Delivery.NOT_SENT,
+                ),
+            )
+        except Exception as exc:
+            # A bug of ours (in building the request or reading the answer) is retried a
+            # few times like a transient error, never forever, and never resent to a
+            # provider that cannot deduplicate once the request may have left.
+            log.exception("task %s: unexpected error while submitting", task.id)
+            error = ProviderError(
+                ErrorKind.TRANSIENT,
+                f"an internal error of the bot ({type(exc).__name__})",
+                code="internal_error",
+                delivery=Delivery.AMBIGUOUS if attempt.sent else Delivery.NOT_SENT,
+            )
+            return self._submit_error(task, provider, error)
         log.info("task %s submitted to %s as %s", task.id, task.provider, provider_task_id)
         interval = self.settings.poll_interval
         return {
@@ -328,13 +388,15 @@ class Poller:
             "next_action_at": time.time() + interval,
         }
 
-    async def _send(self, task: TaskRow, provider: Provider, now: float) -> str:
-        """Build the request, mark the task as sent, send it; the provider's task id."""
+    async def _send(self, task: TaskRow, provider: Provider, now: float, attempt: _Attempt) -> str:
+        """Build the request (or take the stored first one), mark the task as sent, send it;
+        the provider's task id."""
         if task.kind == "training":
             if self._training_request is None:
                 raise ProviderError(ErrorKind.INVALID, "character training is not available")
             training = await self._training_request(task)
             await self.store.update_task(task.id, submitted_at=now)
+            attempt.sent = True
             model_id = await provider.train_character(training)
             if self._training_submitted is not None:
                 try:
@@ -342,35 +404,63 @@ class Poller:
                 except Exception:  # the model id is returned and recorded regardless
                     log.warning("task %s: training_submitted hook failed", task.id, exc_info=True)
             return model_id
-        request = await self._generation_request(task)
+        if task.submit_call is not None and task.submit_key is not None:
+            # A resend under the same key: the stored first request, byte for byte.
+            call, key = SubmitCall.from_json(task.submit_call), task.submit_key
+        else:
+            call = await provider.prepare_submit(await self._generation_request(task))
+            # Random per task, not only its row id: after a store restored from a
+            # backup hands the same ids out again, an old key must never match. A
+            # task sent before keys were stored (an upgrade mid-submit) keeps its old key.
+            key = (
+                f"reelbot-{task.id}"
+                if task.submitted_at is not None
+                else f"reelbot-{task.id}-{secrets.token_hex(8)}"
+            )
         # From here on the provider may have the request: mark it before sending.
-        await self.store.update_task(task.id, submitted_at=now)
-        return await provider.submit(request, idempotency_key=f"reelbot-{task.id}")
+        await self.store.update_task(
+            task.id, submitted_at=now, submit_key=key, submit_call=call.to_json()
+        )
+        attempt.sent = True
+        return await provider.send_submit(call, idempotency_key=key)
 
     def _submit_error(
         self, task: TaskRow, provider: Provider, exc: ProviderError
     ) -> dict[str, Any]:
+        """SPEC §4 "Never pay twice": a refused or never-sent submit may be retried; an
+        ambiguous one only to a provider that deduplicates (hiapi's Idempotency-Key)."""
         now = time.time()
-        answered = exc.http_status is not None  # the provider saw and refused the request
-        # A refused or failed connection means the request never left: safe to resend.
-        never_sent = isinstance(exc.__cause__, aiohttp.ClientConnectorError)
-        safe_to_retry = exc.retryable and (
-            answered or never_sent or provider.capabilities.idempotent_submit
-        )
-        if safe_to_retry and task.error_streak < MAX_SUBMIT_RETRIES:
+        idempotent = provider.capabilities.idempotent_submit
+        # submitted_at is cleared after every attempt known to have made nothing, so a
+        # task claimed with it set had an earlier attempt the provider may have taken.
+        unsure = exc.ambiguous or task.submitted_at is not None
+        may_resend = not exc.ambiguous or idempotent
+        if exc.retryable and may_resend and task.error_streak < MAX_SUBMIT_RETRIES:
             log.warning("task %s: submit to %s failed (%r); retrying", task.id, task.provider, exc)
-            return {
-                "submitted_at": None,
+            fields: dict[str, Any] = {
                 "error_streak": task.error_streak + 1,
                 "next_action_at": now + self._backoff(task.error_streak + 1, exc.retry_after),
             }
+            if not unsure:
+                # Nothing was made: the next attempt starts afresh (a restart included).
+                fields["submitted_at"] = None
+                if not idempotent:
+                    fields |= {"submit_call": None, "submit_key": None}
+            return fields
         if exc.kind is ErrorKind.AUTH:
             log.error(
                 "%s rejected the API key: check %s_API_KEY", task.provider, task.provider.upper()
             )
+        if unsure:
+            log.warning(
+                "task %s: %s may have received the submit (%r); not sending it again",
+                task.id,
+                task.provider,
+                exc,
+            )
+            return _fail(now, UNCONFIRMED, f"{exc.message} (sending it again could bill twice)")
         log.info("task %s: submit failed: %r", task.id, exc)
-        code = exc.code if answered or never_sent or not exc.retryable else "submit_unconfirmed"
-        message = exc.message
+        code, message = exc.code, exc.message
         # Providers' own codes ("1008", "invalid_api_key") mean nothing to members: say
         # what kind of error it was (out of credits, bad key...) next to the provider's words.
         reason = messages.ERROR_REASONS.get(exc.kind.value)
@@ -422,11 +512,14 @@ class Poller:
     def _poll_error(self, task: TaskRow, exc: ProviderError) -> dict[str, Any]:
         now = time.time()
         streak = task.error_streak + 1
+        # Consecutive "task not found" answers, kept in the row (not in memory, where a
+        # worker's count would grow forever and be lost on restart): other errors say
+        # nothing about the task, so they neither count nor reset; a real answer resets.
+        misses = task.not_found_streak
         if exc.kind is ErrorKind.NOT_FOUND:
-            misses = self._not_found[task.id] = self._not_found.get(task.id, 0) + 1
+            misses += 1
             if misses >= NOT_FOUND_CONFIRMATIONS:
-                del self._not_found[task.id]
-                return _fail(now, "not_found", exc.message)
+                return _fail(now, "not_found", exc.message) | {"not_found_streak": misses}
         if exc.kind is ErrorKind.AUTH:
             log.error(
                 "%s rejected the API key while polling task %s: check %s_API_KEY",
@@ -441,15 +534,16 @@ class Poller:
         return {
             "error_streak": streak,
             "attempts": task.attempts + 1,
+            "not_found_streak": misses,
             "next_action_at": now + self._backoff(streak, exc.retry_after),
         }
 
     def _apply_status(self, task: TaskRow, status: TaskStatus, now: float) -> dict[str, Any]:
-        self._not_found.pop(task.id, None)
         common: dict[str, Any] = {
             "attempts": task.attempts + 1,
             "error_streak": 0,
-            "raw_state": status.raw_state,
+            "not_found_streak": 0,
+            "raw_state": _clip(status.raw_state),
         }
         if status.credits is not None:
             common["credits"] = status.credits
@@ -492,11 +586,23 @@ class Poller:
 _TASK_FIELDS = frozenset(f.name for f in dataclasses.fields(TaskRow))
 
 
+@dataclass(slots=True)
+class _Attempt:
+    sent: bool  # the request may have left: from here on a failure is ambiguous
+
+
+def _clip(text: str | None, limit: int = MAX_PROVIDER_WORD) -> str | None:
+    """Provider words (codes, states) are unbounded; what we keep of them is not."""
+    if text is None or len(text) <= limit:
+        return text
+    return text[: limit - 1] + "…"
+
+
 def _fail(now: float, code: str, message: str) -> dict[str, Any]:
     return {
         "state": "failed",
-        "error_code": code,
-        "error_message": message,
+        "error_code": _clip(code),
+        "error_message": _clip(message, MAX_ERROR_MESSAGE),
         "finished_at": now,
         "next_action_at": now,
     }

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from doubles.billing import TALLY
 from doubles.discord import DiscordDouble
 from doubles.harness import World, build_world
 from tests.pg import Cluster, PostgresUnavailable, own_database
@@ -77,3 +78,28 @@ def postgres_database(postgres_server: str) -> Iterator[str]:
     """This session's own database (tests take a fresh schema in it: tests/pg.py)."""
     with own_database(postgres_server) as url:
         yield url
+
+
+# --- the double-billing safety net (doubles/billing.py): one line per session ----------------
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: hand the counts to the controller
+        workeroutput["billing"] = TALLY.as_dict()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    data = getattr(node, "workeroutput", {}).get("billing")
+    if isinstance(data, dict):
+        TALLY.merge(data)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if getattr(terminalreporter.config, "workeroutput", None) is not None or not TALLY.worlds:
+        return
+    terminalreporter.write_line(
+        f"provider doubles: {TALLY.created} tasks created in {TALLY.worlds} worlds, "
+        f"{TALLY.orphans} orphaned, {TALLY.double_billed} double-billed submits, "
+        f"{TALLY.unchecked} worlds unchecked"
+        + (f" ({'; '.join(TALLY.offenders)})" if TALLY.offenders else "")
+    )

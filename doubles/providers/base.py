@@ -33,6 +33,7 @@ from doubles.providers.timeline import (
     freeze,
     timed_timeline,
 )
+from doubles.providers.wire import Wire
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,13 @@ class Reject(Exception):
         self.detail = detail
         self.retry_after = retry_after
         self.html = html
+
+
+# What a submit that created its task answers instead of the task id (``after_create``):
+# the provider has the task (and bills it), the client cannot know.
+AFTERMATHS = frozenset({"bad_gateway", "close", "truncated"})
+# Set on a request whose handler created a task: the id it made.
+CREATED = web.RequestKey("double_created", str)
 
 
 @dataclass(slots=True)
@@ -173,7 +181,12 @@ class ProviderDouble(ABC):
         self._scripts: deque[tuple[Step, ...]] = deque()
         self._prompt_scripts: list[tuple[str, tuple[Step, ...]]] = []
         self._submit_faults: deque[SubmitFault] = deque()
+        self._aftermaths: deque[str] = deque()
+        self.aftermaths_done: list[str] = []  # what after_create() faults were served
         self._rng = random.Random(seed)
+        # A separate generator, so slicing never changes the ids a seeded double makes.
+        self._wire_rng = random.Random(seed)
+        self.wire = Wire()
         self._runner: web.AppRunner | None = None
         self._root_url: str | None = None
 
@@ -244,6 +257,19 @@ class ProviderDouble(ABC):
         for _ in range(times):
             self._submit_faults.append(SubmitFault(status, body, retry_after, html))
 
+    def after_create(self, kind: str, times: int = 1) -> None:
+        """The next ``times`` submits create (and bill) their task, then the client gets
+        ``kind`` instead of the answer: ``bad_gateway`` (a proxy's HTML 502),
+        ``close`` (the connection closed, no answer) or ``truncated`` (a 200 whose body
+        stops short of its Content-Length, then the connection closes)."""
+        if kind not in AFTERMATHS:
+            raise ValueError(f"unknown aftermath {kind!r}; one of {sorted(AFTERMATHS)}")
+        self._aftermaths.extend([kind] * times)
+
+    def created_ids(self) -> list[str]:
+        """Every task (and training) this double created, i.e. everything it would bill."""
+        return list(self.tasks)
+
     def cancel(self, task_id: str) -> None:
         """Simulate a provider-side cancellation: later polls report the task cancelled."""
         task = self.tasks[task_id]
@@ -308,10 +334,19 @@ class ProviderDouble(ABC):
         name = MEDIA_FOR_KIND[kind]
         if step.media_missing:
             return self.media_url(f"gone-{task.id}-{name}")
-        if kind == "video" and step.large_bytes is not None:
+        if kind == "video" and step.large_bytes is not None and step.form != "base64":
             query = "?length=1" if step.content_length else ""
-            return f"{self.root_url}/media/large/{step.large_bytes}.mp4{query}"
-        return self.media_url(name)
+            return self._long(f"{self.root_url}/media/large/{step.large_bytes}.mp4{query}", step)
+        return self._long(self.media_url(name), step)
+
+    @staticmethod
+    def _long(url: str, step: Step) -> str:
+        """Signed URLs run to thousands of characters: pad with a signature to the length."""
+        if step.url_length is None or len(url) >= step.url_length:
+            return url
+        glue = "&" if "?" in url else "?"
+        pad = step.url_length - len(url) - len(glue) - len("sig=")
+        return f"{url}{glue}sig={'s' * max(pad, 0)}"
 
     def completed_unix(self, task: Track) -> int:
         """Unix seconds of the first terminal answer (stable across repeated polls)."""
@@ -359,6 +394,7 @@ class ProviderDouble(ABC):
         now = self.now()
         task = Task(task_id, index, body, prompt, self._timeline_for(index, prompt), now, family)
         self.tasks[task_id] = task
+        request[CREATED] = task_id
         if self.record:
             headers = CIMultiDict(request.headers)
             headers.popall("Authorization", None)
@@ -418,6 +454,29 @@ class ProviderDouble(ABC):
             body = self.error_body(exc.status, message, exc.code, exc.retry_after)
         return web.json_response(body, status=exc.status, headers=headers)
 
+    async def _aftermath(
+        self, request: web.Request, response: web.StreamResponse, kind: str
+    ) -> web.StreamResponse:
+        log.info("%s double: task %s created, then %s", self.protocol, request[CREATED], kind)
+        self.aftermaths_done.append(kind)
+        if kind == "bad_gateway":  # an ordinary answer, sent like any other (middleware)
+            return self._reject_response(request, Reject(502, html=True, detail="after create"))
+        transport = request.transport
+        if kind == "close":
+            if transport is not None:
+                transport.close()
+            raise ConnectionResetError("double: closed after creating the task")
+        body = response.body if isinstance(response, web.Response) else None
+        text = bytes(body) if isinstance(body, bytes | bytearray) else b"{}"
+        out = web.StreamResponse(status=200)
+        out.content_type = "application/json"
+        out.content_length = len(text) + 100
+        await out.prepare(request)
+        await out.write(text[: len(text) // 2])
+        if transport is not None:
+            transport.close()
+        return out
+
     def _make_middleware(self) -> Any:
         expected = f"Bearer {self.api_key}"
 
@@ -437,9 +496,18 @@ class ProviderDouble(ABC):
                 else:
                     message = f"{exc.reason}: {request.method} {path}"
                     response = self._reject_response(request, Reject(exc.status, message))
+            aftermath = None
+            if request.get(CREATED) is not None and self._aftermaths:
+                aftermath = self._aftermaths.popleft()
             self.request_count += 1
             if self.record:
-                self.requests.append((request.method, path, response.status))
-            return response
+                # What the client got: 0 for a connection closed without an answer.
+                seen = {"bad_gateway": 502, "close": 0}.get(aftermath or "", response.status)
+                self.requests.append((request.method, path, seen))
+            if aftermath is not None:
+                response = await self._aftermath(request, response, aftermath)
+            if is_media or not isinstance(response, web.Response) or response.prepared:
+                return response
+            return await self.wire.send(request, response, self._wire_rng)
 
         return middleware

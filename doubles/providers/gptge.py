@@ -386,7 +386,11 @@ class GptgeDouble(ProviderDouble):
         jimeng = task.family == "jimeng"
         code, word, message = (10000, "done", "Success") if jimeng else (0, "Success", "success")
         if step.form == "base64":
-            data = base64.b64encode(media.media_files()["sample.mp4"][0]).decode()
+            video = media.media_files()["sample.mp4"][0]
+            if step.large_bytes is not None and step.large_bytes > len(video):
+                # A bigger MP4 (trailing padding is ignored by players and sniffers).
+                video += b"\0" * (step.large_bytes - len(video))
+            data = base64.b64encode(video).decode()
             return self._envelope(word, code, message, binary_data_base64=[data])
         url = self.output_url(task, step)
         return self._envelope(

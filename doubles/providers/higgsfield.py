@@ -48,6 +48,9 @@ class HiggsfieldDouble(ProviderDouble):
     def default_training_timeline(self, steps: list[Step]) -> None:
         self.soul.default_timeline = steps
 
+    def created_ids(self) -> list[str]:
+        return [*self.tasks, *self.trainings]
+
     def routes(self) -> Iterable[Route]:
         yield "POST", "/generate", self.handle_generate
         yield "GET", "/status/{generation_id}", self.handle_status

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from doubles.providers.base import Reject, Route
+from doubles.providers.base import CREATED, Reject, Route
 from doubles.providers.timeline import Kind, Step, Track, freeze
 
 if TYPE_CHECKING:
@@ -82,6 +82,7 @@ class SoulModels:
         steps = self._scripts.popleft() if self._scripts else freeze(self.default_timeline)
         model_id = double.new_id()
         self.trainings[model_id] = Training(model_id, name, images, steps, double.now())
+        request[CREATED] = model_id
         return web.json_response({"model_id": model_id, "status": "queued"})
 
     def _get(self, model_id: str) -> Training:

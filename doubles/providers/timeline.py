@@ -87,6 +87,7 @@ class Step:
     html: bool = False
     truncated: bool = True
     raw: str | None = None
+    url_length: int | None = None  # pad output URLs to this many characters (signed URLs)
 
     # --- states ---------------------------------------------------------------------
     @classmethod
@@ -109,7 +110,10 @@ class Step:
         *,
         form: str | None = None,
         content_length: bool = False,
+        url_length: int | None = None,
     ) -> Step:
+        """``large_bytes`` with ``form="base64"``: the inline payload is that big (gptge
+        sends ~1 MB status answers); ``url_length``: output URLs that long."""
         kinds = None if outputs is None else tuple(outputs)
         for kind in kinds or ():
             if kind not in MEDIA_FOR_KIND:
@@ -124,6 +128,7 @@ class Step:
             large_bytes=large_bytes,
             form=form,
             content_length=content_length,
+            url_length=url_length,
         )
 
     @classmethod

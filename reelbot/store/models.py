@@ -63,6 +63,9 @@ class TaskRow:
     refunded: bool
     retry_of: int | None
     character_id: int | None
+    submit_key: str | None = None
+    submit_call: str | None = None
+    not_found_streak: int = 0
 
     @property
     def in_flight(self) -> bool:
@@ -112,6 +115,9 @@ class TaskRow:
             refunded=bool(row["refunded"]),
             retry_of=row["retry_of"],
             character_id=row["character_id"],
+            submit_key=row["submit_key"],
+            submit_call=row["submit_call"],
+            not_found_streak=row["not_found_streak"],
         )
 
 

@@ -16,7 +16,8 @@ UPDATABLE = frozenset(
         "progress", "attempts", "error_streak", "poll_interval", "next_action_at",
         "submitted_at", "finished_at", "error_code", "error_message", "outputs",
         "credits", "status_edited_at", "status_text", "request", "result_message_id",
-        "delivery_attempts", "delivery_channel_id", "delivery_sent_at",
+        "delivery_attempts", "delivery_channel_id", "delivery_sent_at", "submit_key",
+        "submit_call", "not_found_streak",
     }
 )  # fmt: skip
 

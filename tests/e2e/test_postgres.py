@@ -23,7 +23,9 @@ async def postgres_url(postgres_database: str) -> AsyncIterator[str]:
         yield url
 
 
-async def test_the_bot_delivers_on_postgres(world_factory, postgres_url: str) -> None:
+# postgres_url comes first: set up first, torn down last, so the World's teardown (the
+# double-billing check reads the store) still finds its schema.
+async def test_the_bot_delivers_on_postgres(postgres_url: str, world_factory) -> None:
     world = await world_factory(env={"DATABASE_URL": postgres_url})
     assert world.bot.store.single_process is False
     ix = await world.animate("alice", prompt="a heron on postgres", provider="hiapi")
@@ -33,7 +35,7 @@ async def test_the_bot_delivers_on_postgres(world_factory, postgres_url: str) ->
 
 
 async def test_a_gateway_and_two_workers_deliver_every_task_exactly_once(
-    world_factory, postgres_url: str
+    postgres_url: str, world_factory
 ) -> None:
     world = await world_factory(start=False, env={"DATABASE_URL": postgres_url})
     gateway = await world.start_process(Role(gateway=True, worker=False))
