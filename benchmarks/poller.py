@@ -73,6 +73,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--poll-max-interval", type=float, default=60.0)
     p.add_argument("--status-latency", type=float, default=0.0, help="provider answer delay (s)")
     p.add_argument(
+        "--wire",
+        choices=("whole", "sliced"),
+        default="whole",
+        help="provider answers in one piece, or in random slices as in the test suite",
+    )
+    p.add_argument(
         "--fair-tasks", type=int, default=1000, help="equal-delay comparison: N (0: skip it)"
     )
     p.add_argument("--fair-median", type=float, default=180.0)
@@ -106,6 +112,8 @@ class WorldProcess:
                 "benchmarks.world",
                 "--status-latency",
                 str(args.status_latency),
+                "--wire",
+                args.wire,
             ],
             cwd=ROOT,
             stdin=subprocess.PIPE,

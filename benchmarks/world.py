@@ -50,6 +50,7 @@ from doubles.discord import DiscordDouble
 from doubles.discord.messaging import MessageBody
 from doubles.providers import ProviderDouble, Step, make_double
 from doubles.providers.base import Task
+from doubles.providers.wire import Wire
 from providers import PROVIDER_IDS
 
 API_KEY = "bench-key"
@@ -151,12 +152,15 @@ class BenchDouble:
 
 
 class World:
-    def __init__(self, *, status_latency: float, submit_latency: float) -> None:
+    def __init__(
+        self, *, status_latency: float, submit_latency: float, wire: str = "whole"
+    ) -> None:
         self.discord = DiscordDouble()
         self.providers: dict[str, ProviderDouble] = {}
         self.bench: dict[str, BenchDouble] = {}
         self.status_latency = status_latency
         self.submit_latency = submit_latency
+        self.wire = wire
         self.guild_id = 0
         self.channel_id = 0
         self.users: list[int] = []
@@ -173,6 +177,10 @@ class World:
             double = make_double(pid, api_key=API_KEY, record=False, seed=7)
             double.status_latency = self.status_latency
             double.submit_latency = self.submit_latency
+            if self.wire == "whole":
+                # A real provider's small JSON answer usually arrives in one segment; the
+                # sliced wire (the test suite's default) costs the bot extra reads per poll.
+                double.wire = Wire.whole()
             await double.start()
             self.providers[pid] = double
             self.bench[pid] = BenchDouble(double, self)
@@ -330,8 +338,11 @@ async def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--status-latency", type=float, default=0.0)
     parser.add_argument("--submit-latency", type=float, default=0.0)
+    parser.add_argument("--wire", choices=("whole", "sliced"), default="whole")
     args = parser.parse_args(argv)
-    world = World(status_latency=args.status_latency, submit_latency=args.submit_latency)
+    world = World(
+        status_latency=args.status_latency, submit_latency=args.submit_latency, wire=args.wire
+    )
     info = await world.start()
     print(json.dumps(info), flush=True)
     orphan = asyncio.create_task(_stdin_closed())
