@@ -10,6 +10,7 @@ from collections.abc import Callable, Collection
 from typing import Any, Protocol
 
 from reelbot.store.models import (
+    CallbackHint,
     CharacterImage,
     CharacterRow,
     NewTask,
@@ -88,6 +89,17 @@ class Store(Protocol):
         """Record the outcome of an action and give the lease back.
 
         With ``expected_state`` nothing changes (False) if the task's state moved.
+        """
+        ...
+
+    async def callback_hint(self, provider: str, token: str, *, now: float) -> CallbackHint | None:
+        """A provider called back for the task with this callback token: make it due now
+        (a hint; the next poll decides). None when no task of ``provider`` has the token.
+
+        A task leased right now (a poll in flight may have read the state from before
+        the callback) keeps its lease: it is marked, and its release then makes it due
+        at once instead of at the interval the poll chose. On PostgreSQL the update
+        NOTIFYs the workers of every process.
         """
         ...
 
