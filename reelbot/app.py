@@ -23,7 +23,7 @@ from discord.ext import commands
 from providers import provider_class
 from providers.base import Provider
 from providers.http import ProviderHttp
-from reelbot.callbacks import CallbackServer
+from reelbot.callbacks import CallbackServer, ShortLinks
 from reelbot.characters import Characters
 from reelbot.config import DEFAULT_API_BASE, Config
 from reelbot.delivery import Delivery, DeliverySettings
@@ -246,6 +246,8 @@ class Reelbot(commands.AutoShardedBot):
             wake=self.poller.wake,
         )
         self.delivery.finishers["training"] = self.characters.finish_training
+        if config.callbacks_enabled:
+            self.delivery.shorten = ShortLinks(self.store, config.public_base_url).shorten
         self.generations = Generations(
             config=config,
             store=self.store,

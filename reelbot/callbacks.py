@@ -12,12 +12,17 @@ or replayed callback can at most cause one early status poll.
 - hiapi callbacks are signed when a webhook signing key is set; with
   HIAPI_WEBHOOK_SECRET configured, an unsigned, badly signed or stale one is refused.
 - Unknown paths, unknown tokens and a token of another provider get 404.
+
+The same server answers ``GET /r/<token>`` (SPEC §3): a provider link too long for
+a Discord message is posted as that short link, a 302 to the provider's URL until
+the provider's link expires (:class:`ShortLinks`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from typing import Any
@@ -33,6 +38,27 @@ CALLBACK_PROVIDERS = ("hiapi", "foxapi", "gptge")
 MAX_BODY_BYTES = 256 * 1024  # a task object with a few output URLs is a few KB
 MAX_CHALLENGE_CHARS = 512
 MAX_TOKEN_CHARS = 128
+SHORT_TOKEN_BYTES = 18  # 144 random bits
+# A provider link with no stated expiry: the short link lasts this long.
+SHORT_LINK_DEFAULT_TTL = 7 * 24 * 3600.0
+
+
+class ShortLinks:
+    """Turns a long provider link into ``PUBLIC_BASE_URL/r/<token>`` (stored)."""
+
+    def __init__(self, store: Store, base_url: str) -> None:
+        self.store = store
+        self.base_url = base_url.rstrip("/")
+
+    async def shorten(self, task_id: int, url: str, expires_at: float | None) -> str:
+        now = time.time()
+        until = expires_at if expires_at is not None else now + SHORT_LINK_DEFAULT_TTL
+        if until <= now:
+            return url  # already expired: a short link would only hide that
+        token = await self.store.short_link(
+            task_id, url, token=secrets.token_urlsafe(SHORT_TOKEN_BYTES), expires_at=until, now=now
+        )
+        return f"{self.base_url}/r/{token}"
 
 
 def token_hint(token: str) -> str:
@@ -65,7 +91,19 @@ class CallbackServer:
         app = web.Application(client_max_size=MAX_BODY_BYTES)
         for pid in self.providers:
             app.router.add_post(f"/callbacks/{pid}/{{token}}", self._handler(pid))
+        app.router.add_get("/r/{token}", self._redirect)
         return app
+
+    async def _redirect(self, request: web.Request) -> web.StreamResponse:
+        token = request.match_info["token"]
+        if not 0 < len(token) <= MAX_TOKEN_CHARS:
+            raise web.HTTPNotFound()
+        url = await self.store.resolve_short_link(token, now=time.time())
+        if url is None:
+            raise web.HTTPNotFound(text="This link is unknown or has expired.")
+        raise web.HTTPFound(
+            url, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+        )
 
     async def start(self) -> None:
         # access_log=None: the access log would write every token in full.

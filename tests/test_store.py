@@ -744,3 +744,14 @@ async def test_a_callback_during_a_poll_makes_the_release_due_at_once(store: Sto
     assert await store.release(hinted.id, "w1", next_action_at=now + 300)
     spent = await store.get_task(hinted.id)
     assert spent is not None and spent.next_action_at == pytest.approx(now + 300)
+
+
+async def test_short_links_are_one_per_task_and_url_and_expire(store: Store) -> None:
+    task = await store.create_task(new_task("foxapi"), now=NOW, policy=POLICY)
+    long_url = "https://cdn.example/v.mp4?sig=" + "x" * 3000  # beyond a btree entry
+    first = await store.short_link(task.id, long_url, token="t1", expires_at=NOW + 60, now=NOW)
+    again = await store.short_link(task.id, long_url, token="t2", expires_at=NOW + 60, now=NOW)
+    assert first == again == "t1"  # a delivery retry posts the same link
+    assert await store.resolve_short_link("t1", now=NOW + 59) == long_url
+    assert await store.resolve_short_link("t2", now=NOW) is None
+    assert await store.resolve_short_link("t1", now=NOW + 61) is None  # expired

@@ -103,6 +103,18 @@ class Store(Protocol):
         """
         ...
 
+    async def short_link(
+        self, task_id: int, url: str, *, token: str, expires_at: float, now: float
+    ) -> str:
+        """The token of the short link to ``url`` for this task: the one made before
+        (a delivery retry posts the same link), else ``token``, stored until
+        ``expires_at``. Expired links are removed on the way."""
+        ...
+
+    async def resolve_short_link(self, token: str, *, now: float) -> str | None:
+        """Where a short link points, while it has not expired."""
+        ...
+
     async def cancel_task(self, task_id: int, *, now: float) -> bool:
         """In-flight → cancelled; False when the task was no longer in flight."""
         ...

@@ -444,6 +444,34 @@ class PostgresStore:
                 await self._notify(conn)  # the worker of any process may poll it
         return CallbackHint(int(row["id"]), changed)
 
+    async def short_link(
+        self, task_id: int, url: str, *, token: str, expires_at: float, now: float
+    ) -> str:
+        digest = hashlib.sha256(url.encode()).hexdigest()
+        async with self._transaction() as conn:
+            await conn.execute("DELETE FROM short_links WHERE expires_at < $1", now)
+            await conn.execute(
+                "INSERT INTO short_links (token, task_id, url_hash, url, expires_at) "
+                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (task_id, url_hash) DO NOTHING",
+                token,
+                task_id,
+                digest,
+                url,
+                expires_at,
+            )
+            found = await conn.fetchval(
+                "SELECT token FROM short_links WHERE task_id = $1 AND url_hash = $2",
+                task_id,
+                digest,
+            )
+        return str(found)
+
+    async def resolve_short_link(self, token: str, *, now: float) -> str | None:
+        url = await self.pool.fetchval(
+            "SELECT url FROM short_links WHERE token = $1 AND expires_at >= $2", token, now
+        )
+        return str(url) if url is not None else None
+
     async def cancel_task(self, task_id: int, *, now: float) -> bool:
         """Move an in-flight task to ``cancelled`` (its final message is still to post)."""
         async with self._transaction() as conn:

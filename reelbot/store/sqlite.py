@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import sqlite3
@@ -342,6 +343,32 @@ class SqliteStore:
                 (now, now, row[0]),
             )
             return CallbackHint(int(row[0]), cur.rowcount == 1)
+
+    async def short_link(
+        self, task_id: int, url: str, *, token: str, expires_at: float, now: float
+    ) -> str:
+        digest = hashlib.sha256(url.encode()).hexdigest()
+        async with self._transaction() as db:
+            await db.execute("DELETE FROM short_links WHERE expires_at < ?", (now,))
+            await db.execute(
+                "INSERT INTO short_links (token, task_id, url_hash, url, expires_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (task_id, url_hash) DO NOTHING",
+                (token, task_id, digest, url, expires_at),
+            )
+            async with db.execute(
+                "SELECT token FROM short_links WHERE task_id = ? AND url_hash = ?",
+                (task_id, digest),
+            ) as cur:
+                row = await cur.fetchone()
+        assert row is not None
+        return str(row[0])
+
+    async def resolve_short_link(self, token: str, *, now: float) -> str | None:
+        async with self.db.execute(
+            "SELECT url FROM short_links WHERE token = ? AND expires_at >= ?", (token, now)
+        ) as cur:
+            row = await cur.fetchone()
+        return str(row[0]) if row else None
 
     async def cancel_task(self, task_id: int, *, now: float) -> bool:
         """Move an in-flight task to ``cancelled`` (its final message is still to post)."""

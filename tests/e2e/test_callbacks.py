@@ -10,6 +10,7 @@ the test's time.
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -19,13 +20,14 @@ import pytest
 from aiohttp import web
 
 from doubles.harness import World, build_world
-from doubles.providers import ProviderDouble
+from doubles.providers import ProviderDouble, Step
 from doubles.providers.hiapi import sign_callback
 from tests.helpers import (
     all_tasks,
     assert_exactly_once,
     eventually,
     fast_forward,
+    final_message,
     finish,
     hold,
     polled,
@@ -290,5 +292,34 @@ async def test_without_public_base_url_nothing_changes(tmp_path: Path) -> None:
         assert world.bot is not None and world.bot.callbacks is None
         (task,) = await all_tasks(world)
         assert task.callback_token is None
+    finally:
+        await world.close()
+
+
+async def test_a_link_too_long_for_a_message_becomes_a_short_redirect(tmp_path: Path) -> None:
+    """SPEC §3 with PUBLIC_BASE_URL: a 2,500-character provider link is posted as
+    PUBLIC_BASE_URL/r/<token>, which redirects to it (the embed is the fallback
+    without PUBLIC_BASE_URL: tests/e2e/test_discord_limits.py)."""
+    world = await callback_world(tmp_path, "foxapi")
+    try:
+        double = world.providers["foxapi"]
+        signature = "&X-Amz-Signature=" + "a1b2c3d4" * 310
+        plain = double.output_url
+        double.output_url = lambda task, step, kind="video": plain(task, step, kind) + signature
+        thread_id, task_id, _, _ = await held_task(world, "foxapi")
+        finish(double, [Step.succeed(large_bytes=11 * 1024 * 1024, content_length=True)])
+        final = await final_message(world, thread_id, task_id)
+        assert not final.attachments and not final.embeds and signature not in final.content
+        base = world.env["PUBLIC_BASE_URL"]
+        match = re.search(re.escape(base) + r"/r/([A-Za-z0-9_-]+)", final.content)
+        assert match, final.content
+        async with aiohttp.ClientSession() as session:
+            async with session.get(match.group(0), allow_redirects=False) as resp:
+                assert resp.status == 302
+                assert resp.headers["Location"].endswith(signature)
+                assert len(resp.headers["Location"]) > 2500
+            async with session.get(f"{base}/r/{match.group(1)[:-1]}x", allow_redirects=False) as r:
+                assert r.status == 404
+        await assert_exactly_once(world, expect=1)
     finally:
         await world.close()
