@@ -276,6 +276,11 @@ async def build_world(
         world.env[f"{pid.upper()}_API_KEY"] = API_KEY
         world.env[f"{pid.upper()}_BASE_URL"] = double.base_url
     if callbacks:
+        for double in doubles.values():
+            if double.completion_delay is None:
+                # A provider that calls back finishes on its own clock, not after a
+                # number of polls (the default timeline would wait for the sparse poll).
+                double.completion_delay = lambda _index: CALLBACK_WORLD_SECONDS
         port = free_port()
         world.env |= {
             "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
@@ -291,6 +296,9 @@ async def build_world(
     if start:
         await world.start_bot()
     return world
+
+
+CALLBACK_WORLD_SECONDS = 2.0  # build_world(callbacks=True): how long a generation takes
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -152,7 +152,8 @@ class CallbackServer:
             log.warning("%s callback with an unknown token %s", provider, token_hint(token))
             raise web.HTTPNotFound()
         if challenge is not None:
-            # MiniMax's handshake: echo it, nothing else (the task changes nothing yet).
+            # MiniMax's handshake, echoed. Like any callback it also made the task due
+            # (one early poll, harmless); it wakes nobody.
             return web.json_response({"challenge": challenge})
         if hint.in_flight:
             self.received += 1
