@@ -29,6 +29,7 @@ from tests.helpers import (
     fast_forward,
     final_message,
     finish,
+    gate_polls,
     hold,
     polled,
     started,
@@ -320,6 +321,35 @@ async def test_a_link_too_long_for_a_message_becomes_a_short_redirect(tmp_path: 
                 assert len(resp.headers["Location"]) > 2500
             async with session.get(f"{base}/r/{match.group(1)[:-1]}x", allow_redirects=False) as r:
                 assert r.status == 404
+        await assert_exactly_once(world, expect=1)
+    finally:
+        await world.close()
+
+
+async def test_a_callback_during_a_poll_is_not_lost(tmp_path: Path) -> None:
+    """The callback arrives while a poll is in flight (the task is claimed, and that
+    poll answers "running", from before the provider finished): the task is polled
+    again at once when that poll is recorded, not at the sparse safety net (30 s,
+    longer than this test waits)."""
+    world = await callback_world(tmp_path, "foxapi")
+    try:
+        double = world.providers["foxapi"]
+        double.callbacks.mode = "never"  # the test sends it, at the worst moment
+        # Poll 1 and 2 answer "running", poll 3 "completed".
+        double.script_next([Step.running(40, polls=2), Step.succeed()])
+        ix = await world.animate("alice", prompt="a racing fox", provider="foxapi")
+        thread_id, task_id = await started(world, ix)
+        await eventually(lambda: _polled_times(world, task_id, 1), description="poll 1")
+        (pid,) = double.tasks
+        url = double.callbacks.urls[pid]
+        gate = gate_polls(double)
+        await fast_forward(world, task_id)  # poll 2 starts, and is held at the provider
+        await gate.wait_reached()
+        status, _ = await post(url, b"{}")  # "done!" while poll 2 is in flight
+        assert status == 200
+        gate.release()  # poll 2 answers "running"
+        await video_lands(world, thread_id, task_id)  # no fast_forward: the hint held
+        assert double.tasks[pid].polls == 3
         await assert_exactly_once(world, expect=1)
     finally:
         await world.close()
