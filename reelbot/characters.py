@@ -173,7 +173,8 @@ class Characters:
         visible = mine or [c for c in found if c.shared or moderator]
         if not visible:
             raise UserError(
-                f"You have no character called `{_shown(ref.strip())}` (see /character list)."
+                f"You have no character called `{_shown(ref.strip())}` "
+                "(see /character list)."
             )
         return visible[0]
 
