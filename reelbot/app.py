@@ -267,7 +267,9 @@ class Reelbot(commands.AutoShardedBot):
             self._poller_task = asyncio.create_task(self.poller.run(), name="poller")
             self._poller_task.add_done_callback(_log_crash)
             self._sweep_task = asyncio.create_task(self._sweep_inputs(), name="input-sweep")
-        if role.worker and config.callbacks_enabled:
+        if config.callbacks_enabled:
+            # Any process may take callbacks: the store makes the task due (and on
+            # PostgreSQL NOTIFYs the workers); a worker here is also woken directly.
             self.callbacks = CallbackServer(
                 store=self.store,
                 wake=self.poller.wake,
