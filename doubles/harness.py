@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -225,8 +226,15 @@ async def build_world(
     env: Mapping[str, str] | None = None,
     start: bool = True,
     shard_count: int = 1,
+    callbacks: bool = False,
+    hiapi_webhook_secret: str = "",
 ) -> World:
-    """Start the doubles and (unless ``start`` is False) the bot."""
+    """Start the doubles and (unless ``start`` is False) the bot.
+
+    ``callbacks``: the bot serves its callback endpoint on a free local port
+    (PUBLIC_BASE_URL=http://127.0.0.1:<port>) and the doubles call it back;
+    ``hiapi_webhook_secret`` signs hiapi's callbacks (and the bot checks them).
+    """
     discord_double = DiscordDouble(shard_count=shard_count)
     await discord_double.start()
     doubles: dict[str, ProviderDouble] = {}
@@ -267,10 +275,37 @@ async def build_world(
     for pid, double in doubles.items():
         world.env[f"{pid.upper()}_API_KEY"] = API_KEY
         world.env[f"{pid.upper()}_BASE_URL"] = double.base_url
+    if callbacks:
+        for double in doubles.values():
+            if double.completion_delay is None:
+                # A provider that calls back finishes on its own clock, not after a
+                # number of polls (the default timeline would wait for the sparse poll).
+                double.completion_delay = lambda _index: CALLBACK_WORLD_SECONDS
+        port = free_port()
+        world.env |= {
+            "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+            "WEBHOOK_HOST": "127.0.0.1",
+            "WEBHOOK_PORT": str(port),
+        }
+    if hiapi_webhook_secret:
+        world.env["HIAPI_WEBHOOK_SECRET"] = hiapi_webhook_secret
+        hiapi = doubles.get("hiapi")
+        if hiapi is not None:
+            hiapi.webhook_secret = hiapi_webhook_secret  # type: ignore[attr-defined]
     world.env.update(env or {})
     if start:
         await world.start_bot()
     return world
+
+
+CALLBACK_WORLD_SECONDS = 2.0  # build_world(callbacks=True): how long a generation takes
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now (for the bot's callback server)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
 
 
 def sample_video() -> bytes:

@@ -167,6 +167,9 @@ class GenerationRequest:
     negative_prompt: str | None = None
     motion: str | None = None  # motion template id or name (higgsfield_feed)
     character_id: str | None = None  # provider-side character/model id
+    # Where the provider may POST when the task finishes (SPEC §6); None = poll only.
+    # A provider (or model family) without callbacks leaves it out of the request.
+    callback_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +217,7 @@ class Capabilities:
     credits: bool = False
     characters: bool = False
     idempotent_submit: bool = False
+    callbacks: bool = False  # takes a callback URL on submit (some models may not)
     options: frozenset[str] = field(default_factory=frozenset)
 
 

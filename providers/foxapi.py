@@ -114,6 +114,7 @@ class FoxapiProvider(Provider):
     default_base_url = "https://api.foxapi.cc"
     capabilities: ClassVar[Capabilities] = Capabilities(
         text_to_video=True,
+        callbacks=True,
         image_to_video=True,
         cancel=False,
         progress=True,
@@ -141,6 +142,8 @@ class FoxapiProvider(Provider):
                 body[name] = value
         if request.character_id:
             body["character_ids"] = [request.character_id]
+        if request.callback_url:
+            body["callback_url"] = request.callback_url
         return SubmitCall.of(GENERATIONS_PATH, body)
 
     async def send_submit(self, call: SubmitCall, *, idempotency_key: str) -> str:

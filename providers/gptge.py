@@ -183,6 +183,7 @@ class GptgeProvider(Provider):
     default_base_url = "https://api.gpt.ge"
     capabilities: ClassVar[Capabilities] = Capabilities(
         text_to_video=True,
+        callbacks=True,
         image_to_video=True,
         cancel=False,
         progress=False,
@@ -251,6 +252,8 @@ class GptgeProvider(Provider):
             body["resolution"] = resolution
         if request.image is not None:
             body["first_frame_image"] = request.image.best_reference()
+        if request.callback_url:
+            body["callback_url"] = request.callback_url
         return SubmitCall.of(MINIMAX_SUBMIT_PATH, body)
 
     async def _submit_kling(self, request: GenerationRequest, model: str) -> SubmitCall:
@@ -269,6 +272,8 @@ class GptgeProvider(Provider):
         if request.image is not None:
             action = "image2video"
             body["image"] = request.image.url or _raw_b64(request.image.data)
+        if request.callback_url:
+            body["callback_url"] = request.callback_url
         return SubmitCall.of(p.path(KLING_SUBMIT_PATH, action=action), body)
 
     async def _submit_jimeng(self, request: GenerationRequest) -> SubmitCall:

@@ -191,6 +191,7 @@ class HiapiProvider(Provider):
     default_base_url = "https://api.hiapi.ai"
     capabilities: ClassVar[Capabilities] = Capabilities(
         text_to_video=True,
+        callbacks=True,
         image_to_video=True,
         cancel=False,
         progress=False,
@@ -258,7 +259,12 @@ class HiapiProvider(Provider):
 
     async def prepare_submit(self, request: GenerationRequest) -> SubmitCall:
         model = request.model or self.models()[0]
-        return SubmitCall.of(TASKS_PATH, {"model": model, "input": self._input(request, model)})
+        body: dict[str, Any] = {"model": model, "input": self._input(request, model)}
+        if request.callback_url:
+            # Beside "input", never inside it (the API rejects that); "final" is the
+            # only value: one call on success or failure.
+            body["callback"] = {"url": request.callback_url, "when": "final"}
+        return SubmitCall.of(TASKS_PATH, body)
 
     async def send_submit(self, call: SubmitCall, *, idempotency_key: str) -> str:
         try:

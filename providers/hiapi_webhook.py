@@ -5,9 +5,9 @@ With a "Webhook signing key" set in the HiAPI console, each callback carries
 ``hex(HMAC_SHA256(secret, timestamp + "." + rawBody))``. The body is the task object
 (the ``data`` of ``GET /v1/tasks/{id}``, see :func:`providers.hiapi.parse_task`).
 
-The bot polls and does not receive callbacks yet; this is the check a receiver must
-make first. It is checked against the SDK's ``client.webhooks.verify`` (same answers
-on the same inputs) and against the hiapi double's own signer, which is written
+The bot's callback endpoint (reelbot/callbacks.py) makes this check first when
+HIAPI_WEBHOOK_SECRET is set. It is checked against the SDK's ``client.webhooks.verify``
+(same answers on the same inputs) and against the hiapi double's own signer, which is written
 separately on purpose (doubles/providers/hiapi.py ``sign_callback``): a double that
 imported this module would agree with any mistake made here.
 """

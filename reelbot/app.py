@@ -23,6 +23,7 @@ from discord.ext import commands
 from providers import provider_class
 from providers.base import Provider
 from providers.http import ProviderHttp
+from reelbot.callbacks import CallbackServer, ShortLinks
 from reelbot.characters import Characters
 from reelbot.config import DEFAULT_API_BASE, Config
 from reelbot.delivery import Delivery, DeliverySettings
@@ -181,6 +182,7 @@ class Reelbot(commands.AutoShardedBot):
         self._poller_task: asyncio.Task[None] | None = None
         self._sweep_task: asyncio.Task[None] | None = None
         self._health: HealthServer | None = None
+        self.callbacks: CallbackServer | None = None
 
     async def setup_hook(self) -> None:
         config, role = self.config, self.role
@@ -227,6 +229,7 @@ class Reelbot(commands.AutoShardedBot):
                 idle_wake=config.poll_interval,
                 lease_seconds=config.task_lease,
                 submit_grace=submit_grace(self.providers.values()),
+                callback_base=config.public_base_url,
             ),
             inputs=inputs,
             deliver=self.delivery.deliver,
@@ -243,6 +246,8 @@ class Reelbot(commands.AutoShardedBot):
             wake=self.poller.wake,
         )
         self.delivery.finishers["training"] = self.characters.finish_training
+        if config.callbacks_enabled:
+            self.delivery.shorten = ShortLinks(self.store, config.public_base_url).shorten
         self.generations = Generations(
             config=config,
             store=self.store,
@@ -262,6 +267,18 @@ class Reelbot(commands.AutoShardedBot):
             self._poller_task = asyncio.create_task(self.poller.run(), name="poller")
             self._poller_task.add_done_callback(_log_crash)
             self._sweep_task = asyncio.create_task(self._sweep_inputs(), name="input-sweep")
+        if config.callbacks_enabled:
+            # Any process may take callbacks: the store makes the task due (and on
+            # PostgreSQL NOTIFYs the workers); a worker here is also woken directly.
+            self.callbacks = CallbackServer(
+                store=self.store,
+                wake=self.poller.wake,
+                host=config.webhook_host,
+                port=config.webhook_port,
+                providers=tuple(self.providers),
+                hiapi_secret=config.hiapi_webhook_secret,
+            )
+            await self.callbacks.start()
         if config.health_port:
             self._health = HealthServer(self, host=config.health_host, port=config.health_port)
             await self._health.start()
@@ -358,6 +375,8 @@ class Reelbot(commands.AutoShardedBot):
             self._sweep_task.cancel()
             await asyncio.gather(self._sweep_task, return_exceptions=True)
         await super().close()
+        if self.callbacks is not None:
+            await self.callbacks.close()
         if self._health is not None:
             await self._health.close()
         if getattr(self, "store", None) is not None:

@@ -97,6 +97,15 @@ class Config:
     log_format: str = "text"  # text | json
     health_port: int = 0  # 0 = no health endpoint
     health_host: str = "127.0.0.1"
+    # Provider callbacks (SPEC §6): empty public_base_url = polling only.
+    public_base_url: str = ""
+    webhook_host: str = "127.0.0.1"
+    webhook_port: int = 8088
+    hiapi_webhook_secret: str = field(default="", repr=False)
+
+    @property
+    def callbacks_enabled(self) -> bool:
+        return bool(self.public_base_url)
 
     def __repr__(self) -> str:
         # A PostgreSQL DATABASE_URL may carry a password; the token is never shown.
@@ -265,6 +274,23 @@ def load_config(env: Mapping[str, str] | None = None, *, require_token: bool = T
     database_url = env.get("DATABASE_URL", "").strip() or "sqlite:///data/reelbot.db"
     database_backend(database_url)  # validate early: one clear line
 
+    public_base_url = env.get("PUBLIC_BASE_URL", "").strip().rstrip("/")
+    allow_local_urls = _bool(env, "ALLOW_LOCAL_URLS", False)
+    if public_base_url:
+        scheme = "http" if allow_local_urls else "https"
+        if not public_base_url.startswith(("https://", f"{scheme}://")) or "?" in public_base_url:
+            raise ConfigError(
+                "PUBLIC_BASE_URL must be the https:// URL at which providers reach this bot "
+                f"(no query; got {redact_url(public_base_url)!r}); plain http only with "
+                "ALLOW_LOCAL_URLS=true"
+            )
+    hiapi_secret = env.get("HIAPI_WEBHOOK_SECRET", "").strip()
+    if hiapi_secret and not 16 <= len(hiapi_secret) <= 256:
+        raise ConfigError(
+            "HIAPI_WEBHOOK_SECRET must be hiapi's webhook signing key, 16-256 characters "
+            f"(got {len(hiapi_secret)})"
+        )
+
     return Config(
         discord_token=token,
         discord_api_base=_url(
@@ -280,7 +306,7 @@ def load_config(env: Mapping[str, str] | None = None, *, require_token: bool = T
         task_lease=_float(env, "TASK_LEASE_SECONDS", 120.0, minimum=1.0),
         daily_quota=_int(env, "DAILY_QUOTA", 10),
         moderator_role_ids=frozenset(_id_list(env, "MODERATOR_ROLE_IDS")),
-        allow_local_urls=_bool(env, "ALLOW_LOCAL_URLS", False),
+        allow_local_urls=allow_local_urls,
         log_level=log_level,
         user_cooldown=_float(env, "USER_COOLDOWN_SECONDS", 10.0, minimum=0.0),
         max_user_in_flight=_int(env, "MAX_USER_IN_FLIGHT", 3),
@@ -291,4 +317,8 @@ def load_config(env: Mapping[str, str] | None = None, *, require_token: bool = T
         log_format=_choice(env, "LOG_FORMAT", ("text", "json")),
         health_port=_int(env, "HEALTH_PORT", 0),
         health_host=env.get("HEALTH_HOST", "").strip() or "127.0.0.1",
+        public_base_url=public_base_url,
+        webhook_host=env.get("WEBHOOK_HOST", "").strip() or "127.0.0.1",
+        webhook_port=_int(env, "WEBHOOK_PORT", 8088),
+        hiapi_webhook_secret=hiapi_secret,
     )

@@ -76,6 +76,8 @@ class Delivery:
         self.providers = providers
         self.session = session
         self.settings = settings
+        # PUBLIC_BASE_URL set: (task id, long url, expiry) -> a short redirect link.
+        self.shorten: Callable[[int, str, float | None], Awaitable[str]] | None = None
         # Final words for task kinds other than videos (e.g. "training" → characters).
         self.finishers: dict[str, Callable[[TaskRow], Awaitable[str]]] = {}
 
@@ -254,6 +256,7 @@ class Delivery:
             if not files and not links:
                 raise _PermanentOutputError("the provider returned no downloadable output")
             attachments = [(f.path, _filename(task, i, f)) for i, f in enumerate(files)]
+            links = await self._shortened(task, links)
             outgoing = messages.success_message(task, links)
             try:
                 return await self._send(
@@ -268,6 +271,7 @@ class Delivery:
                         "the video is larger than this server's upload limit and the provider "
                         "gave no link to it"
                     ) from None
+                links = await self._shortened(task, links)
                 outgoing = messages.success_message(task, links)
                 return await self._send(
                     task, content=outgoing.content, files=[], embeds=outgoing.embeds
@@ -275,6 +279,24 @@ class Delivery:
         finally:
             for f in files:
                 f.remove()
+
+    async def _shortened(
+        self, task: TaskRow, links: list[tuple[str, str, float | None]]
+    ) -> list[tuple[str, str, float | None]]:
+        """With PUBLIC_BASE_URL (``shorten`` set), a link too long to sit in the text
+        becomes a short redirect through the bot (SPEC §3); else it stays as it is
+        (messages.success_message then masks it in an embed)."""
+        if self.shorten is None:
+            return links
+        out = []
+        for kind, url, expires_at in links:
+            if url and not text.fits(url, messages.INLINE_URL_LIMIT):
+                try:
+                    url = await self.shorten(task.id, url, expires_at)
+                except Exception:
+                    log.warning("task %s: could not make a short link", task.id, exc_info=True)
+            out.append((kind, url, expires_at))
+        return out
 
     async def _resolved(self, provider: Provider | None, output: Output) -> Output:
         if output.file_id and not output.url and provider is not None:

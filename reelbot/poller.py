@@ -32,7 +32,12 @@ from providers.base import (
 )
 from reelbot import messages
 from reelbot.inputs import InputStore
-from reelbot.scheduling import CompletionModel, backoff, next_poll_interval
+from reelbot.scheduling import (
+    CompletionModel,
+    backoff,
+    callback_safety_net,
+    next_poll_interval,
+)
 from reelbot.store.base import Store
 from reelbot.store.models import TaskRow
 
@@ -48,6 +53,12 @@ UNCONFIRMED = "submit_unconfirmed"
 # while the action runs), so a crashed worker's tasks are taken over within this long.
 LEASE_SECONDS = 120.0
 IDLE_WAKE = 30.0  # re-check the store at least this often even when nothing is due
+CALLBACK_TOKEN_BYTES = 24  # 192 random bits in each task's callback URL
+
+
+def callback_url(base: str, provider_id: str, token: str) -> str:
+    """The URL a provider calls back for one task (served by reelbot/callbacks.py)."""
+    return f"{base.rstrip('/')}/callbacks/{provider_id}/{token}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +78,9 @@ class PollerSettings:
     # request can take (the provider request timeout, set by the app).
     stop_grace: float = 10.0
     submit_grace: float = 0.0
+    # PUBLIC_BASE_URL: submits to providers with callbacks carry
+    # <callback_base>/callbacks/<provider>/<token>; empty = polling only (SPEC §6).
+    callback_base: str = ""
 
 
 class Lane:
@@ -408,7 +422,15 @@ class Poller:
             # A resend under the same key: the stored first request, byte for byte.
             call, key = SubmitCall.from_json(task.submit_call), task.submit_key
         else:
-            call = await provider.prepare_submit(await self._generation_request(task))
+            request = await self._generation_request(task)
+            token = self._callback_token(task, provider)
+            url = None
+            if token is not None:
+                url = callback_url(self.settings.callback_base, provider.id, token)
+                request = dataclasses.replace(request, callback_url=url)
+            call = await provider.prepare_submit(request)
+            if token is not None and url and url in call.body:  # some models take none
+                await self.store.update_task(task.id, callback_token=token)
             # Random per task, not only its row id: after a store restored from a
             # backup hands the same ids out again, an old key must never match. A
             # task sent before keys were stored (an upgrade mid-submit) keeps its old key.
@@ -423,6 +445,14 @@ class Poller:
         )
         attempt.sent = True
         return await provider.send_submit(call, idempotency_key=key)
+
+    def _callback_token(self, task: TaskRow, provider: Provider) -> str | None:
+        """A new unguessable token for this task's callback URL, or None (no callbacks)."""
+        if not self.settings.callback_base or task.kind != "video":
+            return None
+        if not provider.capabilities.callbacks:
+            return None
+        return secrets.token_urlsafe(CALLBACK_TOKEN_BYTES)
 
     def _submit_error(
         self, task: TaskRow, provider: Provider, exc: ProviderError
@@ -575,6 +605,12 @@ class Poller:
             since_last_poll=now - task.updated_at,
             model=model,
         )
+        if task.callback_token is not None:
+            interval = callback_safety_net(
+                interval,
+                ceiling=self.settings.poll_max_interval,
+                timeout=self.settings.task_timeout,
+            )
         return common | {
             "state": status.state,
             "progress": status.progress,

@@ -41,6 +41,21 @@ APPROACH_FRACTION = 0.6
 STRAGGLER_SLOPE = 1 / 7
 
 
+# Tasks the provider will call back about (SPEC §6): the callback makes them due at
+# once, so polling only guards against a callback that never comes. Five times
+# POLL_MAX_INTERVAL (5 min by default, about when hiapi's second callback retry would
+# have come) and at most a quarter of TASK_TIMEOUT_SECONDS (a lost callback still gets
+# a few polls before the timeout); never denser than the ordinary schedule.
+CALLBACK_NET_FACTOR = 5.0
+CALLBACK_NET_TIMEOUT_SHARE = 0.25
+
+
+def callback_safety_net(interval: float, *, ceiling: float, timeout: float) -> float:
+    """The poll interval of a task with a callback, from its ordinary ``interval``."""
+    sparse = min(ceiling * CALLBACK_NET_FACTOR, timeout * CALLBACK_NET_TIMEOUT_SHARE)
+    return max(interval, sparse)
+
+
 def clamp(value: float, low: float, high: float) -> float:
     return max(low, min(high, value))
 

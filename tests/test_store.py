@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -679,3 +680,78 @@ async def test_a_video_with_a_character_is_created_only_while_it_is_usable(store
         await store.create_task(video(U), now=NOW, policy=QuotaPolicy(0))
     assert len(await store.user_tasks(G, U, limit=10)) == 1
     assert (await store.quota_status(G, other, now=NOW, default_limit=0)).used == 1
+
+
+# --- callbacks (SPEC §6) ------------------------------------------------------------------
+async def test_callback_hint_finds_the_task_by_token_and_provider_and_makes_it_due(
+    store: Store,
+) -> None:
+    task = await store.create_task(new_task("hiapi"), now=NOW, policy=POLICY)
+    other = await store.create_task(new_task("hiapi"), now=NOW, policy=POLICY)
+    await store.update_task(
+        task.id, state="running", callback_token="tok-a", next_action_at=NOW + 500
+    )
+    await store.update_task(
+        other.id, state="running", callback_token="tok-b", next_action_at=NOW + 500
+    )
+    assert (await store.get_task(task.id)).callback_token == "tok-a"  # type: ignore[union-attr]
+    assert await store.callback_hint("hiapi", "nope", now=NOW) is None
+    assert await store.callback_hint("foxapi", "tok-a", now=NOW) is None  # another provider's
+    hint = await store.callback_hint("hiapi", "tok-a", now=NOW)
+    assert hint is not None and hint.task_id == task.id and hint.in_flight
+    assert (await store.get_task(task.id)).next_action_at == pytest.approx(NOW)  # type: ignore[union-attr]
+    assert (await store.get_task(other.id)).next_action_at == pytest.approx(NOW + 500)  # type: ignore[union-attr]
+
+
+async def test_callback_hint_for_a_finished_task_changes_nothing(store: Store) -> None:
+    task = await store.create_task(new_task("hiapi"), now=NOW, policy=POLICY)
+    await store.update_task(task.id, state="succeeded", callback_token="tok", next_action_at=None)
+    hint = await store.callback_hint("hiapi", "tok", now=NOW)
+    assert hint is not None and not hint.in_flight
+    after = await store.get_task(task.id)
+    assert after is not None and after.state == "succeeded" and after.next_action_at is None
+
+
+async def test_a_callback_during_a_poll_makes_the_release_due_at_once(store: Store) -> None:
+    """A callback that arrives while the task is claimed (its poll may have read the
+    state from before the callback) is not lost: the release makes it due now rather
+    than at the interval the poll chose. Without a callback the release is as asked."""
+    now = time.time()
+    hinted = await store.create_task(new_task("hiapi"), now=now, policy=POLICY)
+    plain = await store.create_task(new_task("hiapi"), now=now, policy=POLICY)
+    for t, token in ((hinted, "tok-h"), (plain, "tok-p")):
+        await store.update_task(t.id, state="running", callback_token=token, next_action_at=now - 1)
+    claimed = await store.claim_due(
+        now=now, limit=10, owner="w1", lease_seconds=60, provider="hiapi"
+    )
+    assert {t.id for t in claimed} == {hinted.id, plain.id}
+    hint = await store.callback_hint("hiapi", "tok-h", now=now)
+    assert hint is not None and hint.in_flight
+    # Leased: the lease is kept (no second worker takes it over meanwhile).
+    assert (
+        await store.claim_due(now=now, limit=10, owner="w2", lease_seconds=60, provider="hiapi")
+        == []
+    )
+    for t in (hinted, plain):
+        assert await store.release(t.id, "w1", expected_state="running", next_action_at=now + 300)
+    due_now = await store.get_task(hinted.id)
+    later = await store.get_task(plain.id)
+    assert due_now is not None and due_now.next_action_at is not None
+    assert due_now.next_action_at <= time.time()
+    assert later is not None and later.next_action_at == pytest.approx(now + 300)
+    # The mark is spent: the next release of the hinted task is as asked.
+    await store.claim_due(now=time.time(), limit=10, owner="w1", lease_seconds=60, provider="hiapi")
+    assert await store.release(hinted.id, "w1", next_action_at=now + 300)
+    spent = await store.get_task(hinted.id)
+    assert spent is not None and spent.next_action_at == pytest.approx(now + 300)
+
+
+async def test_short_links_are_one_per_task_and_url_and_expire(store: Store) -> None:
+    task = await store.create_task(new_task("foxapi"), now=NOW, policy=POLICY)
+    long_url = "https://cdn.example/v.mp4?sig=" + "x" * 3000  # beyond a btree entry
+    first = await store.short_link(task.id, long_url, token="t1", expires_at=NOW + 60, now=NOW)
+    again = await store.short_link(task.id, long_url, token="t2", expires_at=NOW + 60, now=NOW)
+    assert first == again == "t1"  # a delivery retry posts the same link
+    assert await store.resolve_short_link("t1", now=NOW + 59) == long_url
+    assert await store.resolve_short_link("t2", now=NOW) is None
+    assert await store.resolve_short_link("t1", now=NOW + 61) is None  # expired

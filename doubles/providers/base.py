@@ -23,6 +23,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from doubles.providers import media
+from doubles.providers.callbacks import Callbacks
 from doubles.providers.timeline import (
     MEDIA_FOR_KIND,
     QUEUED,
@@ -189,6 +190,7 @@ class ProviderDouble(ABC):
         self.wire = Wire()
         self._runner: web.AppRunner | None = None
         self._root_url: str | None = None
+        self.callbacks = Callbacks(self)
 
     # --- lifecycle --------------------------------------------------------------------
     async def start(self) -> Self:
@@ -211,6 +213,7 @@ class ProviderDouble(ABC):
         return self
 
     async def close(self) -> None:
+        await self.callbacks.close()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
@@ -306,6 +309,22 @@ class ProviderDouble(ABC):
     def render(self, task: Task, step: Step) -> Any:
         """The provider's status body for a state step (always served with HTTP 200)."""
 
+    # --- callbacks (doubles/providers/callbacks.py) --------------------------------------
+    def callback_handshake(self, task: Task) -> bool:
+        """Whether the provider first checks the URL with a ``challenge`` (MiniMax)."""
+        return False
+
+    def callback_url_of(self, body: Any) -> str | None:
+        """The callback URL a submit body asks for (protocols that have callbacks)."""
+        return None
+
+    def callback_body(self, task: Task, step: Step) -> bytes:
+        """What the provider POSTs: by default its status answer for ``step``."""
+        return json.dumps(self.render(task, step), separators=(",", ":")).encode()
+
+    def callback_headers(self, body: bytes) -> dict[str, str]:
+        return {"Content-Type": "application/json"}
+
     @staticmethod
     def now() -> float:
         """The clock timelines run on (monotonic; what Step.wait compares against)."""
@@ -395,6 +414,7 @@ class ProviderDouble(ABC):
         task = Task(task_id, index, body, prompt, self._timeline_for(index, prompt), now, family)
         self.tasks[task_id] = task
         request[CREATED] = task_id
+        self.callbacks.track(task, self.callback_url_of(body))
         if self.record:
             headers = CIMultiDict(request.headers)
             headers.popall("Authorization", None)

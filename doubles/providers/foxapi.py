@@ -130,6 +130,12 @@ class FoxapiDouble(ProviderDouble):
         # ``sync_upstream`` is accepted and ignored: the timeline is the upstream.
         return await self.poll(request.match_info["task_id"])
 
+    def callback_url_of(self, body: Any) -> str | None:
+        # Real foxapi refuses non-HTTPS and private addresses; the double calls back
+        # 127.0.0.1 only (doubles/providers/callbacks.py), plain, unsigned.
+        url = body.get("callback_url") if isinstance(body, dict) else None
+        return url if isinstance(url, str) else None
+
     def render(self, task: Task, step: Step) -> dict[str, Any]:
         kind = step.kind
         model = task.body["model"]

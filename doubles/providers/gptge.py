@@ -296,6 +296,13 @@ class GptgeDouble(ProviderDouble):
             }
         )
 
+    def callback_url_of(self, body: Any) -> str | None:
+        url = body.get("callback_url") if isinstance(body, dict) else None
+        return url if isinstance(url, str) else None
+
+    def callback_handshake(self, task: Task) -> bool:
+        return task.family == "minimax"  # Hailuo checks the URL with a challenge first
+
     def render(self, task: Task, step: Step) -> dict[str, Any]:
         if step.kind is Kind.SUCCEED:
             # foxapi-only forms (string_results, output_object) fall back to the default.

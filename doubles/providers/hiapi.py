@@ -141,6 +141,8 @@ class HiapiDouble(ProviderDouble):
         self.idempotency: dict[str, tuple[str, str | None]] = {}
         self.processing_retry_after = 1.0  # Retry-After of the 409 PROCESSING answer
         self._held: asyncio.Event | None = None
+        # The console's "Webhook signing key": callbacks are signed when it is set.
+        self.webhook_secret = ""
 
     # --- scripting: a first create that stays in flight --------------------------------
     def hold_creates(self) -> None:
@@ -229,6 +231,22 @@ class HiapiDouble(ProviderDouble):
         body = json.dumps(data, separators=(",", ":")).encode()
         stamp = self.now_unix() if timestamp is None else timestamp
         return body, {"Content-Type": "application/json", **sign_callback(secret, body, stamp)}
+
+    # --- callbacks: the task object, signed when a webhook signing key is set ---------
+    def callback_url_of(self, body: Any) -> str | None:
+        callback = body.get("callback") if isinstance(body, dict) else None
+        url = callback.get("url") if isinstance(callback, dict) else None
+        return url if isinstance(url, str) else None
+
+    def callback_body(self, task: Task, step: Step) -> bytes:
+        data = self.render(task, step)["data"]
+        return json.dumps(data, separators=(",", ":")).encode()
+
+    def callback_headers(self, body: bytes) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if self.webhook_secret:
+            headers |= sign_callback(self.webhook_secret, body, self.now_unix())
+        return headers
 
     async def handle_get(self, request: web.Request) -> web.Response:
         return await self.poll(request.match_info["task_id"])

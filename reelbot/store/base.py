@@ -10,6 +10,7 @@ from collections.abc import Callable, Collection
 from typing import Any, Protocol
 
 from reelbot.store.models import (
+    CallbackHint,
     CharacterImage,
     CharacterRow,
     NewTask,
@@ -89,6 +90,29 @@ class Store(Protocol):
 
         With ``expected_state`` nothing changes (False) if the task's state moved.
         """
+        ...
+
+    async def callback_hint(self, provider: str, token: str, *, now: float) -> CallbackHint | None:
+        """A provider called back for the task with this callback token: make it due now
+        (a hint; the next poll decides). None when no task of ``provider`` has the token.
+
+        A task leased right now (a poll in flight may have read the state from before
+        the callback) keeps its lease: it is marked, and its release then makes it due
+        at once instead of at the interval the poll chose. On PostgreSQL the update
+        NOTIFYs the workers of every process.
+        """
+        ...
+
+    async def short_link(
+        self, task_id: int, url: str, *, token: str, expires_at: float, now: float
+    ) -> str:
+        """The token of the short link to ``url`` for this task: the one made before
+        (a delivery retry posts the same link), else ``token``, stored until
+        ``expires_at``. Expired links are removed on the way."""
+        ...
+
+    async def resolve_short_link(self, token: str, *, now: float) -> str | None:
+        """Where a short link points, while it has not expired."""
         ...
 
     async def cancel_task(self, task_id: int, *, now: float) -> bool:

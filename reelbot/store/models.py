@@ -66,6 +66,7 @@ class TaskRow:
     submit_key: str | None = None
     submit_call: str | None = None
     not_found_streak: int = 0
+    callback_token: str | None = None
 
     @property
     def in_flight(self) -> bool:
@@ -118,7 +119,16 @@ class TaskRow:
             submit_key=row["submit_key"],
             submit_call=row["submit_call"],
             not_found_streak=row["not_found_streak"],
+            callback_token=row["callback_token"],
         )
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackHint:
+    """What a callback found: its task, and whether that task was still in flight."""
+
+    task_id: int
+    in_flight: bool  # False: finished (or cancelled) already, so nothing was changed
 
 
 @dataclass(slots=True)

@@ -32,6 +32,7 @@ import asyncpg
 
 from reelbot.store.models import (
     REACTION_RETENTION,
+    CallbackHint,
     CharacterImage,
     CharacterRow,
     CharacterUnavailable,
@@ -389,11 +390,22 @@ class PostgresStore:
             return f"${len(params)}"
 
         # Column names come from the UPDATABLE whitelist; every value is bound.
-        assignments = [
-            f"{name} = {bind(value)}"
-            for name, value in (encode_field(c, v) for c, v in fields.items())
-        ]
-        assignments.append(f"updated_at = {bind(time.time())}")
+        now = time.time()
+        assignments = []
+        for name, value in (encode_field(c, v) for c, v in fields.items()):
+            if release_owner is not None and name == "next_action_at" and value is not None:
+                # A callback arrived while this action ran: due at once (SPEC §6).
+                mark = bind(value)
+                assignments.append(
+                    f"next_action_at = CASE WHEN callback_hint = 1 "
+                    f"THEN LEAST({mark}::DOUBLE PRECISION, {bind(now)}::DOUBLE PRECISION) "
+                    f"ELSE {mark}::DOUBLE PRECISION END"
+                )
+                continue
+            assignments.append(f"{name} = {bind(value)}")
+        if release_owner is not None:
+            assignments.append("callback_hint = 0")
+        assignments.append(f"updated_at = {bind(now)}")
         where = f"id = {bind(task_id)}"
         if release_owner is not None:
             assignments += ["lease_owner = NULL", "lease_until = NULL"]
@@ -407,6 +419,58 @@ class PostgresStore:
             if changed and notify:
                 await self._notify(conn)
         return changed
+
+    async def callback_hint(self, provider: str, token: str, *, now: float) -> CallbackHint | None:
+        async with self._transaction() as conn:
+            row = await conn.fetchrow(
+                "SELECT id FROM tasks WHERE callback_token = $1 AND provider = $2",
+                token,
+                provider,
+            )
+            if row is None:
+                return None
+            changed = (
+                await conn.fetchval(
+                    "UPDATE tasks SET callback_hint = 1, next_action_at = CASE "
+                    "WHEN lease_until IS NULL OR lease_until < $1 THEN $1 "
+                    "ELSE next_action_at END "
+                    "WHERE id = $2 AND state IN ('submitting', 'queued', 'running') RETURNING id",
+                    now,
+                    row["id"],
+                )
+                is not None
+            )
+            if changed:
+                await self._notify(conn)  # the worker of any process may poll it
+        return CallbackHint(int(row["id"]), changed)
+
+    async def short_link(
+        self, task_id: int, url: str, *, token: str, expires_at: float, now: float
+    ) -> str:
+        digest = hashlib.sha256(url.encode()).hexdigest()
+        async with self._transaction() as conn:
+            await conn.execute("DELETE FROM short_links WHERE expires_at < $1", now)
+            await conn.execute(
+                "INSERT INTO short_links (token, task_id, url_hash, url, expires_at) "
+                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (task_id, url_hash) DO NOTHING",
+                token,
+                task_id,
+                digest,
+                url,
+                expires_at,
+            )
+            found = await conn.fetchval(
+                "SELECT token FROM short_links WHERE task_id = $1 AND url_hash = $2",
+                task_id,
+                digest,
+            )
+        return str(found)
+
+    async def resolve_short_link(self, token: str, *, now: float) -> str | None:
+        url = await self.pool.fetchval(
+            "SELECT url FROM short_links WHERE token = $1 AND expires_at >= $2", token, now
+        )
+        return str(url) if url is not None else None
 
     async def cancel_task(self, task_id: int, *, now: float) -> bool:
         """Move an in-flight task to ``cancelled`` (its final message is still to post)."""
@@ -480,7 +544,8 @@ class PostgresStore:
             params.append(provider)
         # lane is one of the two constant strings above; values are bound parameters.
         sql = (
-            "UPDATE tasks SET lease_owner = $1, lease_until = $2 WHERE id IN ("  # noqa: S608
+            "UPDATE tasks SET lease_owner = $1, lease_until = $2, "  # noqa: S608
+            "callback_hint = 0 WHERE id IN ("
             " SELECT id FROM tasks WHERE next_action_at IS NOT NULL AND next_action_at <= $3"
             " AND (lease_until IS NULL OR lease_until < $3)"
             f" AND {lane} ORDER BY next_action_at LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING *"

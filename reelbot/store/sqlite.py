@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import sqlite3
@@ -16,6 +17,7 @@ import aiosqlite
 
 from reelbot.store.models import (
     REACTION_RETENTION,
+    CallbackHint,
     CharacterImage,
     CharacterRow,
     CharacterUnavailable,
@@ -295,12 +297,22 @@ class SqliteStore:
         if unknown:
             raise ValueError(f"not updatable: {sorted(unknown)}")
         assignments, params = [], []
+        now = time.time()
         for column, value in fields.items():
             name, encoded = encode_field(column, value)
+            if release_owner is not None and name == "next_action_at" and value is not None:
+                # A callback arrived while this action ran: due at once (SPEC §6).
+                assignments.append(
+                    "next_action_at = CASE WHEN callback_hint = 1 THEN MIN(?, ?) ELSE ? END"
+                )
+                params += [encoded, now, encoded]
+                continue
             assignments.append(f"{name} = ?")  # names come from the UPDATABLE whitelist
             params.append(encoded)
+        if release_owner is not None:
+            assignments.append("callback_hint = 0")
         assignments.append("updated_at = ?")
-        params.append(time.time())
+        params.append(now)
         where = "id = ?"
         params.append(task_id)
         if release_owner is not None:
@@ -314,6 +326,49 @@ class SqliteStore:
         sql = f"UPDATE tasks SET {', '.join(assignments)} WHERE {where}"  # noqa: S608
         cur = await self._write(sql, params)
         return cur.rowcount == 1
+
+    async def callback_hint(self, provider: str, token: str, *, now: float) -> CallbackHint | None:
+        async with self._transaction() as db:
+            async with db.execute(
+                "SELECT id, state FROM tasks WHERE callback_token = ? AND provider = ?",
+                (token, provider),
+            ) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                return None
+            cur = await db.execute(
+                "UPDATE tasks SET callback_hint = 1, next_action_at = CASE "
+                "WHEN lease_until IS NULL OR lease_until < ? THEN ? ELSE next_action_at END "
+                "WHERE id = ? AND state IN ('submitting', 'queued', 'running')",
+                (now, now, row[0]),
+            )
+            return CallbackHint(int(row[0]), cur.rowcount == 1)
+
+    async def short_link(
+        self, task_id: int, url: str, *, token: str, expires_at: float, now: float
+    ) -> str:
+        digest = hashlib.sha256(url.encode()).hexdigest()
+        async with self._transaction() as db:
+            await db.execute("DELETE FROM short_links WHERE expires_at < ?", (now,))
+            await db.execute(
+                "INSERT INTO short_links (token, task_id, url_hash, url, expires_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (task_id, url_hash) DO NOTHING",
+                (token, task_id, digest, url, expires_at),
+            )
+            async with db.execute(
+                "SELECT token FROM short_links WHERE task_id = ? AND url_hash = ?",
+                (task_id, digest),
+            ) as cur:
+                row = await cur.fetchone()
+        assert row is not None
+        return str(row[0])
+
+    async def resolve_short_link(self, token: str, *, now: float) -> str | None:
+        async with self.db.execute(
+            "SELECT url FROM short_links WHERE token = ? AND expires_at >= ?", (token, now)
+        ) as cur:
+            row = await cur.fetchone()
+        return str(row[0]) if row else None
 
     async def cancel_task(self, task_id: int, *, now: float) -> bool:
         """Move an in-flight task to ``cancelled`` (its final message is still to post)."""
@@ -375,7 +430,7 @@ class SqliteStore:
             lane_params = (provider,)
         # lane is one of the two constant strings above; values are bound parameters.
         sql = (
-            "UPDATE tasks SET lease_owner = ?, lease_until = ? WHERE id IN ("  # noqa: S608
+            "UPDATE tasks SET lease_owner = ?, lease_until = ?, callback_hint = 0 WHERE id IN ("  # noqa: S608
             " SELECT id FROM tasks WHERE next_action_at IS NOT NULL AND next_action_at <= ?"
             " AND (lease_until IS NULL OR lease_until < ?)"
             f" AND {lane} ORDER BY next_action_at LIMIT ?) RETURNING *"

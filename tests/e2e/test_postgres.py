@@ -10,8 +10,18 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from doubles.harness import free_port
 from reelbot.roles import WORKER, Role
-from tests.helpers import assert_exactly_once, eventually, finals, started, video_lands
+from tests.helpers import (
+    assert_exactly_once,
+    eventually,
+    finals,
+    finish,
+    hold,
+    polled,
+    started,
+    video_lands,
+)
 from tests.pg import fresh_schema
 
 pytestmark = pytest.mark.timeout(60)
@@ -57,3 +67,38 @@ async def test_a_gateway_and_two_workers_deliver_every_task_exactly_once(
         await eventually(recorded, description=f"task {task_id} recorded as delivered")
     assert gateway.poller.claimed_total == 0
     assert sum(w.poller.claimed_total for w in workers) >= 4 * 3  # submit, poll, deliver
+
+
+async def test_a_callback_to_a_gateway_process_wakes_the_worker_through_notify(
+    postgres_url: str, world_factory
+) -> None:
+    """SPEC §6 on PostgreSQL: the callback reaches a process that does not poll; the
+    store makes the task due and its NOTIFY wakes the worker, long before the sparse
+    safety-net poll (30 s here)."""
+    world = await world_factory(
+        start=False,
+        callbacks=True,
+        env={
+            "DATABASE_URL": postgres_url,
+            "POLL_INTERVAL_SECONDS": "0.05",
+            "POLL_MAX_INTERVAL_SECONDS": "30",
+        },
+    )
+    gateway = await world.start_process(Role(gateway=True, worker=False))
+    worker = await world.start_process(WORKER, WEBHOOK_PORT=str(free_port()))
+    assert gateway.callbacks is not None and worker.callbacks is not None
+    double = world.providers["hiapi"]
+    hold(double)
+    ix = await world.animate("alice", prompt="a heron called back", provider="hiapi")
+    thread_id, task_id = await started(world, ix)
+    await polled(double)
+
+    async def first_poll_recorded() -> bool:
+        task = await gateway.store.get_task(task_id)
+        return task is not None and task.attempts >= 1
+
+    await eventually(first_poll_recorded, description="the first poll")
+    finish(double)
+    await video_lands(world, thread_id, task_id)
+    assert gateway.callbacks.received == 1 and worker.callbacks.received == 0
+    assert gateway.poller.claimed_total == 0
