@@ -1,0 +1,188 @@
+"""The web sandbox in a real headless browser (Debian's Chromium through Playwright).
+
+The page is driven like a visitor would: pick alice, submit /animate from the form
+built from the bot's synced commands, watch the status message change live and the
+video play, run it again (🔁 on the final message, until the buttons land), and see
+bob's 🔁 refused. A screenshot of the final page is saved as a test artifact
+(``REELBOT_TEST_ARTIFACTS``, default ``test-artifacts/``); with
+``REELBOT_UPDATE_SCREENSHOT=1`` it also replaces the README's ``docs/sandbox.png``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from doubles.harness import World, build_world
+from doubles.sandbox.web import Sandbox, WebApp
+
+pytestmark = [pytest.mark.timeout(120), pytest.mark.browser]
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = os.environ.get("REELBOT_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SANDBOX_ENV = {"POLL_INTERVAL_SECONDS": "0.2", "POLL_MAX_INTERVAL_SECONDS": "0.5"}
+
+
+@pytest.fixture
+async def browser(tmp_path: Path) -> AsyncIterator[Any]:
+    """A headless Chromium context; skipped, saying why, only where none can start."""
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError as exc:  # pragma: no cover - playwright is in the test extra
+        pytest.skip(f"no browser: playwright is not installed ({exc})")
+    async with async_playwright() as pw:
+        try:
+            context = await pw.chromium.launch_persistent_context(
+                str(tmp_path / "chromium-profile"),
+                executable_path=CHROMIUM,
+                args=CHROMIUM_ARGS,
+                headless=True,
+                viewport={"width": 1280, "height": 760},
+            )
+        except Exception as exc:
+            pytest.skip(f"no browser can start here ({CHROMIUM}): {str(exc).splitlines()[0]}")
+        try:
+            yield context
+        finally:
+            await context.close()
+
+
+@pytest.fixture
+async def sandbox(tmp_path: Path) -> AsyncIterator[tuple[Sandbox, str]]:
+    async def build() -> World:
+        return await build_world(tmp_path / "world", env=SANDBOX_ENV)
+
+    box = Sandbox(build)
+    web = WebApp(box)
+    url = await web.start()
+    await box.start()
+    try:
+        yield box, url
+    finally:
+        await web.close()
+        await box.close()
+
+
+def videos_delivered(world: World) -> list[Any]:
+    """The bot's video messages, in every thread of #videos, oldest first."""
+    found = []
+    for thread in world.discord.threads(world.channel_id):
+        for message in world.discord.messages(thread.id):
+            if message.author_id == world.discord.bot_user_id and any(
+                a.filename.endswith(".mp4") for a in message.attachments
+            ):
+                found.append(message)
+    return sorted(found, key=lambda m: m.id)
+
+
+PLAYABLE = """n => Array.from(document.querySelectorAll('#messages video'))
+    .filter(v => v.readyState >= 1 && v.currentSrc).length >= n"""
+
+
+async def test_a_visitor_uses_the_bot_end_to_end_in_the_browser(
+    browser: Any, sandbox: tuple[Sandbox, str]
+) -> None:
+    box, url = sandbox
+    world = box.world
+    assert world is not None and url.startswith("http://127.0.0.1:")
+    alice, bob = str(world.users["alice"]), str(world.users["bob"])
+    page = await browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+    await page.goto(url)
+    await page.wait_for_selector("text=● live")
+    # The form is built from what the bot synced: /animate and its options are there.
+    await page.wait_for_selector("#command option[value=animate]", state="attached")
+    await page.select_option("#as-user", alice)
+    await page.select_option("#command", "animate")
+    await page.wait_for_selector("input[name=prompt]")
+    await page.wait_for_selector("select[name=provider] option[value=hiapi]", state="attached")
+
+    await page.fill("input[name=prompt]", "a paper boat on a **rainy** street")
+    await page.select_option("select[name=provider]", "hiapi")
+    await page.click("#send")
+
+    # The bot opened a thread; open it from the card under the command's answer.
+    card = page.locator(".thread-card").first
+    await card.wait_for(timeout=15_000)
+    await card.click()
+    status = page.locator("#messages .msg").first
+    await status.wait_for()
+    # Live: the status message is seen in progress, then done, without a reload.
+    await page.wait_for_function(
+        """() => { const m = document.querySelector('#messages .msg');
+                   return m && /State:/.test(m.innerText) && !/Done/.test(m.innerText); }""",
+        timeout=15_000,
+    )
+    await page.wait_for_function(
+        "() => /✅ Done/.test(document.querySelector('#messages .msg').innerText)",
+        timeout=30_000,
+    )
+    assert await status.locator("strong", has_text="rainy").count() == 1  # markdown, as nodes
+    await page.wait_for_function(PLAYABLE, arg=1, timeout=30_000)
+    [first] = videos_delivered(world)
+    final = page.locator(f'[data-message-id="{first.id}"]')
+    await final.locator(".reaction[data-emoji='🔁']").wait_for()
+
+    # A stranger's 🔁 is refused: the bot takes bob's reaction away and runs nothing.
+    await page.select_option("#as-user", bob)
+    await final.hover()
+    await final.locator("[data-add-emoji='🔁']").click()
+    removed = f"/reactions/🔁/{bob}"  # the request log has paths decoded
+    await world.discord.wait_for(
+        lambda: any(m == "DELETE" and removed in p for m, p, _ in world.discord.request_log),
+        timeout=10,
+        description="the bot removing bob's 🔁",
+    )
+    await page.wait_for_function(
+        """([id, bob]) => { const r = document.querySelector(
+                `[data-message-id="${id}"] .reaction[data-emoji="🔁"]`);
+            return r && r.textContent.trim().endsWith(' 1') && !r.title.includes('bob'); }""",
+        arg=[str(first.id), bob],
+    )
+    assert len(videos_delivered(world)) == 1
+    assert "bob" not in (await final.locator(".reaction[data-emoji='🔁']").get_attribute("title"))
+
+    # Run again (alice's 🔁 on the final message, until the buttons land): a second video.
+    await page.select_option("#as-user", alice)
+    await final.hover()
+    await final.locator("[data-add-emoji='🔁']").click()
+    await world.discord.wait_for(lambda: len(videos_delivered(world)) == 2, timeout=40)
+    second = videos_delivered(world)[1]
+    if second.channel_id != first.channel_id:
+        await page.click(f'#channels [data-channel="{second.channel_id}"]')
+        await page.wait_for_function(PLAYABLE, arg=1, timeout=20_000)
+    else:
+        await page.wait_for_function(PLAYABLE, arg=2, timeout=20_000)
+    await page.locator(f'[data-message-id="{second.id}"] video').wait_for()
+    src = await page.locator(f'[data-message-id="{second.id}"] video').get_attribute("src")
+    assert src and src.startswith(world.discord.base_url)
+
+    assert errors == []
+    shot = artifacts() / "sandbox.png"
+    await page.screenshot(path=str(shot))
+    print(f"screenshot of the sandbox page: {shot}")
+    if os.environ.get("REELBOT_UPDATE_SCREENSHOT") == "1":
+        shutil.copyfile(shot, ROOT / "docs" / "sandbox.png")
+
+
+def artifacts() -> Path:
+    where = Path(os.environ.get("REELBOT_TEST_ARTIFACTS") or ROOT / "test-artifacts")
+    where.mkdir(parents=True, exist_ok=True)
+    return where
