@@ -127,7 +127,14 @@ def main(argv: list[str] | None = None) -> int:
     load_dotenv(override=False)  # the process environment wins over .env
     if args.sandbox:
         # Test doubles live beside the product, not in it: imported only here.
-        from doubles.sandbox.run import run_sandbox
+        try:
+            from doubles.sandbox.run import run_sandbox
+        except ImportError as exc:
+            print(
+                f"reelbot: --sandbox runs from a source checkout (doubles/ not found: {exc})",
+                file=sys.stderr,
+            )
+            return 2
 
         return asyncio.run(run_sandbox(once=args.once, port=args.port))
     try:

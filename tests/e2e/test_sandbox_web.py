@@ -40,7 +40,8 @@ SANDBOX_ENV = {"POLL_INTERVAL_SECONDS": "0.2", "POLL_MAX_INTERVAL_SECONDS": "0.5
 
 @pytest.fixture
 async def browser(tmp_path: Path) -> AsyncIterator[Any]:
-    """A headless Chromium context; skipped, saying why, only where none can start."""
+    """A headless Chromium context; skipped, saying why, only where none can start
+    (a failure instead under ``REELBOT_REQUIRE_BROWSER=1``, as in CI)."""
     try:
         from playwright.async_api import async_playwright
     except ImportError as exc:  # pragma: no cover - playwright is in the test extra
@@ -52,10 +53,13 @@ async def browser(tmp_path: Path) -> AsyncIterator[Any]:
                 executable_path=CHROMIUM,
                 args=CHROMIUM_ARGS,
                 headless=True,
-                viewport={"width": 1280, "height": 760},
+                viewport={"width": 1280, "height": 900},
             )
         except Exception as exc:
-            pytest.skip(f"no browser can start here ({CHROMIUM}): {str(exc).splitlines()[0]}")
+            reason = f"no browser can start here ({CHROMIUM}): {str(exc).splitlines()[0]}"
+            if os.environ.get("REELBOT_REQUIRE_BROWSER") == "1":  # .ci/run installs one
+                pytest.fail(reason)
+            pytest.skip(reason)
         try:
             yield context
         finally:
