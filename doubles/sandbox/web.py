@@ -331,10 +331,10 @@ class WebApp:
         # (cross-site POSTs, or a DNS name rebound to 127.0.0.1).
         host = request.host.rsplit(":", 1)[0]
         if host not in ("127.0.0.1", "localhost"):
-            raise web.HTTPForbidden(text="the sandbox answers on 127.0.0.1 only")
+            return web.json_response({"error": "the sandbox answers on 127.0.0.1 only"}, status=403)
         origin = request.headers.get("Origin")
         if origin is not None and origin.rstrip("/") != f"http://{request.host}":
-            raise web.HTTPForbidden(text="cross-origin requests are refused")
+            return web.json_response({"error": "cross-origin requests are refused"}, status=403)
         response = await handler(request)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "no-referrer")

@@ -190,3 +190,82 @@ def artifacts() -> Path:
     where = Path(os.environ.get("REELBOT_TEST_ARTIFACTS") or ROOT / "test-artifacts")
     where.mkdir(parents=True, exist_ok=True)
     return where
+
+
+# --- the web app without a browser: its actions, checks and snapshots -------------------------
+
+
+async def post(url: str, body: dict[str, Any], **headers: str) -> tuple[int, dict[str, Any]]:
+    import aiohttp
+
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url + "api/act", json=body, headers=headers) as response,
+    ):
+        return response.status, await response.json(content_type=None)
+
+
+async def test_other_origins_and_host_names_are_refused(sandbox: tuple[Sandbox, str]) -> None:
+    box, url = sandbox
+    assert box.world is not None
+    alice = str(box.world.users["alice"])
+    body = {"action": "invoke", "user_id": alice, "command": "jobs"}
+    status, _ = await post(url, body, Origin="http://evil.example")
+    assert status == 403
+    status, _ = await post(url, body, Host="rebound.example")  # DNS rebinding
+    assert status == 403
+    assert not [ix for ix in box.world.discord.interactions if ix.command_name == "jobs"]
+    status, answer = await post(url, {**body, "user_id": "1"})
+    assert status == 400 and "members" in answer["error"]
+
+
+async def test_provider_behaviours_ephemeral_answers_and_reset(
+    sandbox: tuple[Sandbox, str],
+) -> None:
+    box, url = sandbox
+    world = box.world
+    assert world is not None
+    alice, bob = str(world.users["alice"]), str(world.users["bob"])
+
+    status, _ = await post(url, {"action": "provider", "provider": "foxapi", "behaviour": "x"})
+    assert status == 400
+    status, _ = await post(
+        url, {"action": "provider", "provider": "foxapi", "behaviour": "out_of_credits"}
+    )
+    assert status == 200 and box.snapshot()["providers"]["foxapi"] == "out_of_credits"
+    status, answer = await post(
+        url,
+        {
+            "action": "invoke",
+            "user_id": alice,
+            "command": "animate",
+            "options": {"prompt": "a fox in the snow", "provider": "foxapi"},
+        },
+    )
+    assert status == 200
+    ix = next(i for i in world.discord.interactions if str(i.id) == answer["interaction_id"])
+    await world.discord.wait_for(
+        lambda: any("out of credits" in m.content for m in world.discord._state.messages.values()),
+        timeout=20,
+        description="the out-of-credits error",
+    )
+
+    # /jobs answers alice alone: the page shows an ephemeral message to its member only.
+    status, answer = await post(url, {"action": "invoke", "user_id": alice, "command": "jobs"})
+    jobs = next(i for i in world.discord.interactions if str(i.id) == answer["interaction_id"])
+    await jobs.wait_for_response(timeout=10)
+    await world.discord.wait_for(lambda: jobs.response_content, timeout=10)
+    shown = box.snapshot()["messages"][str(world.channel_id)]
+    private = [m for m in shown if m.get("visible_to")]
+    assert private and all(m["visible_to"] == alice for m in private)
+    assert bob not in {m.get("visible_to") for m in shown}
+    assert ix.user_id == world.users["alice"]
+
+    status, _ = await post(url, {"action": "reset"})
+    assert status == 200
+    fresh = box.world
+    assert fresh is not None and fresh is not world and box.generation == 2
+    snap = box.snapshot()
+    assert snap["messages"][str(fresh.channel_id)] == []
+    assert set(snap["providers"].values()) == {"normal"}
+    assert any(c["name"] == "animate" for c in snap["commands"])
