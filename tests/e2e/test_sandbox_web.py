@@ -118,6 +118,18 @@ async def test_a_visitor_uses_the_bot_end_to_end_in_the_browser(
     await page.wait_for_selector("input[name=prompt]")
     await page.wait_for_selector("select[name=provider] option[value=hiapi]", state="attached")
 
+    # Untrusted text is rendered as text: markdown, mentions and timestamps become nodes.
+    hostile = f'<img src=x onerror="window.pwned=1"> **hi** <@{alice}> <t:1700000000:R>'
+    await page.fill("#say-text", hostile)
+    await page.click("#say button[type=submit]")
+    said = page.locator("#messages .msg", has_text="onerror")
+    await said.wait_for()
+    assert await said.locator("img").count() == 0
+    assert await said.locator("strong", has_text="hi").count() == 1
+    assert await said.locator(".mention", has_text="@alice").count() == 1
+    assert "ago" in await said.locator(".timestamp").inner_text()
+    assert await page.evaluate("() => window.pwned") is None
+
     await page.fill("input[name=prompt]", "a paper boat on a **rainy** street")
     await page.select_option("select[name=provider]", "hiapi")
     await page.click("#send")
