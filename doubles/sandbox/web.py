@@ -212,6 +212,8 @@ class Sandbox:
             raise ValueError("pick one of the sandbox's members first")
         assert user_id is not None or action in ("modal", "provider", "reset")
         channel_id = int(body.get("channel_id") or world.channel_id)
+        if action in ("invoke", "autocomplete"):
+            body["options"] = snowflake_options(world, str(body["command"]), body.get("options"))
         if action == "invoke":
             attachments = {
                 name: decode_file(spec) for name, spec in (body.get("attachments") or {}).items()
@@ -279,6 +281,30 @@ class Sandbox:
             await self.reset()
             return {}
         raise ValueError(f"unknown action {action!r}")
+
+
+SNOWFLAKE_OPTIONS = (6, 7, 8, 9)  # user, channel, role, mentionable
+
+
+def snowflake_options(world: World, path: str, options: Any) -> dict[str, Any]:
+    """Ids come from the page as strings (a JS number cannot hold a snowflake): make the
+    user, channel, role and mentionable options ints, as the double's invoke() takes them."""
+    if not isinstance(options, dict):
+        return {}
+    name, *subpath = path.split()
+    command = world.discord._registry.find(name, world.guild_id)
+    if command is None:
+        return options
+    schema = command.get("options") or []
+    for part in subpath:
+        schema = next((o.get("options") or [] for o in schema if o["name"] == part), [])
+    kinds = {o["name"]: o["type"] for o in schema}
+    return {
+        key: int(value)
+        if kinds.get(key) in SNOWFLAKE_OPTIONS and isinstance(value, str) and value.isdigit()
+        else value
+        for key, value in options.items()
+    }
 
 
 def decode_file(spec: dict[str, Any]) -> tuple[str, bytes, str | None]:

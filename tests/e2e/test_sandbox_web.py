@@ -273,6 +273,34 @@ async def test_provider_behaviours_ephemeral_answers_and_reset(
     assert bob not in {m.get("visible_to") for m in shown}
     assert ix.user_id == world.users["alice"]
 
+    # A moderator's command with a user option: ids travel as strings from the page.
+    mod = str(world.users["mod"])
+    status, answer = await post(
+        url,
+        {
+            "action": "invoke",
+            "user_id": mod,
+            "command": "quota set",
+            "options": {"user": bob, "limit": 3},
+        },
+    )
+    assert status == 200, answer
+    quota = next(i for i in world.discord.interactions if str(i.id) == answer["interaction_id"])
+    assert "3" in await quota.wait_for_content("3", timeout=10)
+
+    # Autocomplete goes to the bot and comes back.
+    status, answer = await post(
+        url,
+        {
+            "action": "autocomplete",
+            "user_id": alice,
+            "command": "animate",
+            "focused": "model",
+            "options": {"prompt": "x", "provider": "hiapi", "model": ""},
+        },
+    )
+    assert status == 200 and answer["choices"], answer
+
     status, _ = await post(url, {"action": "reset"})
     assert status == 200
     fresh = box.world
