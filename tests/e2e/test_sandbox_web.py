@@ -10,6 +10,7 @@ bob's 🔁 refused. A screenshot of the final page is saved as a test artifact
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import AsyncIterator
@@ -309,3 +310,100 @@ async def test_provider_behaviours_ephemeral_answers_and_reset(
     assert snap["messages"][str(fresh.channel_id)] == []
     assert set(snap["providers"].values()) == {"normal"}
     assert any(c["name"] == "animate" for c in snap["commands"])
+
+
+async def test_buttons_containers_galleries_and_modals_go_through_the_double(
+    browser: Any, sandbox: tuple[Sandbox, str]
+) -> None:
+    """Reelbot sends no buttons yet: the bot's side is played over the double's REST
+    (a Components V2 message, then a modal answer), the visitor's side in the page."""
+    import aiohttp
+
+    box, url = sandbox
+    world = box.world
+    assert world is not None
+    alice = str(world.users["alice"])
+    api = world.discord.api_base
+    auth = {"Authorization": f"Bot {world.discord.token}"}
+    message = {
+        "flags": 1 << 15,  # IS_COMPONENTS_V2
+        "components": [
+            {
+                "type": 17,
+                "accent_color": 0x5865F2,
+                "components": [
+                    {"type": 10, "content": "**Your video** is ready"},
+                    {"type": 12, "items": [{"media": {"url": "attachment://frame.png"}}]},
+                    {
+                        "type": 1,
+                        "components": [
+                            {"type": 2, "style": 1, "label": "Vary", "custom_id": "vary:1"}
+                        ],
+                    },
+                ],
+            }
+        ],
+        "attachments": [{"id": 0, "filename": "frame.png"}],
+    }
+    form = aiohttp.FormData()
+    form.add_field("payload_json", json.dumps(message), content_type="application/json")
+    png = (ROOT / "doubles" / "media" / "input.png").read_bytes()
+    form.add_field("files[0]", png, filename="frame.png", content_type="image/png")
+    async with aiohttp.ClientSession(headers=auth) as session:
+        async with session.post(f"{api}/channels/{world.channel_id}/messages", data=form) as r:
+            assert r.status == 200, await r.text()
+            sent = await r.json()
+
+        page = await browser.new_page()
+        await page.goto(url)
+        await page.select_option("#as-user", alice)
+        posted = page.locator(f'[data-message-id="{sent["id"]}"]')
+        await posted.locator(".container strong", has_text="Your video").wait_for()
+        await page.wait_for_function(
+            """id => { const img = document.querySelector(
+                `[data-message-id="${id}"] .gallery img`);
+                return img && img.complete && img.naturalWidth > 0; }""",
+            arg=sent["id"],
+        )
+        await posted.locator("button[data-custom-id='vary:1']").click()
+        click = await world.discord.wait_for(
+            lambda: next((i for i in world.discord.interactions if i.type == 3), None),
+            timeout=10,
+        )
+        assert click.payload["data"] == {"custom_id": "vary:1", "component_type": 2}
+        assert click.user_id == world.users["alice"]
+
+        modal = {
+            "type": 9,
+            "data": {
+                "custom_id": "vary-modal",
+                "title": "Vary the prompt",
+                "components": [
+                    {
+                        "type": 1,
+                        "components": [
+                            {
+                                "type": 4,
+                                "custom_id": "prompt",
+                                "label": "Prompt",
+                                "style": 2,
+                                "value": "a cat",
+                            }
+                        ],
+                    }
+                ],
+            },
+        }
+        callback = f"{api}/interactions/{click.id}/{click.token}/callback"
+        async with session.post(callback, json=modal) as r:
+            assert r.status in (200, 204), await r.text()
+
+    await page.locator(".modal textarea[name=prompt]").fill("a cat, at night")
+    await page.click(".modal .submit")
+    submit = await world.discord.wait_for(
+        lambda: next((i for i in world.discord.interactions if i.type == 5), None), timeout=10
+    )
+    assert submit.payload["data"]["custom_id"] == "vary-modal"
+    [row] = submit.payload["data"]["components"]
+    assert row["components"] == [{"type": 4, "custom_id": "prompt", "value": "a cat, at night"}]
+    await page.wait_for_selector(".modal", state="detached")

@@ -53,7 +53,7 @@
   // -- context for markdown -------------------------------------------------------------------
   function ctx() {
     return {
-      users: snap.users, roles: snap.roles,
+      users: snap.users, roles: snap.roles, openChannel,
       channelName: (id) => {
         for (const c of snap.channels) {
           if (c.id === id) return c.name;
@@ -205,7 +205,7 @@
       card.type = "button";
       card.dataset.thread = m.thread.id;
       card.appendChild(el("b", null, m.thread.name));
-      card.appendChild(el("div", "note", `${m.thread.message_count || 0} messages · open thread`));
+      card.appendChild(el("div", "note", `${m.thread.message_count || 0} message${m.thread.message_count === 1 ? "" : "s"} · open thread`));
       card.onclick = () => openChannel(m.thread.id);
       body.appendChild(card);
     }

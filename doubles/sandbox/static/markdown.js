@@ -91,7 +91,11 @@
         return el("span", "mention", "@" + (user ? user.name : "unknown-user"));
       }
       case "role": return el("span", "mention", "@" + (ctx.roles[m[1]] || "unknown-role"));
-      case "channel": return el("span", "mention", "#" + (ctx.channelName(m[1]) || "unknown"));
+      case "channel": {
+        const n = el("span", "mention", "#" + (ctx.channelName(m[1]) || "unknown"));
+        if (ctx.openChannel && ctx.channelName(m[1])) n.onclick = () => ctx.openChannel(m[1]);
+        return n;
+      }
       case "time": {
         const n = el("span", "timestamp", formatTime(Number(m[1]), m[2]));
         n.dataset.unix = m[1];
@@ -107,6 +111,11 @@
         a.href = href;
         a.target = "_blank";
         a.rel = "noopener noreferrer";
+        // A link to a channel or thread of this (sandbox) server opens it here.
+        const inside = /^https:\/\/(?:\w+\.)?discord\.com\/channels\/\d+\/(\d+)/.exec(href);
+        if (inside && ctx.openChannel && ctx.channelName(inside[1])) {
+          a.onclick = (event) => { event.preventDefault(); ctx.openChannel(inside[1]); };
+        }
         return a;
       }
     }
