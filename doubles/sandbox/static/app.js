@@ -145,13 +145,13 @@
       cache.set(m.id, { key, node });
       return node;
     });
-    const current = Array.from(box.children);
     if (!nodes.length) {
       box.replaceChildren(el("div", "empty", "No messages yet. Type a command below."));
-    } else if (current.length === nodes.length) {
-      nodes.forEach((n, i) => { if (current[i] !== n) box.replaceChild(n, current[i]); });
     } else {
-      box.replaceChildren(...nodes);
+      // Touch only what changed: a video that is playing keeps playing when others arrive.
+      const keep = new Set(nodes);
+      for (const child of Array.from(box.children)) if (!keep.has(child)) child.remove();
+      nodes.forEach((n, i) => { if (box.children[i] !== n) box.insertBefore(n, box.children[i] || null); });
     }
     if (jump || nearBottom) box.scrollTop = box.scrollHeight;
   }
