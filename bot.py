@@ -91,6 +91,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="with --sandbox: run one /animate per provider and exit 0 when all arrived",
     )
     parser.add_argument(
+        "--port",
+        type=int,
+        default=0,
+        help="with --sandbox: serve the page on this 127.0.0.1 port (default: a free one)",
+    )
+    parser.add_argument(
         "--worker",
         action="store_true",
         help="poll providers and deliver results only (no gateway connection)",
@@ -120,9 +126,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     load_dotenv(override=False)  # the process environment wins over .env
     if args.sandbox:
-        from reelbot.sandbox import run_sandbox
+        # Test doubles live beside the product, not in it: imported only here.
+        try:
+            from doubles.sandbox.run import run_sandbox
+        except ImportError as exc:
+            print(
+                f"reelbot: --sandbox runs from a source checkout (doubles/ not found: {exc})",
+                file=sys.stderr,
+            )
+            return 2
 
-        return asyncio.run(run_sandbox(once=args.once))
+        return asyncio.run(run_sandbox(once=args.once, port=args.port))
     try:
         role = role_from_args(args)
         config = load_config()

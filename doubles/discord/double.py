@@ -33,6 +33,21 @@ from .webhooks import WebhookRoutes
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+def find_component(components: Sequence[dict[str, Any]], custom_id: str) -> dict[str, Any] | None:
+    """The interactive component with ``custom_id`` anywhere in a message's components
+    (action rows, Components V2 containers, sections' accessories)."""
+    for component in components:
+        if component.get("custom_id") == custom_id and component.get("type") != 1:
+            return component
+        nested = list(component.get("components") or [])
+        if isinstance(component.get("accessory"), dict):
+            nested.append(component["accessory"])
+        found = find_component(nested, custom_id)
+        if found is not None:
+            return found
+    return None
 # Called with every DiscordDouble built (tests check each one's refusals at teardown).
 _created_hooks: list[Callable[[DiscordDouble], None]] = []
 AttachmentSpec = tuple[str, bytes, str | None]  # (filename, data, content_type)
@@ -338,6 +353,78 @@ class DiscordDouble:
         await self._gateway.flush()
         await interaction.wait_for_response(timeout=timeout)
         return list(interaction.autocomplete_choices or [])
+
+    async def click(
+        self,
+        message_id: int,
+        custom_id: str,
+        *,
+        user_id: int,
+        values: Sequence[str] | None = None,
+        connect_timeout: float = 5.0,
+    ) -> Interaction:
+        """A member clicks a button (or picks ``values`` in a select) on a message.
+
+        Sends MESSAGE_COMPONENT (type 3) with the message as Discord does; refuses a
+        ``custom_id`` the message does not carry (Discord shows no such component).
+        """
+        message = self._state.messages[message_id]
+        component = find_component(message.components, custom_id)
+        if component is None:
+            raise ValueError(f"message {message_id} has no component {custom_id!r}")
+        channel = self._state.channels[message.channel_id]
+        await self.wait_for_gateway(channel.guild_id, timeout=connect_timeout)
+        data: dict[str, Any] = {"custom_id": custom_id, "component_type": component["type"]}
+        if values is not None:
+            data["values"] = list(values)
+        interaction = self._interactions.create_from_message(
+            3, message, guild_id=channel.guild_id, channel_id=channel.id, user_id=user_id,
+            data=data,
+        )
+        self._gateway.dispatch("INTERACTION_CREATE", interaction.payload, guild_id=channel.guild_id)
+        await self._gateway.flush()
+        return interaction
+
+    async def submit_modal(
+        self,
+        opened_by: Interaction,
+        values: Mapping[str, str],
+        *,
+        connect_timeout: float = 5.0,
+    ) -> Interaction:
+        """The member who got ``opened_by``'s modal submits it (MODAL_SUBMIT, type 5).
+
+        ``values`` maps the modal's text inputs' custom ids to what was typed.
+        """
+        modal = opened_by.modal
+        if modal is None:
+            raise ValueError(f"interaction {opened_by.id} was not answered with a modal")
+        rows = []
+        for row in modal.get("components") or []:
+            # Action rows of text inputs, or Components V2 labels wrapping one.
+            inner = row.get("components") or ([row["component"]] if "component" in row else [])
+            fields = [
+                {"type": c.get("type", 4), "custom_id": c["custom_id"],
+                 "value": values.get(c["custom_id"], "")}
+                for c in inner if "custom_id" in c
+            ]
+            rows.append({"type": row.get("type", 1), "components": fields})
+        assert opened_by.guild_id is not None
+        await self.wait_for_gateway(opened_by.guild_id, timeout=connect_timeout)
+        source = (
+            None if opened_by.source_message_id is None
+            else self._state.messages[opened_by.source_message_id]
+        )
+        interaction = self._interactions.create_from_message(
+            5, source, guild_id=opened_by.guild_id, channel_id=opened_by.channel_id,
+            user_id=opened_by.user_id,
+            data={"custom_id": modal.get("custom_id", ""), "components": rows},
+        )
+        self._gateway.dispatch(
+            "INTERACTION_CREATE", interaction.payload, guild_id=opened_by.guild_id
+        )
+        await self._gateway.flush()
+        return interaction
 
     async def post_user_message(
         self,

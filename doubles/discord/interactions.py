@@ -219,6 +219,48 @@ class InteractionService:
         self._state.notifier.notify()
         return interaction
 
+    def create_from_message(
+        self,
+        interaction_type: int,
+        message: Message | None,
+        *,
+        guild_id: int,
+        channel_id: int,
+        user_id: int,
+        data: dict[str, Any],
+        locale: str = "en-US",
+    ) -> Interaction:
+        """A component click (type 3) or modal submit (type 5) on ``message``, as Discord
+        sends them: ``data`` is ``{custom_id, component_type, values?}`` or ``{custom_id,
+        components}``; ``message`` holds the clicked component (a modal opened from a
+        slash command has none)."""
+        guild, channel = self._context(guild_id, channel_id, user_id)
+        fake_command = {"id": "0", "name": "", "type": 1}
+        interaction_id, token, payload = self._payload(
+            interaction_type, fake_command, [], Resolved(), guild, channel, user_id, locale
+        )
+        payload["data"] = data
+        if message is not None:
+            payload["message"] = self._ops.payloads.message(message)
+        interaction = Interaction(
+            id=interaction_id,
+            token=token,
+            type=interaction_type,
+            application_id=self._state.application_id,
+            guild_id=guild.id,
+            channel_id=channel.id,
+            user_id=user_id,
+            command_name=str(data.get("custom_id", "")),
+            payload=payload,
+            attachment_size_limit=guild.upload_limit,
+            source_message_id=None if message is None else message.id,
+            _state=self._state,
+        )
+        self._state.interactions[interaction.id] = interaction
+        self._by_token[token] = interaction
+        self._state.notifier.notify()
+        return interaction
+
     # -- token look-ups -----------------------------------------------------------
     def for_callback(self, interaction_id: int, token: str) -> Interaction:
         interaction = self._state.interactions.get(interaction_id)

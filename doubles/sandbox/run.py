@@ -1,8 +1,10 @@
-"""``python bot.py --sandbox``: the real bot against local doubles, narrated on stdout.
+"""``python bot.py --sandbox``: the real bot against local doubles, shown in a browser.
 
 No token, no API keys, no network: the Discord double and the five provider doubles
-run on 127.0.0.1 in this process. ``--once`` runs one /animate per protocol and exits
-0 when every video has arrived in its thread (non-zero, with the reason, otherwise).
+run on 127.0.0.1 in this process, and a web page (``web.py``) shows the sandbox guild
+as Discord would and lets the visitor act as one of its members. The conversation is
+also narrated on stdout. ``--once`` runs one /animate per protocol and exits 0 when
+every video has arrived in its thread (non-zero, with the reason, otherwise).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from doubles.harness import World, build_world, input_png
+from doubles.sandbox.web import Sandbox, WebApp
 from providers import PROVIDER_IDS
 
 log = logging.getLogger(__name__)
@@ -107,36 +110,71 @@ def _video_for(world: World, pid: str):
     return None
 
 
-async def run_sandbox(*, once: bool) -> int:
+SANDBOX_ENV = {"POLL_INTERVAL_SECONDS": "0.3", "POLL_MAX_INTERVAL_SECONDS": "2"}
+
+
+async def run_sandbox(*, once: bool, port: int = 0) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("reelbot").setLevel(logging.INFO)
     with tempfile.TemporaryDirectory(prefix="reelbot-sandbox-") as tmp:
-        say("Starting the Discord double, five provider doubles and the real bot…")
-        world = await build_world(
-            Path(tmp),
-            provider_ids=PROVIDER_IDS,
-            env={"POLL_INTERVAL_SECONDS": "0.3", "POLL_MAX_INTERVAL_SECONDS": "2"},
-        )
-        narrator = asyncio.create_task(narrate(world))
-        say(
-            f"Discord double at {world.discord.api_base}; guild {world.guild_id}, "
-            f"channel #videos {world.channel_id}; members: {', '.join(world.users)}"
-        )
-        try:
-            if once:
+        if once:
+            say("Starting the Discord double, five provider doubles and the real bot…")
+            world = await build_world(Path(tmp), provider_ids=PROVIDER_IDS, env=SANDBOX_ENV)
+            narrator = asyncio.create_task(narrate(world))
+            _describe(world)
+            try:
                 return await run_once(world)
-            code = await run_once(world)
-            say("The sandbox keeps running; press Ctrl-C to stop.")
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            if sys.platform != "win32":  # the event loop has no signal handlers there
-                for sig in (signal.SIGINT, signal.SIGTERM):
-                    loop.add_signal_handler(sig, stop.set)
-            await stop.wait()
-            return code
-        finally:
-            narrator.cancel()
-            await world.close()
+            finally:
+                narrator.cancel()
+                await world.close()
+        return await serve(Path(tmp), port=port)
+
+
+async def serve(tmp: Path, *, port: int = 0, stop: asyncio.Event | None = None) -> int:
+    """The web sandbox: the page's URL first, then the world; runs until ``stop`` (Ctrl-C)."""
+    worlds = iter(range(1_000_000))
+
+    async def build() -> World:
+        data_dir = tmp / f"world-{next(worlds)}"
+        data_dir.mkdir()
+        return await build_world(data_dir, provider_ids=PROVIDER_IDS, env=SANDBOX_ENV)
+
+    sandbox = Sandbox(build)
+    narrators: list[asyncio.Task[None]] = []
+
+    def on_world(world: World) -> None:
+        for task in narrators:
+            task.cancel()
+        narrators[:] = [asyncio.create_task(narrate(world))]
+        _describe(world)
+
+    sandbox.on_world.append(on_world)
+    web = WebApp(sandbox)
+    url = await web.start(port)
+    say(f"Reelbot sandbox: open {url} (127.0.0.1 only: a development tool, not a server)")
+    say("Starting the Discord double, five provider doubles and the real bot…")
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    if sys.platform != "win32":  # the event loop has no signal handlers there
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await sandbox.start()
+        say(f"Ready: {url} — act as alice, bob or a moderator; press Ctrl-C to stop.")
+        await stop.wait()
+        return 0
+    finally:
+        for task in narrators:
+            task.cancel()
+        await web.close()
+        await sandbox.close()
+
+
+def _describe(world: World) -> None:
+    say(
+        f"Discord double at {world.discord.api_base}; guild {world.guild_id}, "
+        f"channel #videos {world.channel_id}; members: {', '.join(world.users)}"
+    )
 
 
 if __name__ == "__main__":
