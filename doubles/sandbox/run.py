@@ -111,6 +111,8 @@ def _video_for(world: World, pid: str):
 
 
 SANDBOX_ENV = {"POLL_INTERVAL_SECONDS": "0.3", "POLL_MAX_INTERVAL_SECONDS": "2"}
+# hiapi, foxapi and gptge call the bot back, as they would with PUBLIC_BASE_URL set.
+CALLBACKS = {"callbacks": True, "hiapi_webhook_secret": "sandbox-webhook-key-0123"}
 
 
 async def run_sandbox(*, once: bool, port: int = 0) -> int:
@@ -119,7 +121,9 @@ async def run_sandbox(*, once: bool, port: int = 0) -> int:
     with tempfile.TemporaryDirectory(prefix="reelbot-sandbox-") as tmp:
         if once:
             say("Starting the Discord double, five provider doubles and the real bot…")
-            world = await build_world(Path(tmp), provider_ids=PROVIDER_IDS, env=SANDBOX_ENV)
+            world = await build_world(
+                Path(tmp), provider_ids=PROVIDER_IDS, env=SANDBOX_ENV, **CALLBACKS
+            )
             narrator = asyncio.create_task(narrate(world))
             _describe(world)
             try:
@@ -137,7 +141,9 @@ async def serve(tmp: Path, *, port: int = 0, stop: asyncio.Event | None = None) 
     async def build() -> World:
         data_dir = tmp / f"world-{next(worlds)}"
         data_dir.mkdir()
-        return await build_world(data_dir, provider_ids=PROVIDER_IDS, env=SANDBOX_ENV)
+        return await build_world(
+            data_dir, provider_ids=PROVIDER_IDS, env=SANDBOX_ENV, **CALLBACKS
+        )
 
     sandbox = Sandbox(build)
     narrators: list[asyncio.Task[None]] = []
