@@ -109,6 +109,12 @@ async def test_rerun_after_the_character_was_unshared_is_refused(world: World) -
     ix = await world.animate("alice", prompt="Cy bows", character="Cy")
     thread2, own_task = await started(world, ix)
     own_final = await video_lands(world, thread2, own_task)
+
+    async def recorded() -> bool:  # 🔁 finds its task by the recorded final message
+        task = await world.bot.store.get_task(own_task)
+        return bool(task and task.result_message_id == own_final.id)
+
+    await eventually(recorded, description="the final message recorded")
     await world.discord.add_reaction(thread2, own_final.id, world.users["alice"], "🔁")
     rerun = await eventually(
         lambda: world.bot.store.get_task(own_task + 1), description="alice's re-run"
