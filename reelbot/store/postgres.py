@@ -38,16 +38,14 @@ from reelbot.store.models import (
     CooldownActive,
     DuplicateName,
     NewTask,
-    QuotaExceeded,
     QuotaPolicy,
-    QuotaStatus,
     TaskRow,
     TooManyInFlight,
     UsageSummary,
-    next_utc_midnight,
     utc_day,
 )
 from reelbot.store.schema import UPDATABLE, encode_field, load_migrations
+from reelbot.store.shared import SharedQueries
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +79,13 @@ def _rows_changed(status: str) -> int:
     return int(tail) if tail.isdigit() else 0
 
 
-class PostgresStore:
+def _dollar(sql: str) -> str:
+    """The shared queries' ``?`` placeholders as ``$1, $2, …`` (none sit in literals)."""
+    parts = sql.split("?")
+    return "".join(p + (f"${i + 1}" if i < len(parts) - 1 else "") for i, p in enumerate(parts))
+
+
+class PostgresStore(SharedQueries):
     # Several processes may share the database: a starting process must not void the
     # leases of the others (expired leases are re-claimed instead).
     single_process = False
@@ -164,6 +168,19 @@ class PostgresStore:
     async def _transaction(self) -> AsyncIterator[asyncpg.Connection]:
         async with self.pool.acquire() as conn, conn.transaction():
             yield conn
+
+    @contextlib.asynccontextmanager
+    async def _reading(self) -> AsyncIterator[asyncpg.Connection]:
+        async with self.pool.acquire() as conn:
+            yield conn
+
+    async def _q(
+        self, conn: asyncpg.Connection, sql: str, params: Any = ()
+    ) -> list[dict[str, Any]]:
+        return [dict(r) for r in await conn.fetch(_dollar(sql), *params)]
+
+    async def _x(self, conn: asyncpg.Connection, sql: str, params: Any = ()) -> None:
+        await conn.execute(_dollar(sql), *params)
 
     # --- waking workers ---------------------------------------------------------------------
     @staticmethod
@@ -274,14 +291,13 @@ class PostgresStore:
     ) -> TaskRow:
         """Check the limits, take the quota and insert the task (inside a transaction)."""
         day = utc_day(now)
+        # Held until commit: another creation in this guild (in any process) waits
+        # here, then sees this one's task and usage. Per guild, not per member: the
+        # server budget is shared by everyone in it.
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _lock_key("quota", task.guild_id))
         if policy.enforce:
-            # Held until commit: another creation for this user (in any process)
-            # waits here, then sees this one's task and usage.
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock($1)",
-                _lock_key("quota", task.guild_id, task.requester_id),
-            )
             await self._check_limits(conn, task, now=now, policy=policy)
+        await self._check_charge(conn, task, now=now, policy=policy)
         epoch = await conn.fetchval(
             "INSERT INTO quota_usage (guild_id, user_id, day, used) VALUES ($1, $2, $3, $4) "
             "ON CONFLICT (guild_id, user_id, day) "
@@ -336,11 +352,6 @@ class PostgresStore:
             )
             if in_flight >= policy.max_in_flight:
                 raise TooManyInFlight(policy.max_in_flight)
-        status = await self._quota_status(
-            conn, task.guild_id, task.requester_id, now=now, default_limit=policy.default_limit
-        )
-        if status.limit and status.used + task.quota_weight > status.limit:
-            raise QuotaExceeded(status)
 
     async def get_task(self, task_id: int) -> TaskRow | None:
         row = await self.pool.fetchrow("SELECT * FROM tasks WHERE id = $1", task_id)
@@ -572,40 +583,6 @@ class PostgresStore:
         )
 
     # --- quotas & moderation ------------------------------------------------------------------
-    async def quota_status(
-        self, guild_id: int, user_id: int, *, now: float, default_limit: int
-    ) -> QuotaStatus:
-        async with self.pool.acquire() as conn:
-            return await self._quota_status(
-                conn, guild_id, user_id, now=now, default_limit=default_limit
-            )
-
-    @staticmethod
-    async def _quota_status(
-        conn: asyncpg.Connection, guild_id: int, user_id: int, *, now: float, default_limit: int
-    ) -> QuotaStatus:
-        day = utc_day(now)
-        row = await conn.fetchrow(
-            "SELECT"
-            " (SELECT daily_limit FROM user_quotas WHERE guild_id = $1 AND user_id = $2),"
-            " (SELECT daily_quota FROM guild_settings WHERE guild_id = $1),"
-            " (SELECT used FROM quota_usage WHERE guild_id = $1 AND user_id = $2 AND day = $3)",
-            guild_id,
-            user_id,
-            day,
-        )
-        assert row is not None
-        user_limit, guild_limit, used = row[0], row[1], row[2] or 0
-        if user_limit is not None:
-            limit, source = user_limit, "user"
-        elif guild_limit is not None:
-            limit, source = guild_limit, "guild"
-        else:
-            limit, source = default_limit, "default"
-        return QuotaStatus(
-            limit=limit, used=used, day=day, resets_at=next_utc_midnight(now), source=source
-        )
-
     async def set_user_limit(self, guild_id: int, user_id: int, limit: int) -> None:
         await self.pool.execute(
             "INSERT INTO user_quotas (guild_id, user_id, daily_limit) VALUES ($1, $2, $3) "

@@ -22,16 +22,14 @@ from reelbot.store.models import (
     CooldownActive,
     DuplicateName,
     NewTask,
-    QuotaExceeded,
     QuotaPolicy,
-    QuotaStatus,
     TaskRow,
     TooManyInFlight,
     UsageSummary,
-    next_utc_midnight,
     utc_day,
 )
 from reelbot.store.schema import UPDATABLE, encode_field, load_migrations
+from reelbot.store.shared import SharedQueries
 
 # load_migrations lives in schema.py (shared by both backends); re-exported here.
 __all__ = ["SqliteStore", "load_migrations"]
@@ -39,7 +37,7 @@ __all__ = ["SqliteStore", "load_migrations"]
 log = logging.getLogger(__name__)
 
 
-class SqliteStore:
+class SqliteStore(SharedQueries):
     # One process per database file, so a starting process owns every lease in it.
     single_process = True
 
@@ -111,6 +109,19 @@ class SqliteStore:
                     await self.db.execute("ROLLBACK")
                 raise
             await self.db.execute("COMMIT")
+
+    @contextlib.asynccontextmanager
+    async def _reading(self) -> AsyncIterator[aiosqlite.Connection]:
+        yield self.db
+
+    async def _q(
+        self, conn: aiosqlite.Connection, sql: str, params: Any = ()
+    ) -> list[dict[str, Any]]:
+        async with conn.execute(sql, tuple(params)) as cur:
+            return [dict(r) for r in await cur.fetchall()]
+
+    async def _x(self, conn: aiosqlite.Connection, sql: str, params: Any = ()) -> None:
+        await conn.execute(sql, tuple(params))
 
     async def _write(self, sql: str, params: Any = ()) -> aiosqlite.Cursor:
         """One statement, atomic on its own (autocommit): one trip to the SQLite thread
@@ -192,6 +203,8 @@ class SqliteStore:
         day = utc_day(now)
         if policy.enforce:
             await self._check_limits(db, task, now=now, day=day, policy=policy)
+        # The server budget binds moderators too; the write lock makes it atomic.
+        await self._check_charge(db, task, now=now, policy=policy)
         async with db.execute(
             "INSERT INTO quota_usage (guild_id, user_id, day, used) VALUES (?, ?, ?, ?) "
             "ON CONFLICT(guild_id, user_id, day) DO UPDATE SET used = used + excluded.used "
@@ -256,11 +269,6 @@ class SqliteStore:
                 row = await cur.fetchone()
             if row and row[0] >= policy.max_in_flight:
                 raise TooManyInFlight(policy.max_in_flight)
-        status = await self._quota_status(
-            db, task.guild_id, task.requester_id, now=now, default_limit=policy.default_limit
-        )
-        if status.limit and status.used + task.quota_weight > status.limit:
-            raise QuotaExceeded(status)
 
     async def get_task(self, task_id: int) -> TaskRow | None:
         return await self._fetch_task("SELECT * FROM tasks WHERE id = ?", (task_id,))
@@ -473,38 +481,6 @@ class SqliteStore:
         return int(row[0]) if row else 0
 
     # --- quotas & moderation ------------------------------------------------------------
-    async def quota_status(
-        self, guild_id: int, user_id: int, *, now: float, default_limit: int
-    ) -> QuotaStatus:
-        return await self._quota_status(
-            self.db, guild_id, user_id, now=now, default_limit=default_limit
-        )
-
-    @staticmethod
-    async def _quota_status(
-        db: aiosqlite.Connection, guild_id: int, user_id: int, *, now: float, default_limit: int
-    ) -> QuotaStatus:
-        day = utc_day(now)
-        async with db.execute(
-            "SELECT"
-            " (SELECT daily_limit FROM user_quotas WHERE guild_id = ? AND user_id = ?),"
-            " (SELECT daily_quota FROM guild_settings WHERE guild_id = ?),"
-            " (SELECT used FROM quota_usage WHERE guild_id = ? AND user_id = ? AND day = ?)",
-            (guild_id, user_id, guild_id, guild_id, user_id, day),
-        ) as cur:
-            row = await cur.fetchone()
-        assert row is not None
-        user_limit, guild_limit, used = row[0], row[1], row[2] or 0
-        if user_limit is not None:
-            limit, source = user_limit, "user"
-        elif guild_limit is not None:
-            limit, source = guild_limit, "guild"
-        else:
-            limit, source = default_limit, "default"
-        return QuotaStatus(
-            limit=limit, used=used, day=day, resets_at=next_utc_midnight(now), source=source
-        )
-
     async def set_user_limit(self, guild_id: int, user_id: int, limit: int) -> None:
         async with self._transaction() as db:
             await db.execute(
