@@ -45,7 +45,7 @@ from reelbot.store.models import (
     utc_day,
 )
 from reelbot.store.schema import UPDATABLE, encode_field, load_migrations
-from reelbot.store.shared import SharedQueries
+from reelbot.store.shared import CHARACTER_SELECT, SharedQueries
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +55,6 @@ CLOSE_GRACE = 10.0  # seconds close() waits for in-flight queries before cutting
 # (and be retried by the poller) rather than stall a lane forever.
 COMMAND_TIMEOUT = 60.0
 RELISTEN_MAX_DELAY = 30.0
-_CHARACTER_FIELDS = frozenset(
-    {"state", "thread_id", "panel_message_id", "provider_model_id", "task_id", "shared", "error"}
-)
-_CHARACTER_SELECT = (
-    "SELECT c.*, (SELECT COUNT(*) FROM character_images i WHERE i.character_id = c.id)"
-    " AS image_count FROM characters c"
-)
 
 
 def _lock_key(*parts: object) -> int:
@@ -267,7 +260,7 @@ class PostgresStore(SharedQueries):
                 min_images,
             )
             if moved is None:
-                row = await conn.fetchrow(f"{_CHARACTER_SELECT} WHERE c.id = $1", task.character_id)
+                row = await conn.fetchrow(f"{CHARACTER_SELECT} WHERE c.id = $1", task.character_id)
                 raise CharacterUnavailable(
                     task.character_id,
                     row["state"] if row else None,
@@ -583,23 +576,6 @@ class PostgresStore(SharedQueries):
         )
 
     # --- quotas & moderation ------------------------------------------------------------------
-    async def set_user_limit(self, guild_id: int, user_id: int, limit: int) -> None:
-        await self.pool.execute(
-            "INSERT INTO user_quotas (guild_id, user_id, daily_limit) VALUES ($1, $2, $3) "
-            "ON CONFLICT (guild_id, user_id) DO UPDATE SET daily_limit = EXCLUDED.daily_limit",
-            guild_id,
-            user_id,
-            limit,
-        )
-
-    async def set_guild_default(self, guild_id: int, limit: int) -> None:
-        await self.pool.execute(
-            "INSERT INTO guild_settings (guild_id, daily_quota) VALUES ($1, $2) "
-            "ON CONFLICT (guild_id) DO UPDATE SET daily_quota = EXCLUDED.daily_quota",
-            guild_id,
-            limit,
-        )
-
     async def reset_usage(self, guild_id: int, user_id: int, *, now: float) -> int:
         """Clear today's usage; returns what it was."""
         async with self._transaction() as conn:
@@ -635,36 +611,6 @@ class PostgresStore(SharedQueries):
             by_provider=by_provider,
         )
 
-    async def audit(
-        self,
-        guild_id: int,
-        actor_id: int,
-        action: str,
-        *,
-        target_id: int | None,
-        details: str,
-        now: float,
-    ) -> None:
-        await self.pool.execute(
-            "INSERT INTO audit_log (guild_id, actor_id, action, target_id, details, at) "
-            "VALUES ($1, $2, $3, $4, $5, $6)",
-            guild_id,
-            actor_id,
-            action,
-            target_id,
-            details,
-            now,
-        )
-
-    async def audit_entries(self, guild_id: int, *, limit: int = 50) -> list[dict[str, Any]]:
-        rows = await self.pool.fetch(
-            "SELECT actor_id, action, target_id, details, at FROM audit_log WHERE guild_id = $1 "
-            "ORDER BY id DESC LIMIT $2",
-            guild_id,
-            limit,
-        )
-        return [dict(r) for r in rows]
-
     async def claim_reaction(
         self, message_id: int, user_id: int, emoji: str, *, now: float, window: float
     ) -> bool:
@@ -689,11 +635,6 @@ class PostgresStore(SharedQueries):
         return row is not None
 
     # --- characters -------------------------------------------------------------------------
-    async def _fetch_characters(self, where: str, *params: Any) -> list[CharacterRow]:
-        sql = f"{_CHARACTER_SELECT} WHERE {where} ORDER BY c.name, c.id"
-        rows = await self.pool.fetch(sql, *params)
-        return [CharacterRow.from_mapping(r) for r in rows]
-
     async def create_character(
         self, *, guild_id: int, owner_id: int, name: str, provider: str, now: float
     ) -> CharacterRow:
@@ -712,31 +653,6 @@ class PostgresStore(SharedQueries):
             raise DuplicateName(name) from exc
         assert row is not None
         return CharacterRow.from_mapping(row)
-
-    async def get_character(self, character_id: int) -> CharacterRow | None:
-        found = await self._fetch_characters("c.id = $1", character_id)
-        return found[0] if found else None
-
-    async def character_by_thread(self, thread_id: int) -> CharacterRow | None:
-        found = await self._fetch_characters("c.thread_id = $1", thread_id)
-        return found[0] if found else None
-
-    async def guild_characters(self, guild_id: int) -> list[CharacterRow]:
-        return await self._fetch_characters("c.guild_id = $1", guild_id)
-
-    async def update_character(self, character_id: int, **fields: Any) -> None:
-        unknown = set(fields) - _CHARACTER_FIELDS
-        if unknown:
-            raise ValueError(f"not updatable: {sorted(unknown)}")
-        if "shared" in fields:
-            fields["shared"] = bool(fields["shared"])  # BOOLEAN here; SQLite took 0/1 too
-        names = list(fields)
-        assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(names, 1))
-        sql = (
-            f"UPDATE characters SET {assignments}, updated_at = ${len(names) + 1} "  # noqa: S608
-            f"WHERE id = ${len(names) + 2}"
-        )
-        await self.pool.execute(sql, *fields.values(), time.time(), character_id)
 
     async def add_character_image(
         self, character_id: int, image: CharacterImage, *, now: float, limit: int
@@ -764,14 +680,6 @@ class PostgresStore(SharedQueries):
                 now,
             )
         return "added" if added is not None else "duplicate"
-
-    async def character_images(self, character_id: int) -> list[CharacterImage]:
-        rows = await self.pool.fetch(
-            "SELECT sha256, content_type, size, channel_id, message_id, url FROM"
-            " character_images WHERE character_id = $1 ORDER BY added_at, sha256",
-            character_id,
-        )
-        return [CharacterImage(*tuple(r)) for r in rows]
 
     async def delete_character(self, character_id: int) -> list[CharacterImage]:
         """Remove the character and its image records; return what the files were."""

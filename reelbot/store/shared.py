@@ -13,12 +13,15 @@ provides four primitives and keeps only the SQL that really differs:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from reelbot.store.models import (
     BudgetExceeded,
+    CharacterImage,
+    CharacterRow,
     GuildSettings,
     NewTask,
     QuotaExceeded,
@@ -28,6 +31,14 @@ from reelbot.store.models import (
     utc_day,
 )
 
+# Characters: the columns callers may change, and the select every lookup uses.
+CHARACTER_FIELDS = frozenset(
+    {"state", "thread_id", "panel_message_id", "provider_model_id", "task_id", "shared", "error"}
+)
+CHARACTER_SELECT = (
+    "SELECT c.*, (SELECT COUNT(*) FROM character_images i WHERE i.character_id = c.id)"
+    " AS image_count FROM characters c"
+)
 CONFIG_FIELDS = frozenset({"server_budget", "default_provider", "default_model"})
 ENTRY_KINDS = frozenset({"channel", "banned_word", "price", "role_limit"})
 
@@ -78,6 +89,24 @@ class SharedQueries:
         raise NotImplementedError
 
     # --- quotas ---------------------------------------------------------------------------
+    async def set_user_limit(self, guild_id: int, user_id: int, limit: int) -> None:
+        async with self._transaction() as conn:
+            await self._x(
+                conn,
+                "INSERT INTO user_quotas (guild_id, user_id, daily_limit) VALUES (?, ?, ?) "
+                "ON CONFLICT (guild_id, user_id) DO UPDATE SET daily_limit = excluded.daily_limit",
+                (guild_id, user_id, limit),
+            )
+
+    async def set_guild_default(self, guild_id: int, limit: int) -> None:
+        async with self._transaction() as conn:
+            await self._x(
+                conn,
+                "INSERT INTO guild_settings (guild_id, daily_quota) VALUES (?, ?) "
+                "ON CONFLICT (guild_id) DO UPDATE SET daily_quota = excluded.daily_quota",
+                (guild_id, limit),
+            )
+
     async def quota_status(
         self,
         guild_id: int,
@@ -284,6 +313,27 @@ class SharedQueries:
             )
         return int(rows[0]["value"]) if rows else 1
 
+    async def audit(
+        self,
+        guild_id: int,
+        actor_id: int,
+        action: str,
+        *,
+        target_id: int | None,
+        details: str,
+        now: float,
+    ) -> None:
+        async with self._transaction() as conn:
+            await self._x(
+                conn,
+                "INSERT INTO audit_log (guild_id, actor_id, action, target_id, details, at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (guild_id, actor_id, action, target_id, details, now),
+            )
+
+    async def audit_entries(self, guild_id: int, *, limit: int = 50) -> list[dict[str, Any]]:
+        return await self.audit_page(guild_id, offset=0, limit=limit)
+
     async def audit_page(
         self, guild_id: int, *, offset: int = 0, limit: int = 10
     ) -> list[dict[str, Any]]:
@@ -295,3 +345,53 @@ class SharedQueries:
                 "WHERE guild_id = ? ORDER BY id DESC LIMIT ? OFFSET ?",
                 (guild_id, limit, offset),
             )
+
+    # --- characters -----------------------------------------------------------------------
+    async def _fetch_characters(self, where: str, params: Sequence[Any]) -> list[CharacterRow]:
+        sql = f"{CHARACTER_SELECT} WHERE {where} ORDER BY c.name, c.id"
+        async with self._reading() as conn:
+            rows = await self._q(conn, sql, params)
+        return [CharacterRow.from_mapping(r) for r in rows]
+
+    async def get_character(self, character_id: int) -> CharacterRow | None:
+        found = await self._fetch_characters("c.id = ?", (character_id,))
+        return found[0] if found else None
+
+    async def character_by_thread(self, thread_id: int) -> CharacterRow | None:
+        found = await self._fetch_characters("c.thread_id = ?", (thread_id,))
+        return found[0] if found else None
+
+    async def guild_characters(self, guild_id: int) -> list[CharacterRow]:
+        return await self._fetch_characters("c.guild_id = ?", (guild_id,))
+
+    async def update_character(self, character_id: int, **fields: Any) -> None:
+        unknown = set(fields) - CHARACTER_FIELDS
+        if unknown:
+            raise ValueError(f"not updatable: {sorted(unknown)}")
+        if "shared" in fields:
+            fields["shared"] = bool(fields["shared"])  # BOOLEAN in PostgreSQL, 0/1 in SQLite
+        names = list(fields)
+        assignments = ", ".join(f"{name} = ?" for name in names)  # whitelisted names
+        sql = f"UPDATE characters SET {assignments}, updated_at = ? WHERE id = ?"  # noqa: S608
+        async with self._transaction() as conn:
+            await self._x(conn, sql, (*fields.values(), time.time(), character_id))
+
+    async def character_images(self, character_id: int) -> list[CharacterImage]:
+        async with self._reading() as conn:
+            rows = await self._q(
+                conn,
+                "SELECT sha256, content_type, size, channel_id, message_id, url FROM"
+                " character_images WHERE character_id = ? ORDER BY added_at, sha256",
+                (character_id,),
+            )
+        return [
+            CharacterImage(
+                r["sha256"],
+                r["content_type"],
+                r["size"],
+                r["channel_id"],
+                r["message_id"],
+                r["url"],
+            )
+            for r in rows
+        ]

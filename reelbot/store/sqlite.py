@@ -29,7 +29,7 @@ from reelbot.store.models import (
     utc_day,
 )
 from reelbot.store.schema import UPDATABLE, encode_field, load_migrations
-from reelbot.store.shared import SharedQueries
+from reelbot.store.shared import CHARACTER_SELECT, SharedQueries
 
 # load_migrations lives in schema.py (shared by both backends); re-exported here.
 __all__ = ["SqliteStore", "load_migrations"]
@@ -161,7 +161,7 @@ class SqliteStore(SharedQueries):
             )
             if cur.rowcount != 1:
                 async with db.execute(
-                    f"{self._CHARACTER_SELECT} WHERE c.id = ?", (task.character_id,)
+                    f"{CHARACTER_SELECT} WHERE c.id = ?", (task.character_id,)
                 ) as found:
                     row = await found.fetchone()
                 raise CharacterUnavailable(
@@ -481,22 +481,6 @@ class SqliteStore(SharedQueries):
         return int(row[0]) if row else 0
 
     # --- quotas & moderation ------------------------------------------------------------
-    async def set_user_limit(self, guild_id: int, user_id: int, limit: int) -> None:
-        async with self._transaction() as db:
-            await db.execute(
-                "INSERT INTO user_quotas (guild_id, user_id, daily_limit) VALUES (?, ?, ?) "
-                "ON CONFLICT(guild_id, user_id) DO UPDATE SET daily_limit = excluded.daily_limit",
-                (guild_id, user_id, limit),
-            )
-
-    async def set_guild_default(self, guild_id: int, limit: int) -> None:
-        async with self._transaction() as db:
-            await db.execute(
-                "INSERT INTO guild_settings (guild_id, daily_quota) VALUES (?, ?) "
-                "ON CONFLICT(guild_id) DO UPDATE SET daily_quota = excluded.daily_quota",
-                (guild_id, limit),
-            )
-
     async def reset_usage(self, guild_id: int, user_id: int, *, now: float) -> int:
         """Clear today's usage; returns what it was."""
         params = (guild_id, user_id, utc_day(now))
@@ -529,32 +513,6 @@ class SqliteStore(SharedQueries):
             by_provider=by_provider,
         )
 
-    async def audit(
-        self,
-        guild_id: int,
-        actor_id: int,
-        action: str,
-        *,
-        target_id: int | None,
-        details: str,
-        now: float,
-    ) -> None:
-        async with self._transaction() as db:
-            await db.execute(
-                "INSERT INTO audit_log (guild_id, actor_id, action, target_id, details, at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (guild_id, actor_id, action, target_id, details, now),
-            )
-
-    async def audit_entries(self, guild_id: int, *, limit: int = 50) -> list[dict[str, Any]]:
-        async with self.db.execute(
-            "SELECT actor_id, action, target_id, details, at FROM audit_log WHERE guild_id = ? "
-            "ORDER BY id DESC LIMIT ?",
-            (guild_id, limit),
-        ) as cur:
-            rows = await cur.fetchall()
-        return [dict(r) for r in rows]
-
     async def claim_reaction(
         self, message_id: int, user_id: int, emoji: str, *, now: float, window: float
     ) -> bool:
@@ -572,16 +530,6 @@ class SqliteStore(SharedQueries):
             return cur.rowcount == 1
 
     # --- characters -------------------------------------------------------------------
-    _CHARACTER_SELECT = (
-        "SELECT c.*, (SELECT COUNT(*) FROM character_images i WHERE i.character_id = c.id)"
-        " AS image_count FROM characters c"
-    )
-
-    async def _fetch_characters(self, where: str, params: tuple[Any, ...]) -> list[CharacterRow]:
-        sql = f"{self._CHARACTER_SELECT} WHERE {where} ORDER BY c.name, c.id"
-        async with self.db.execute(sql, params) as cur:
-            rows = await cur.fetchall()
-        return [CharacterRow.from_mapping(r) for r in rows]
 
     async def create_character(
         self, *, guild_id: int, owner_id: int, name: str, provider: str, now: float
@@ -598,35 +546,6 @@ class SqliteStore(SharedQueries):
                 raise DuplicateName(name) from exc
         assert row is not None
         return CharacterRow.from_mapping(row)
-
-    async def get_character(self, character_id: int) -> CharacterRow | None:
-        found = await self._fetch_characters("c.id = ?", (character_id,))
-        return found[0] if found else None
-
-    async def character_by_thread(self, thread_id: int) -> CharacterRow | None:
-        found = await self._fetch_characters("c.thread_id = ?", (thread_id,))
-        return found[0] if found else None
-
-    async def guild_characters(self, guild_id: int) -> list[CharacterRow]:
-        return await self._fetch_characters("c.guild_id = ?", (guild_id,))
-
-    async def update_character(self, character_id: int, **fields: Any) -> None:
-        allowed = {
-            "state",
-            "thread_id",
-            "panel_message_id",
-            "provider_model_id",
-            "task_id",
-            "shared",
-            "error",
-        }
-        unknown = set(fields) - allowed
-        if unknown:
-            raise ValueError(f"not updatable: {sorted(unknown)}")
-        assignments = ", ".join(f"{name} = ?" for name in fields)  # whitelisted names
-        sql = f"UPDATE characters SET {assignments}, updated_at = ? WHERE id = ?"  # noqa: S608
-        async with self._transaction() as db:
-            await db.execute(sql, (*fields.values(), time.time(), character_id))
 
     async def add_character_image(
         self, character_id: int, image: CharacterImage, *, now: float, limit: int
@@ -654,15 +573,6 @@ class SqliteStore(SharedQueries):
                 ),
             )
             return "added" if cur2.rowcount == 1 else "duplicate"
-
-    async def character_images(self, character_id: int) -> list[CharacterImage]:
-        async with self.db.execute(
-            "SELECT sha256, content_type, size, channel_id, message_id, url FROM"
-            " character_images WHERE character_id = ? ORDER BY added_at, sha256",
-            (character_id,),
-        ) as cur:
-            rows = await cur.fetchall()
-        return [CharacterImage(*tuple(r)) for r in rows]
 
     async def delete_character(self, character_id: int) -> list[CharacterImage]:
         """Remove the character and its image records; return what the files were."""

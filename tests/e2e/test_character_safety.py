@@ -21,6 +21,7 @@ from tests.e2e.test_characters import create, png, post_photos, train_until_read
 from tests.helpers import (
     TIMEOUT,
     bot_messages,
+    bot_reacted,
     eventually,
     final_message,
     finals,
@@ -109,6 +110,7 @@ async def test_rerun_after_the_character_was_unshared_is_refused(world: World) -
     ix = await world.animate("alice", prompt="Cy bows", character="Cy")
     thread2, own_task = await started(world, ix)
     own_final = await video_lands(world, thread2, own_task)
+    await bot_reacted(world, own_final)  # delivery recorded: the bot now knows the message
     await world.discord.add_reaction(thread2, own_final.id, world.users["alice"], "🔁")
     rerun = await eventually(
         lambda: world.bot.store.get_task(own_task + 1), description="alice's re-run"
