@@ -394,3 +394,37 @@ async def test_migration_of_an_existing_store_keeps_old_limits(tmp_path) -> None
         assert await store.credit_price(1, "foxapi") == 1  # a generation still costs 1
     finally:
         await store.close()
+
+
+async def test_a_moderator_rerun_charges_the_requester_under_their_role_limit(
+    world: World,
+) -> None:
+    """🔁 by a moderator: the requester's roles are looked up (REST) for their limit."""
+    vip = world.discord.add_role(world.guild_id, "VIP")
+    add_member(world, "vera", roles=[vip])
+    await refused(await world.command("quota default", "mod", limit=1), "1 credit")
+    await refused(await world.command("quota role", "mod", role=vip, limit=2), "VIP")
+    ix = await world.animate("vera", prompt="vip clip", provider="hiapi")
+    thread_id, task_id = await started(world, ix)
+    final = await final_message(world, thread_id, task_id)
+    await bot_reacted(world, final)
+    await world.discord.add_reaction(thread_id, final.id, world.users["mod"], "🔁")
+    rerun = await eventually(
+        lambda: world.bot.store.get_task(task_id + 1), description="the moderator's re-run"
+    )
+    assert rerun.requester_id == world.users["vera"]
+    status = await world.bot.store.quota_status(
+        world.guild_id, world.users["vera"], now=time.time(), default_limit=10, role_ids=[vip]
+    )
+    assert (status.used, status.limit, status.source) == (2, 2, "role")
+    # A third (by the moderator again) is past vera's role limit.
+    final2 = await final_message(world, thread_id, rerun.id)
+    await bot_reacted(world, final2)
+    await world.discord.add_reaction(thread_id, final2.id, world.users["mod"], "🔁")
+
+    def said() -> bool:
+        return any(
+            "used 2 of your 2" in (m.content or "") for m in world.discord.messages(thread_id)
+        )
+
+    await eventually(said, description="the third run refused at vera's role limit")
