@@ -287,12 +287,7 @@ class ServerSettings:
         lines = [f"**Audit log, page {page}** (newest first)"]
         budget = (text.CONTENT - 200) // AUDIT_PAGE
         for e in entries:
-            target = (
-                f" → <@{e['target_id']}>"
-                if e["target_id"]
-                and e["action"].startswith(("quota", "banned_word_refused", "cancel"))
-                else ""
-            )
+            target = _target(e["action"], e["target_id"])
             line = (
                 f"<t:{int(e['at'])}:f> <@{e['actor_id']}> `{e['action']}`{target}: "
                 f"{e['details'] or ''}"
@@ -301,6 +296,20 @@ class ServerSettings:
         if len(entries) == AUDIT_PAGE:
             lines.append(f"-# More: `/settings audit page:{page + 1}`")
         return text.clip_message("\n".join(lines))
+
+
+_USER_TARGETS = ("quota_set", "quota_reset", "banned_word_refused", "cancel")
+
+
+def _target(action: str, target_id: int | None) -> str:
+    """Who or what an audit entry was about, as a mention that renders (never pings)."""
+    if target_id is None:
+        return ""
+    if action in _USER_TARGETS:
+        return f" → <@{target_id}>"
+    if action == "quota_role":
+        return f" → <@&{target_id}>"
+    return ""
 
 
 def _spending_line(s: GuildSettings, config: Config) -> str:
