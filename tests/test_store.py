@@ -768,3 +768,19 @@ async def test_guild_settings_round_trip(store: Store) -> None:
         await store.set_entry(G, "nonsense", "x", 1)
     with pytest.raises(ValueError):
         await store.set_guild_config(G, daily_quota=5)
+
+
+async def test_a_training_is_charged_its_weight_against_the_server_budget(store: Store) -> None:
+    await store.set_guild_config(G, server_budget=6)
+    await store.create_task(new_task(user=U + 1, quota_weight=2), now=NOW, policy=POLICY_10)
+    cid = await _character_with_photos(store)
+    with pytest.raises(BudgetExceeded):  # 2 spent + 5 > 6, though the owner's limit is 10
+        await store.start_training(
+            _training(cid, weight=5), now=NOW, policy=POLICY_10, min_images=3
+        )
+    assert (await store.get_character(cid)).state == "collecting"
+    await store.set_guild_config(G, server_budget=7)
+    task = await store.start_training(
+        _training(cid, weight=5), now=NOW, policy=POLICY_10, min_images=3
+    )
+    assert task.quota_weight == 5 and await store.server_spend(G, now=NOW) == 7
