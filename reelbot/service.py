@@ -167,11 +167,8 @@ def hidden_character(value: str) -> tuple[int, str] | None:
             continue
         if _is_selector(cp):
             base = value[i - 1] if i else ""
-            if (
-                not base
-                or base.isspace()
-                or _is_selector(prev or 0)
-                or (unicodedata.category(base) in _REFUSED_CATEGORIES)
+            if not base or base.isspace() or _is_selector(prev or 0) or (
+                unicodedata.category(base) in _REFUSED_CATEGORIES
             ):
                 return i, ", a variation selector without a character to vary"
         elif cp in (ZWJ, ZWNJ):
