@@ -109,7 +109,7 @@ class Animate(commands.Cog):
             )
             request.provider = chosen.provider
             request.character = chosen.name
-        provider_obj, stored = self.generations.validate(request)
+        provider_obj, stored = await self.generations.prepare(interaction.guild_id, request)
         if chosen is not None:
             stored["character"] = chosen.name
             stored["character_id"] = chosen.id  # 🔁 looks the character up again by it
@@ -126,6 +126,7 @@ class Animate(commands.Cog):
             is_moderator=interaction_is_moderator(interaction, self.bot.config.moderator_role_ids),
             thread_id=channel.id if is_thread else None,
             image=upload,
+            role_ids=[r.id for r in getattr(interaction.user, "roles", ())],
         )
         try:
             where = await self.generations.open_thread(
@@ -267,6 +268,13 @@ class Animate(commands.Cog):
                 ),
                 thread_id=task.thread_id,
                 retry_of=task.id,
+                # The requester's roles (their limit is charged); looked up when
+                # a moderator re-runs someone else's request.
+                role_ids=(
+                    [r.id for r in payload.member.roles]
+                    if payload.member is not None and payload.user_id == task.requester_id
+                    else None
+                ),
             )
         except UserError as exc:
             await self._remove_reaction(payload)  # nothing ran: the 🔁 does not stay lit

@@ -1,126 +1,152 @@
-"""/quota: daily generation limits, shown to everyone and set by moderators."""
+"""/quota: credits per day, shown to everyone and set by moderators. Thin: parse,
+call one Spending method (reelbot/spending.py), reply."""
 
 from __future__ import annotations
 
-import time
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
+from reelbot import text
 from reelbot.permissions import interaction_is_moderator
 from reelbot.service import UserError
+from reelbot.spending import Spending
 
 if TYPE_CHECKING:
     from reelbot.app import Reelbot
 
-MAX_LIMIT = 10_000
-
-
-def _limit_text(limit: int) -> str:
-    return "unlimited" if limit == 0 else f"{limit} per day"
+MAX_LIMIT = 1_000_000
+MAX_PRICE = 10_000
+NO_PINGS = discord.AllowedMentions.none()
 
 
 @app_commands.guild_only()
-class Quota(commands.GroupCog, group_name="quota", group_description="Daily generation limits"):
+class Quota(commands.GroupCog, group_name="quota", group_description="Daily credit limits"):
     def __init__(self, bot: Reelbot) -> None:
         self.bot = bot
+        self.spending: Spending = bot.generations.spending
         super().__init__()
 
-    def _require_moderator(self, interaction: discord.Interaction) -> None:
-        if not interaction_is_moderator(interaction, self.bot.config.moderator_role_ids):
-            raise UserError("Only moderators (Manage Server, or a moderator role) can do that.")
+    def _is_moderator(self, interaction: discord.Interaction) -> bool:
+        return interaction_is_moderator(interaction, self.bot.config.moderator_role_ids)
 
-    async def _audit(
-        self, interaction: discord.Interaction, action: str, target: int | None, details: str
-    ) -> None:
+    def _moderator(self, interaction: discord.Interaction) -> int:
+        if not self._is_moderator(interaction):
+            raise UserError("Only moderators (Manage Server, or a moderator role) can do that.")
         assert interaction.guild_id is not None
-        await self.bot.store.audit(
-            interaction.guild_id,
-            interaction.user.id,
-            action,
-            target_id=target,
-            details=details,
-            now=time.time(),
+        return interaction.guild_id
+
+    async def _reply(self, interaction: discord.Interaction, answer: Awaitable[str]) -> None:
+        await interaction.response.send_message(
+            text.clip_message(await answer), ephemeral=True, allowed_mentions=NO_PINGS
         )
 
-    @app_commands.command(name="show", description="Today's usage and limit")
-    @app_commands.describe(user="Whose quota to show (moderators only for others)")
+    @app_commands.command(name="show", description="Credits used today, your limit, the budget")
+    @app_commands.describe(user="Whose usage to show (moderators only for others)")
     async def show(
         self, interaction: discord.Interaction, user: discord.Member | None = None
     ) -> None:
         assert interaction.guild_id is not None
         target = user or interaction.user
-        if target.id != interaction.user.id:
-            self._require_moderator(interaction)
-        store, now = self.bot.store, time.time()
-        status = await store.quota_status(
-            interaction.guild_id, target.id, now=now, default_limit=self.bot.config.daily_quota
-        )
-        usage = await store.usage_summary(interaction.guild_id, target.id)
-        whose = "You have" if target.id == interaction.user.id else f"{target.mention} has"
-        limit = "no daily limit" if status.limit == 0 else f"a limit of {status.limit}"
-        lines = [
-            f"{whose} used **{status.used}** generation(s) today, with {limit} "
-            f"({status.source} setting). Resets <t:{int(status.resets_at)}:R>.",
-            f"All time: {usage.tasks} task(s)"
-            + (f", {usage.credits:g} provider credits" if usage.credits else "")
-            + ".",
-        ]
-        if usage.by_provider and usage.credits:
-            lines.append(
-                "Credits by provider: "
-                + ", ".join(f"{p} {c:g}" for p, c in sorted(usage.by_provider.items()) if c)
-            )
-        await interaction.response.send_message(
-            "\n".join(lines), ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
+        own = target.id == interaction.user.id
+        if not own:
+            self._moderator(interaction)
+        guild = interaction.guild
+
+        def role_name(role_id: int) -> str | None:
+            role = guild.get_role(role_id) if guild is not None else None
+            return role.name if role is not None else None
+
+        await self._reply(
+            interaction,
+            self.spending.show(
+                interaction.guild_id,
+                target.id,
+                own=own,
+                target_roles=[r.id for r in getattr(target, "roles", ())],
+                role_name=role_name,
+                is_moderator=self._is_moderator(interaction),
+            ),
         )
 
-    @app_commands.command(name="set", description="Moderators: a member's daily limit")
-    @app_commands.describe(user="The member", limit="Generations per UTC day (0 = unlimited)")
+    @app_commands.command(name="set", description="Moderators: a member's daily credit limit")
+    @app_commands.describe(user="The member", limit="Credits per UTC day (0 = unlimited)")
     async def set_(
         self,
         interaction: discord.Interaction,
         user: discord.Member,
         limit: app_commands.Range[int, 0, MAX_LIMIT],
     ) -> None:
-        self._require_moderator(interaction)
-        assert interaction.guild_id is not None
-        await self.bot.store.set_user_limit(interaction.guild_id, user.id, limit)
-        await self._audit(interaction, "quota_set", user.id, f"limit={limit}")
-        await interaction.response.send_message(
-            f"{user.mention} can now make {_limit_text(limit)}.",
-            ephemeral=True,
-            allowed_mentions=discord.AllowedMentions.none(),
+        guild = self._moderator(interaction)
+        await self._reply(
+            interaction, self.spending.set_user(guild, interaction.user.id, user.id, limit)
         )
 
     @app_commands.command(name="default", description="Moderators: the server's default limit")
-    @app_commands.describe(limit="Generations per member per UTC day (0 = unlimited)")
+    @app_commands.describe(limit="Credits per member per UTC day (0 = unlimited)")
     async def default(
         self, interaction: discord.Interaction, limit: app_commands.Range[int, 0, MAX_LIMIT]
     ) -> None:
-        self._require_moderator(interaction)
-        assert interaction.guild_id is not None
-        await self.bot.store.set_guild_default(interaction.guild_id, limit)
-        await self._audit(interaction, "quota_default", None, f"limit={limit}")
-        await interaction.response.send_message(
-            f"Members without their own limit can now make {_limit_text(limit)}.",
-            ephemeral=True,
+        guild = self._moderator(interaction)
+        await self._reply(interaction, self.spending.set_default(guild, interaction.user.id, limit))
+
+    @app_commands.command(name="role", description="Moderators: daily credit limit for a role")
+    @app_commands.describe(
+        role="Members with this role", limit="Credits per UTC day (0 = unlimited; empty = remove)"
+    )
+    async def role(
+        self,
+        interaction: discord.Interaction,
+        role: discord.Role,
+        limit: app_commands.Range[int, 0, MAX_LIMIT] | None = None,
+    ) -> None:
+        guild = self._moderator(interaction)
+        await self._reply(
+            interaction,
+            self.spending.set_role(guild, interaction.user.id, role.id, role.name, limit),
         )
+
+    @app_commands.command(name="server", description="Moderators: the server's daily budget")
+    @app_commands.describe(limit="Credits everyone together may spend per UTC day (0 = unlimited)")
+    async def server(
+        self, interaction: discord.Interaction, limit: app_commands.Range[int, 0, MAX_LIMIT]
+    ) -> None:
+        guild = self._moderator(interaction)
+        await self._reply(interaction, self.spending.set_server(guild, interaction.user.id, limit))
+
+    @app_commands.command(name="cost", description="Moderators: credits one generation costs")
+    @app_commands.describe(provider="The provider", credits="Credits per generation")
+    async def cost(
+        self,
+        interaction: discord.Interaction,
+        provider: app_commands.Range[str, 1, 32],
+        credits: app_commands.Range[int, 0, MAX_PRICE],
+    ) -> None:
+        guild = self._moderator(interaction)
+        if provider not in self.bot.providers:
+            raise UserError(
+                f"`{text.clip(provider, 32)}` is not a provider this bot offers. "
+                f"Choose one of: {', '.join(self.bot.providers)}."
+            )
+        await self._reply(
+            interaction, self.spending.set_cost(guild, interaction.user.id, provider, credits)
+        )
+
+    @cost.autocomplete("provider")
+    async def provider_autocomplete(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        pairs = ((p, p) for p in self.bot.providers if current.lower() in p.lower())
+        return [app_commands.Choice(name=n, value=v) for n, v in text.choices(pairs)]
 
     @app_commands.command(name="reset", description="Moderators: clear a member's usage today")
     @app_commands.describe(user="The member")
     async def reset(self, interaction: discord.Interaction, user: discord.Member) -> None:
-        self._require_moderator(interaction)
-        assert interaction.guild_id is not None
-        before = await self.bot.store.reset_usage(interaction.guild_id, user.id, now=time.time())
-        await self._audit(interaction, "quota_reset", user.id, f"was={before}")
-        await interaction.response.send_message(
-            f"Cleared {user.mention}'s usage today (was {before}).",
-            ephemeral=True,
-            allowed_mentions=discord.AllowedMentions.none(),
-        )
+        guild = self._moderator(interaction)
+        await self._reply(interaction, self.spending.reset(guild, interaction.user.id, user.id))
 
 
 async def setup(bot: Reelbot) -> None:

@@ -33,12 +33,13 @@ from reelbot.inputs import InputStore
 from reelbot.poller import Poller, PollerSettings
 from reelbot.roles import ALL_IN_ONE, Role
 from reelbot.service import Generations, UserError
+from reelbot.spending import member_roles_via
 from reelbot.store import Store, open_store
 from reelbot.text import clip, clip_message
 
 log = logging.getLogger(__name__)
 
-COGS = ("cogs.animate", "cogs.quota", "cogs.jobs", "cogs.characters")
+COGS = ("cogs.animate", "cogs.quota", "cogs.jobs", "cogs.characters", "cogs.settings")
 
 
 def build_providers(config: Config, session: aiohttp.ClientSession) -> dict[str, Provider]:
@@ -255,6 +256,7 @@ class Reelbot(commands.AutoShardedBot):
             inputs=inputs,
             wake=self.poller.wake,
         )
+        self.generations.spending.roles_of = member_roles_via(self)
         if role.gateway:
             self.tree.on_error = self.on_app_command_error
             self.tree.interaction_check = _guild_only  # type: ignore[method-assign]

@@ -32,6 +32,7 @@ from reelbot.delivery import NO_PINGS
 from reelbot.downloads import sniff_content_type
 from reelbot.inputs import ALLOWED_IMAGE_TYPES, MAX_IMAGE_BYTES, discord_url_expiry
 from reelbot.service import UserError
+from reelbot.spending import Spending, member_roles_via
 from reelbot.store.base import Store
 from reelbot.store.models import (
     CharacterImage,
@@ -39,7 +40,6 @@ from reelbot.store.models import (
     CharacterUnavailable,
     DuplicateName,
     NewTask,
-    QuotaPolicy,
     SubmissionRefused,
     TaskRow,
 )
@@ -140,6 +140,7 @@ class Characters:
         self.client = client
         self.directory = directory
         self.wake = wake
+        self.spending = Spending(config=config, store=store, roles_of=member_roles_via(client))
         # Characters with a zip being unpacked right now: one zip at a time each. A
         # character's thread is in one guild, whose events reach one gateway process.
         self._unpacking: set[int] = set()
@@ -472,9 +473,10 @@ class Characters:
         """Move the character to training and create the task, as one guarded step in the
         store: of two /character train at once, one trains (and pays), the other is told."""
         provider = self.provider_for_training(character.provider)
-        policy = QuotaPolicy(
-            default_limit=self.config.daily_quota,
-            max_in_flight=0 if is_moderator else self.config.max_user_in_flight,
+        # Trainings cost CHARACTER_TRAINING_WEIGHT credits, under the same role limits
+        # and server budget as generations (no cooldown, as before).
+        policy = await self.spending.policy(
+            character.guild_id, character.owner_id, is_moderator=is_moderator, cooldown=False
         )
         try:
             return await self.store.start_training(

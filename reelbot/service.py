@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,8 +22,10 @@ from reelbot.config import Config
 from reelbot.delivery import CANCEL_EMOJI, NO_PINGS
 from reelbot.downloads import sniff_content_type
 from reelbot.inputs import ALLOWED_IMAGE_TYPES, MAX_IMAGE_BYTES, InputStore
+from reelbot.settings import ServerSettings, SettingsError
+from reelbot.spending import Spending
 from reelbot.store.base import Store
-from reelbot.store.models import NewTask, QuotaPolicy, SubmissionRefused, TaskRow
+from reelbot.store.models import NewTask, SubmissionRefused, TaskRow
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +215,9 @@ class Generations:
         self.providers = providers
         self.inputs = inputs
         self.wake = wake
+        # Server settings and spending: checked in create(), whatever the entry point.
+        self.settings = ServerSettings(config=config, store=store, providers=providers)
+        self.spending = Spending(config=config, store=store)
 
     # --- validation -------------------------------------------------------------------------
     def provider_for(self, provider_id: str | None) -> Provider:
@@ -234,6 +239,16 @@ class Generations:
     def _who_can(self, predicate: Callable[[Provider], bool]) -> str:
         able = [pid for pid, p in self.providers.items() if predicate(p)]
         return ", ".join(f"`{p}`" for p in able) if able else "none of the configured providers"
+
+    async def prepare(self, guild_id: int, req: AnimateRequest) -> tuple[Provider, dict[str, Any]]:
+        """``validate`` after this server's default provider and model (/settings
+        defaults) fill what the request left open."""
+        if req.provider is None:
+            provider, model = await self.settings.defaults(guild_id)
+            if provider is not None:
+                req.provider = provider
+                req.model = req.model or model
+        return self.validate(req)
 
     def validate(self, req: AnimateRequest) -> tuple[Provider, dict[str, Any]]:
         """Check a request against the provider; return it with the stored request dict."""
@@ -313,13 +328,6 @@ class Generations:
             raise UserError(f"The image is larger than {MAX_IMAGE_BYTES // 1048576} MiB.")
         return Upload(data, self.inputs.describe(data, actual, url=attachment.url))
 
-    def policy(self, *, is_moderator: bool) -> QuotaPolicy:
-        return QuotaPolicy(
-            default_limit=self.config.daily_quota,
-            cooldown=0.0 if is_moderator else self.config.user_cooldown,
-            max_in_flight=0 if is_moderator else self.config.max_user_in_flight,
-        )
-
     # --- creating tasks ---------------------------------------------------------------------
     async def create(
         self,
@@ -333,12 +341,16 @@ class Generations:
         thread_id: int | None = None,
         retry_of: int | None = None,
         image: Upload | None = None,
+        role_ids: Sequence[int] | None = None,
     ) -> TaskRow:
         """Record the intent (and take quota) before anything reaches the provider.
 
         A new first-frame ``image`` is written to disk only once the task exists: a
-        refused request (quota, cooldown, the provider's own checks) stores nothing.
+        refused request (server settings, quota, cooldown, the provider's own checks)
+        stores nothing. ``role_ids`` are the requester's roles (looked up when None),
+        for role limits.
         """
+        await self._check_settings(guild_id, channel_id, requester_id, request)
         if image is not None:
             request = dict(request, image=image.meta)
         elif request.get("image") and not await self.inputs.touch(request["image"]):
@@ -348,6 +360,10 @@ class Generations:
                 f"{days} days after their last use). Start a new /animate with the image."
             )
         await self.precheck(provider, request)
+        price = await self.spending.price(guild_id, provider.id)
+        policy = await self.spending.policy(
+            guild_id, requester_id, is_moderator=is_moderator, role_ids=role_ids
+        )
         try:
             task = await self.store.create_task(
                 NewTask(
@@ -361,9 +377,10 @@ class Generations:
                     retry_of=retry_of,
                     # The store checks, with the insert, that it is still usable.
                     character_id=request.get("character_id"),
+                    quota_weight=price,
                 ),
                 now=time.time(),
-                policy=self.policy(is_moderator=is_moderator),
+                policy=policy,
             )
         except SubmissionRefused as exc:
             raise UserError(str(exc)) from exc
@@ -382,6 +399,15 @@ class Generations:
         # a grace period and delivers it in the channel: a recorded intent is never lost.
         await self.store.update_task(task.id, next_action_at=time.time() + ANNOUNCE_GRACE)
         return task
+
+    async def _check_settings(
+        self, guild_id: int, channel_id: int, requester_id: int, request: Mapping[str, Any]
+    ) -> None:
+        """/settings: allowed channels and banned words, before anything is stored."""
+        try:
+            await self.settings.check_request(guild_id, channel_id, requester_id, request)
+        except SettingsError as exc:
+            raise UserError(str(exc)) from exc
 
     async def sweep_inputs(self, *, now: float) -> int:
         """Remove first-frame images that no task created within the retention period

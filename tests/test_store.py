@@ -23,6 +23,7 @@ import pytest
 from reelbot.store import NewTask, PostgresStore, QuotaExceeded, QuotaPolicy, SqliteStore, Store
 from reelbot.store.models import (
     REACTION_RETENTION,
+    BudgetExceeded,
     CharacterImage,
     CharacterUnavailable,
     CooldownActive,
@@ -51,6 +52,7 @@ def new_task(provider: str = "hiapi", user: int = U, **kw) -> NewTask:
 
 
 POLICY = QuotaPolicy(default_limit=3)
+POLICY_10 = QuotaPolicy(default_limit=10)
 AnyStore = SqliteStore | PostgresStore  # the protocol plus what tests peek at
 
 
@@ -755,3 +757,106 @@ async def test_short_links_are_one_per_task_and_url_and_expire(store: Store) -> 
     assert await store.resolve_short_link("t1", now=NOW + 59) == long_url
     assert await store.resolve_short_link("t2", now=NOW) is None
     assert await store.resolve_short_link("t1", now=NOW + 61) is None  # expired
+
+
+# --- spending: role limits, server budget, prices, settings (store/shared.py) ----------------
+async def test_role_limits_the_highest_wins_and_a_user_limit_wins_over_roles(
+    store: Store,
+) -> None:
+    await store.set_guild_default(G, 1)
+    await store.set_entry(G, "role_limit", "10", 2)
+    await store.set_entry(G, "role_limit", "20", 4)
+    status = await store.quota_status(G, U, now=NOW, default_limit=9, role_ids=(10, 20, 30))
+    assert (status.limit, status.source, status.role_id) == (4, "role", 20)
+    await store.set_entry(G, "role_limit", "30", 0)  # unlimited is the highest
+    status = await store.quota_status(G, U, now=NOW, default_limit=9, role_ids=(10, 20, 30))
+    assert (status.limit, status.source, status.role_id) == (0, "role", 30)
+    status = await store.quota_status(G, U, now=NOW, default_limit=9, role_ids=(99,))
+    assert (status.limit, status.source) == (1, "guild")
+    await store.set_user_limit(G, U, 3)
+    status = await store.quota_status(G, U, now=NOW, default_limit=9, role_ids=(30,))
+    assert (status.limit, status.source) == (3, "user")
+    policy = QuotaPolicy(default_limit=9, role_ids=(20,))
+    for _ in range(3):
+        await store.create_task(new_task(), now=NOW, policy=policy)
+    with pytest.raises(QuotaExceeded):
+        await store.create_task(new_task(), now=NOW, policy=policy)
+
+
+async def test_fifty_creations_from_two_processes_at_the_server_budget_edge(
+    backend: Backend,
+) -> None:
+    first, second = await backend.open(), await backend.open()
+    await first.set_guild_config(G, server_budget=7)
+    policy = QuotaPolicy(default_limit=0, enforce=False)  # moderators: the budget still binds
+    results = await asyncio.gather(
+        *(
+            (first if i % 2 else second).create_task(
+                new_task(user=1000 + i % 5), now=NOW, policy=policy
+            )
+            for i in range(50)
+        ),
+        return_exceptions=True,
+    )
+    assert sum(not isinstance(r, Exception) for r in results) == 7
+    assert sum(isinstance(r, BudgetExceeded) for r in results) == 43
+    assert await first.server_spend(G, now=NOW) == 7
+
+
+async def test_fifty_creations_at_the_edge_of_a_user_limit_with_a_price(store: Store) -> None:
+    policy = QuotaPolicy(default_limit=10)
+    results = await asyncio.gather(
+        *(store.create_task(new_task(quota_weight=3), now=NOW, policy=policy) for _ in range(50)),
+        return_exceptions=True,
+    )
+    assert sum(not isinstance(r, Exception) for r in results) == 3  # 9 of 10 credits
+    status = await store.quota_status(G, U, now=NOW, default_limit=10)
+    assert status.used == 9
+
+
+async def test_a_refund_goes_back_to_the_user_and_the_server_budget(store: Store) -> None:
+    await store.set_guild_config(G, server_budget=5)
+    task = await store.create_task(new_task(quota_weight=5), now=NOW, policy=POLICY_10)
+    with pytest.raises(BudgetExceeded):
+        await store.create_task(new_task(user=U + 1), now=NOW, policy=POLICY_10)
+    assert await store.refund(task.id)
+    assert await store.server_spend(G, now=NOW) == 0
+    assert (await store.quota_status(G, U, now=NOW, default_limit=10)).used == 0
+    await store.create_task(new_task(user=U + 1, quota_weight=5), now=NOW, policy=POLICY_10)
+    assert await store.top_spenders(G, now=NOW) == [(U + 1, 5)]
+
+
+async def test_guild_settings_round_trip(store: Store) -> None:
+    assert await store.credit_price(G, "foxapi") == 1
+    assert await store.set_entry(G, "price", "foxapi", 3) is None
+    assert await store.set_entry(G, "price", "foxapi", 4) == 3
+    await store.set_entry(G, "channel", "55", 1)
+    await store.set_entry(G, "banned_word", "blood bath", 0)
+    old = await store.set_guild_config(G, default_provider="foxapi", default_model="veo3.1-fast")
+    assert old == {"default_provider": None, "default_model": None}
+    settings = await store.guild_settings(G)
+    assert settings.prices == {"foxapi": 4} and settings.allowed_channels == {55}
+    assert settings.banned_words == ("blood bath",)
+    assert (settings.default_provider, settings.default_model) == ("foxapi", "veo3.1-fast")
+    assert await store.set_entry(G, "channel", "55", None) == 1
+    assert (await store.guild_settings(G)).allowed_channels == frozenset()
+    with pytest.raises(ValueError):
+        await store.set_entry(G, "nonsense", "x", 1)
+    with pytest.raises(ValueError):
+        await store.set_guild_config(G, daily_quota=5)
+
+
+async def test_a_training_is_charged_its_weight_against_the_server_budget(store: Store) -> None:
+    await store.set_guild_config(G, server_budget=6)
+    await store.create_task(new_task(user=U + 1, quota_weight=2), now=NOW, policy=POLICY_10)
+    cid = await _character_with_photos(store)
+    with pytest.raises(BudgetExceeded):  # 2 spent + 5 > 6, though the owner's limit is 10
+        await store.start_training(
+            _training(cid, weight=5), now=NOW, policy=POLICY_10, min_images=3
+        )
+    assert (await store.get_character(cid)).state == "collecting"
+    await store.set_guild_config(G, server_budget=7)
+    task = await store.start_training(
+        _training(cid, weight=5), now=NOW, policy=POLICY_10, min_images=3
+    )
+    assert task.quota_weight == 5 and await store.server_spend(G, now=NOW) == 7

@@ -6,13 +6,14 @@ Discord or a provider.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, Protocol
 
 from reelbot.store.models import (
     CallbackHint,
     CharacterImage,
     CharacterRow,
+    GuildSettings,
     NewTask,
     QuotaPolicy,
     QuotaStatus,
@@ -159,8 +160,40 @@ class Store(Protocol):
 
     # --- quotas & moderation ----------------------------------------------------------
     async def quota_status(
-        self, guild_id: int, user_id: int, *, now: float, default_limit: int
-    ) -> QuotaStatus: ...
+        self,
+        guild_id: int,
+        user_id: int,
+        *,
+        now: float,
+        default_limit: int,
+        role_ids: Sequence[int] = (),
+    ) -> QuotaStatus:
+        """Credits used today and the limit that applies (user → highest role → server
+        default → ``default_limit``), with the server's spend against its budget."""
+        ...
+
+    async def server_spend(self, guild_id: int, *, now: float) -> int: ...
+    async def top_spenders(
+        self, guild_id: int, *, now: float, limit: int = 5
+    ) -> list[tuple[int, int]]: ...
+    async def user_limit(self, guild_id: int, user_id: int) -> int | None: ...
+
+    # --- server settings (store/shared.py, the same for both backends) ----------------------
+    async def guild_settings(self, guild_id: int) -> GuildSettings: ...
+    async def set_guild_config(self, guild_id: int, **fields: Any) -> dict[str, Any]:
+        """server_budget / default_provider / default_model; returns the old values."""
+        ...
+
+    async def set_entry(
+        self, guild_id: int, kind: str, entry: str, value: int | None
+    ) -> int | None:
+        """channel / banned_word / price / role_limit entries; returns the old value."""
+        ...
+
+    async def credit_price(self, guild_id: int, provider: str) -> int: ...
+    async def audit_page(
+        self, guild_id: int, *, offset: int = 0, limit: int = 10
+    ) -> list[dict[str, Any]]: ...
     async def set_user_limit(self, guild_id: int, user_id: int, limit: int) -> None: ...
     async def set_guild_default(self, guild_id: int, limit: int) -> None: ...
     async def reset_usage(self, guild_id: int, user_id: int, *, now: float) -> int: ...

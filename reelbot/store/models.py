@@ -154,6 +154,8 @@ class QuotaPolicy:
     cooldown: float = 0.0  # seconds between one user's submissions
     max_in_flight: int = 0  # one user's concurrent in-flight tasks (0 = no cap)
     enforce: bool = True  # False: moderators' own requests still count but are not refused
+    # The requester's role ids, for /quota role limits (the highest of them applies).
+    role_ids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +164,10 @@ class QuotaStatus:
     used: int
     day: str
     resets_at: float
-    source: str  # "user", "guild" or "default"
+    source: str  # "user", "role", "guild" (server default) or "default" (DAILY_QUOTA)
+    role_id: int | None = None  # the role whose limit applies, when source is "role"
+    server_used: int = 0  # everyone's credits today in this guild
+    server_limit: int = 0  # the server's daily budget (0 = unlimited)
 
     @property
     def remaining(self) -> int | None:
@@ -177,8 +182,20 @@ class QuotaExceeded(SubmissionRefused):
     def __init__(self, status: QuotaStatus) -> None:
         self.status = status
         super().__init__(
-            f"You have used {status.used} of your {status.limit} generations today. "
+            f"You have used {status.used} of your {status.limit} credits today. "
             f"Your quota resets <t:{int(status.resets_at)}:R> (midnight UTC)."
+        )
+
+
+class BudgetExceeded(SubmissionRefused):
+    """The server's daily credit budget would be passed (moderators included)."""
+
+    def __init__(self, status: QuotaStatus, price: int) -> None:
+        self.status = status
+        super().__init__(
+            f"This server has used {status.server_used} of its {status.server_limit} credits "
+            f"today, and this request costs {price}. The budget resets "
+            f"<t:{int(status.resets_at)}:R> (midnight UTC)."
         )
 
 
@@ -283,3 +300,18 @@ class CharacterImage:
 
 class DuplicateName(Exception):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class GuildSettings:
+    """A server's /settings and spending configuration (guild_config + guild_entries)."""
+
+    guild_id: int
+    server_budget: int = 0
+    default_provider: str | None = None
+    default_model: str | None = None
+    allowed_channels: frozenset[int] = frozenset()
+    banned_words: tuple[str, ...] = ()
+    prices: dict[str, int] = field(default_factory=dict)
+    role_limits: dict[int, int] = field(default_factory=dict)
+    daily_default: int | None = None  # /quota default (None: DAILY_QUOTA applies)

@@ -39,16 +39,14 @@ from reelbot.store.models import (
     CooldownActive,
     DuplicateName,
     NewTask,
-    QuotaExceeded,
     QuotaPolicy,
-    QuotaStatus,
     TaskRow,
     TooManyInFlight,
     UsageSummary,
-    next_utc_midnight,
     utc_day,
 )
 from reelbot.store.schema import UPDATABLE, encode_field, load_migrations
+from reelbot.store.shared import CHARACTER_SELECT, SharedQueries
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +56,6 @@ CLOSE_GRACE = 10.0  # seconds close() waits for in-flight queries before cutting
 # (and be retried by the poller) rather than stall a lane forever.
 COMMAND_TIMEOUT = 60.0
 RELISTEN_MAX_DELAY = 30.0
-_CHARACTER_FIELDS = frozenset(
-    {"state", "thread_id", "panel_message_id", "provider_model_id", "task_id", "shared", "error"}
-)
-_CHARACTER_SELECT = (
-    "SELECT c.*, (SELECT COUNT(*) FROM character_images i WHERE i.character_id = c.id)"
-    " AS image_count FROM characters c"
-)
 
 
 def _lock_key(*parts: object) -> int:
@@ -82,7 +73,13 @@ def _rows_changed(status: str) -> int:
     return int(tail) if tail.isdigit() else 0
 
 
-class PostgresStore:
+def _dollar(sql: str) -> str:
+    """The shared queries' ``?`` placeholders as ``$1, $2, …`` (none sit in literals)."""
+    parts = sql.split("?")
+    return "".join(p + (f"${i + 1}" if i < len(parts) - 1 else "") for i, p in enumerate(parts))
+
+
+class PostgresStore(SharedQueries):
     # Several processes may share the database: a starting process must not void the
     # leases of the others (expired leases are re-claimed instead).
     single_process = False
@@ -165,6 +162,19 @@ class PostgresStore:
     async def _transaction(self) -> AsyncIterator[asyncpg.Connection]:
         async with self.pool.acquire() as conn, conn.transaction():
             yield conn
+
+    @contextlib.asynccontextmanager
+    async def _reading(self) -> AsyncIterator[asyncpg.Connection]:
+        async with self.pool.acquire() as conn:
+            yield conn
+
+    async def _q(
+        self, conn: asyncpg.Connection, sql: str, params: Any = ()
+    ) -> list[dict[str, Any]]:
+        return [dict(r) for r in await conn.fetch(_dollar(sql), *params)]
+
+    async def _x(self, conn: asyncpg.Connection, sql: str, params: Any = ()) -> None:
+        await conn.execute(_dollar(sql), *params)
 
     # --- waking workers ---------------------------------------------------------------------
     @staticmethod
@@ -251,7 +261,7 @@ class PostgresStore:
                 min_images,
             )
             if moved is None:
-                row = await conn.fetchrow(f"{_CHARACTER_SELECT} WHERE c.id = $1", task.character_id)
+                row = await conn.fetchrow(f"{CHARACTER_SELECT} WHERE c.id = $1", task.character_id)
                 raise CharacterUnavailable(
                     task.character_id,
                     row["state"] if row else None,
@@ -275,14 +285,13 @@ class PostgresStore:
     ) -> TaskRow:
         """Check the limits, take the quota and insert the task (inside a transaction)."""
         day = utc_day(now)
+        # Held until commit: another creation in this guild (in any process) waits
+        # here, then sees this one's task and usage. Per guild, not per member: the
+        # server budget is shared by everyone in it.
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _lock_key("quota", task.guild_id))
         if policy.enforce:
-            # Held until commit: another creation for this user (in any process)
-            # waits here, then sees this one's task and usage.
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock($1)",
-                _lock_key("quota", task.guild_id, task.requester_id),
-            )
             await self._check_limits(conn, task, now=now, policy=policy)
+        await self._check_charge(conn, task, now=now, policy=policy)
         epoch = await conn.fetchval(
             "INSERT INTO quota_usage (guild_id, user_id, day, used) VALUES ($1, $2, $3, $4) "
             "ON CONFLICT (guild_id, user_id, day) "
@@ -337,11 +346,6 @@ class PostgresStore:
             )
             if in_flight >= policy.max_in_flight:
                 raise TooManyInFlight(policy.max_in_flight)
-        status = await self._quota_status(
-            conn, task.guild_id, task.requester_id, now=now, default_limit=policy.default_limit
-        )
-        if status.limit and status.used + task.quota_weight > status.limit:
-            raise QuotaExceeded(status)
 
     async def get_task(self, task_id: int) -> TaskRow | None:
         row = await self.pool.fetchrow("SELECT * FROM tasks WHERE id = $1", task_id)
@@ -637,57 +641,6 @@ class PostgresStore:
         )
 
     # --- quotas & moderation ------------------------------------------------------------------
-    async def quota_status(
-        self, guild_id: int, user_id: int, *, now: float, default_limit: int
-    ) -> QuotaStatus:
-        async with self.pool.acquire() as conn:
-            return await self._quota_status(
-                conn, guild_id, user_id, now=now, default_limit=default_limit
-            )
-
-    @staticmethod
-    async def _quota_status(
-        conn: asyncpg.Connection, guild_id: int, user_id: int, *, now: float, default_limit: int
-    ) -> QuotaStatus:
-        day = utc_day(now)
-        row = await conn.fetchrow(
-            "SELECT"
-            " (SELECT daily_limit FROM user_quotas WHERE guild_id = $1 AND user_id = $2),"
-            " (SELECT daily_quota FROM guild_settings WHERE guild_id = $1),"
-            " (SELECT used FROM quota_usage WHERE guild_id = $1 AND user_id = $2 AND day = $3)",
-            guild_id,
-            user_id,
-            day,
-        )
-        assert row is not None
-        user_limit, guild_limit, used = row[0], row[1], row[2] or 0
-        if user_limit is not None:
-            limit, source = user_limit, "user"
-        elif guild_limit is not None:
-            limit, source = guild_limit, "guild"
-        else:
-            limit, source = default_limit, "default"
-        return QuotaStatus(
-            limit=limit, used=used, day=day, resets_at=next_utc_midnight(now), source=source
-        )
-
-    async def set_user_limit(self, guild_id: int, user_id: int, limit: int) -> None:
-        await self.pool.execute(
-            "INSERT INTO user_quotas (guild_id, user_id, daily_limit) VALUES ($1, $2, $3) "
-            "ON CONFLICT (guild_id, user_id) DO UPDATE SET daily_limit = EXCLUDED.daily_limit",
-            guild_id,
-            user_id,
-            limit,
-        )
-
-    async def set_guild_default(self, guild_id: int, limit: int) -> None:
-        await self.pool.execute(
-            "INSERT INTO guild_settings (guild_id, daily_quota) VALUES ($1, $2) "
-            "ON CONFLICT (guild_id) DO UPDATE SET daily_quota = EXCLUDED.daily_quota",
-            guild_id,
-            limit,
-        )
-
     async def reset_usage(self, guild_id: int, user_id: int, *, now: float) -> int:
         """Clear today's usage; returns what it was."""
         async with self._transaction() as conn:
@@ -723,36 +676,6 @@ class PostgresStore:
             by_provider=by_provider,
         )
 
-    async def audit(
-        self,
-        guild_id: int,
-        actor_id: int,
-        action: str,
-        *,
-        target_id: int | None,
-        details: str,
-        now: float,
-    ) -> None:
-        await self.pool.execute(
-            "INSERT INTO audit_log (guild_id, actor_id, action, target_id, details, at) "
-            "VALUES ($1, $2, $3, $4, $5, $6)",
-            guild_id,
-            actor_id,
-            action,
-            target_id,
-            details,
-            now,
-        )
-
-    async def audit_entries(self, guild_id: int, *, limit: int = 50) -> list[dict[str, Any]]:
-        rows = await self.pool.fetch(
-            "SELECT actor_id, action, target_id, details, at FROM audit_log WHERE guild_id = $1 "
-            "ORDER BY id DESC LIMIT $2",
-            guild_id,
-            limit,
-        )
-        return [dict(r) for r in rows]
-
     async def claim_reaction(
         self, message_id: int, user_id: int, emoji: str, *, now: float, window: float
     ) -> bool:
@@ -777,11 +700,6 @@ class PostgresStore:
         return row is not None
 
     # --- characters -------------------------------------------------------------------------
-    async def _fetch_characters(self, where: str, *params: Any) -> list[CharacterRow]:
-        sql = f"{_CHARACTER_SELECT} WHERE {where} ORDER BY c.name, c.id"
-        rows = await self.pool.fetch(sql, *params)
-        return [CharacterRow.from_mapping(r) for r in rows]
-
     async def create_character(
         self, *, guild_id: int, owner_id: int, name: str, provider: str, now: float
     ) -> CharacterRow:
@@ -800,31 +718,6 @@ class PostgresStore:
             raise DuplicateName(name) from exc
         assert row is not None
         return CharacterRow.from_mapping(row)
-
-    async def get_character(self, character_id: int) -> CharacterRow | None:
-        found = await self._fetch_characters("c.id = $1", character_id)
-        return found[0] if found else None
-
-    async def character_by_thread(self, thread_id: int) -> CharacterRow | None:
-        found = await self._fetch_characters("c.thread_id = $1", thread_id)
-        return found[0] if found else None
-
-    async def guild_characters(self, guild_id: int) -> list[CharacterRow]:
-        return await self._fetch_characters("c.guild_id = $1", guild_id)
-
-    async def update_character(self, character_id: int, **fields: Any) -> None:
-        unknown = set(fields) - _CHARACTER_FIELDS
-        if unknown:
-            raise ValueError(f"not updatable: {sorted(unknown)}")
-        if "shared" in fields:
-            fields["shared"] = bool(fields["shared"])  # BOOLEAN here; SQLite took 0/1 too
-        names = list(fields)
-        assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(names, 1))
-        sql = (
-            f"UPDATE characters SET {assignments}, updated_at = ${len(names) + 1} "  # noqa: S608
-            f"WHERE id = ${len(names) + 2}"
-        )
-        await self.pool.execute(sql, *fields.values(), time.time(), character_id)
 
     async def add_character_image(
         self, character_id: int, image: CharacterImage, *, now: float, limit: int
@@ -852,14 +745,6 @@ class PostgresStore:
                 now,
             )
         return "added" if added is not None else "duplicate"
-
-    async def character_images(self, character_id: int) -> list[CharacterImage]:
-        rows = await self.pool.fetch(
-            "SELECT sha256, content_type, size, channel_id, message_id, url FROM"
-            " character_images WHERE character_id = $1 ORDER BY added_at, sha256",
-            character_id,
-        )
-        return [CharacterImage(*tuple(r)) for r in rows]
 
     async def delete_character(self, character_id: int) -> list[CharacterImage]:
         """Remove the character and its image records; return what the files were."""

@@ -24,16 +24,14 @@ from reelbot.store.models import (
     CooldownActive,
     DuplicateName,
     NewTask,
-    QuotaExceeded,
     QuotaPolicy,
-    QuotaStatus,
     TaskRow,
     TooManyInFlight,
     UsageSummary,
-    next_utc_midnight,
     utc_day,
 )
 from reelbot.store.schema import UPDATABLE, encode_field, load_migrations
+from reelbot.store.shared import CHARACTER_SELECT, SharedQueries
 
 # load_migrations lives in schema.py (shared by both backends); re-exported here.
 __all__ = ["SqliteStore", "load_migrations"]
@@ -41,7 +39,7 @@ __all__ = ["SqliteStore", "load_migrations"]
 log = logging.getLogger(__name__)
 
 
-class SqliteStore:
+class SqliteStore(SharedQueries):
     # One process per database file, so a starting process owns every lease in it.
     single_process = True
 
@@ -114,6 +112,19 @@ class SqliteStore:
                 raise
             await self.db.execute("COMMIT")
 
+    @contextlib.asynccontextmanager
+    async def _reading(self) -> AsyncIterator[aiosqlite.Connection]:
+        yield self.db
+
+    async def _q(
+        self, conn: aiosqlite.Connection, sql: str, params: Any = ()
+    ) -> list[dict[str, Any]]:
+        async with conn.execute(sql, tuple(params)) as cur:
+            return [dict(r) for r in await cur.fetchall()]
+
+    async def _x(self, conn: aiosqlite.Connection, sql: str, params: Any = ()) -> None:
+        await conn.execute(sql, tuple(params))
+
     async def _write(self, sql: str, params: Any = ()) -> aiosqlite.Cursor:
         """One statement, atomic on its own (autocommit): one trip to the SQLite thread
         instead of three (BEGIN, statement, COMMIT). Under the write lock, so it never
@@ -152,7 +163,7 @@ class SqliteStore:
             )
             if cur.rowcount != 1:
                 async with db.execute(
-                    f"{self._CHARACTER_SELECT} WHERE c.id = ?", (task.character_id,)
+                    f"{CHARACTER_SELECT} WHERE c.id = ?", (task.character_id,)
                 ) as found:
                     row = await found.fetchone()
                 raise CharacterUnavailable(
@@ -194,6 +205,8 @@ class SqliteStore:
         day = utc_day(now)
         if policy.enforce:
             await self._check_limits(db, task, now=now, day=day, policy=policy)
+        # The server budget binds moderators too; the write lock makes it atomic.
+        await self._check_charge(db, task, now=now, policy=policy)
         async with db.execute(
             "INSERT INTO quota_usage (guild_id, user_id, day, used) VALUES (?, ?, ?, ?) "
             "ON CONFLICT(guild_id, user_id, day) DO UPDATE SET used = used + excluded.used "
@@ -258,11 +271,6 @@ class SqliteStore:
                 row = await cur.fetchone()
             if row and row[0] >= policy.max_in_flight:
                 raise TooManyInFlight(policy.max_in_flight)
-        status = await self._quota_status(
-            db, task.guild_id, task.requester_id, now=now, default_limit=policy.default_limit
-        )
-        if status.limit and status.used + task.quota_weight > status.limit:
-            raise QuotaExceeded(status)
 
     async def get_task(self, task_id: int) -> TaskRow | None:
         return await self._fetch_task("SELECT * FROM tasks WHERE id = ?", (task_id,))
@@ -528,54 +536,6 @@ class SqliteStore:
         return int(row[0]) if row else 0
 
     # --- quotas & moderation ------------------------------------------------------------
-    async def quota_status(
-        self, guild_id: int, user_id: int, *, now: float, default_limit: int
-    ) -> QuotaStatus:
-        return await self._quota_status(
-            self.db, guild_id, user_id, now=now, default_limit=default_limit
-        )
-
-    @staticmethod
-    async def _quota_status(
-        db: aiosqlite.Connection, guild_id: int, user_id: int, *, now: float, default_limit: int
-    ) -> QuotaStatus:
-        day = utc_day(now)
-        async with db.execute(
-            "SELECT"
-            " (SELECT daily_limit FROM user_quotas WHERE guild_id = ? AND user_id = ?),"
-            " (SELECT daily_quota FROM guild_settings WHERE guild_id = ?),"
-            " (SELECT used FROM quota_usage WHERE guild_id = ? AND user_id = ? AND day = ?)",
-            (guild_id, user_id, guild_id, guild_id, user_id, day),
-        ) as cur:
-            row = await cur.fetchone()
-        assert row is not None
-        user_limit, guild_limit, used = row[0], row[1], row[2] or 0
-        if user_limit is not None:
-            limit, source = user_limit, "user"
-        elif guild_limit is not None:
-            limit, source = guild_limit, "guild"
-        else:
-            limit, source = default_limit, "default"
-        return QuotaStatus(
-            limit=limit, used=used, day=day, resets_at=next_utc_midnight(now), source=source
-        )
-
-    async def set_user_limit(self, guild_id: int, user_id: int, limit: int) -> None:
-        async with self._transaction() as db:
-            await db.execute(
-                "INSERT INTO user_quotas (guild_id, user_id, daily_limit) VALUES (?, ?, ?) "
-                "ON CONFLICT(guild_id, user_id) DO UPDATE SET daily_limit = excluded.daily_limit",
-                (guild_id, user_id, limit),
-            )
-
-    async def set_guild_default(self, guild_id: int, limit: int) -> None:
-        async with self._transaction() as db:
-            await db.execute(
-                "INSERT INTO guild_settings (guild_id, daily_quota) VALUES (?, ?) "
-                "ON CONFLICT(guild_id) DO UPDATE SET daily_quota = excluded.daily_quota",
-                (guild_id, limit),
-            )
-
     async def reset_usage(self, guild_id: int, user_id: int, *, now: float) -> int:
         """Clear today's usage; returns what it was."""
         params = (guild_id, user_id, utc_day(now))
@@ -608,32 +568,6 @@ class SqliteStore:
             by_provider=by_provider,
         )
 
-    async def audit(
-        self,
-        guild_id: int,
-        actor_id: int,
-        action: str,
-        *,
-        target_id: int | None,
-        details: str,
-        now: float,
-    ) -> None:
-        async with self._transaction() as db:
-            await db.execute(
-                "INSERT INTO audit_log (guild_id, actor_id, action, target_id, details, at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (guild_id, actor_id, action, target_id, details, now),
-            )
-
-    async def audit_entries(self, guild_id: int, *, limit: int = 50) -> list[dict[str, Any]]:
-        async with self.db.execute(
-            "SELECT actor_id, action, target_id, details, at FROM audit_log WHERE guild_id = ? "
-            "ORDER BY id DESC LIMIT ?",
-            (guild_id, limit),
-        ) as cur:
-            rows = await cur.fetchall()
-        return [dict(r) for r in rows]
-
     async def claim_reaction(
         self, message_id: int, user_id: int, emoji: str, *, now: float, window: float
     ) -> bool:
@@ -651,16 +585,6 @@ class SqliteStore:
             return cur.rowcount == 1
 
     # --- characters -------------------------------------------------------------------
-    _CHARACTER_SELECT = (
-        "SELECT c.*, (SELECT COUNT(*) FROM character_images i WHERE i.character_id = c.id)"
-        " AS image_count FROM characters c"
-    )
-
-    async def _fetch_characters(self, where: str, params: tuple[Any, ...]) -> list[CharacterRow]:
-        sql = f"{self._CHARACTER_SELECT} WHERE {where} ORDER BY c.name, c.id"
-        async with self.db.execute(sql, params) as cur:
-            rows = await cur.fetchall()
-        return [CharacterRow.from_mapping(r) for r in rows]
 
     async def create_character(
         self, *, guild_id: int, owner_id: int, name: str, provider: str, now: float
@@ -677,35 +601,6 @@ class SqliteStore:
                 raise DuplicateName(name) from exc
         assert row is not None
         return CharacterRow.from_mapping(row)
-
-    async def get_character(self, character_id: int) -> CharacterRow | None:
-        found = await self._fetch_characters("c.id = ?", (character_id,))
-        return found[0] if found else None
-
-    async def character_by_thread(self, thread_id: int) -> CharacterRow | None:
-        found = await self._fetch_characters("c.thread_id = ?", (thread_id,))
-        return found[0] if found else None
-
-    async def guild_characters(self, guild_id: int) -> list[CharacterRow]:
-        return await self._fetch_characters("c.guild_id = ?", (guild_id,))
-
-    async def update_character(self, character_id: int, **fields: Any) -> None:
-        allowed = {
-            "state",
-            "thread_id",
-            "panel_message_id",
-            "provider_model_id",
-            "task_id",
-            "shared",
-            "error",
-        }
-        unknown = set(fields) - allowed
-        if unknown:
-            raise ValueError(f"not updatable: {sorted(unknown)}")
-        assignments = ", ".join(f"{name} = ?" for name in fields)  # whitelisted names
-        sql = f"UPDATE characters SET {assignments}, updated_at = ? WHERE id = ?"  # noqa: S608
-        async with self._transaction() as db:
-            await db.execute(sql, (*fields.values(), time.time(), character_id))
 
     async def add_character_image(
         self, character_id: int, image: CharacterImage, *, now: float, limit: int
@@ -733,15 +628,6 @@ class SqliteStore:
                 ),
             )
             return "added" if cur2.rowcount == 1 else "duplicate"
-
-    async def character_images(self, character_id: int) -> list[CharacterImage]:
-        async with self.db.execute(
-            "SELECT sha256, content_type, size, channel_id, message_id, url FROM"
-            " character_images WHERE character_id = ? ORDER BY added_at, sha256",
-            (character_id,),
-        ) as cur:
-            rows = await cur.fetchall()
-        return [CharacterImage(*tuple(r)) for r in rows]
 
     async def delete_character(self, character_id: int) -> list[CharacterImage]:
         """Remove the character and its image records; return what the files were."""

@@ -43,7 +43,7 @@ async def used_today(world: World, user: str) -> int:
 
 # --- quotas ------------------------------------------------------------------------------
 async def test_over_quota_is_refused_then_a_moderator_raises_the_limit(world: World) -> None:
-    await refused(await world.command("quota default", "mod", limit=1), "1 per day")
+    await refused(await world.command("quota default", "mod", limit=1), "1 credit per day")
     await run_one(world, "alice")
     hiapi = world.providers["hiapi"]
     submitted = len(hiapi.submissions)
@@ -55,7 +55,8 @@ async def test_over_quota_is_refused_then_a_moderator_raises_the_limit(world: Wo
     assert len(hiapi.submissions) == submitted  # nothing reached the provider
 
     await refused(
-        await world.command("quota set", "mod", user=world.users["alice"], limit=3), "3 per day"
+        await world.command("quota set", "mod", user=world.users["alice"], limit=3),
+        "3 credits per day",
     )
     await run_one(world, "alice", prompt="allowed now")
     show = await refused(await world.command("quota show", "alice"), "used **2**")
@@ -64,7 +65,8 @@ async def test_over_quota_is_refused_then_a_moderator_raises_the_limit(world: Wo
 
 async def test_concurrent_submissions_at_the_limit_only_one_passes(world: World) -> None:
     await refused(
-        await world.command("quota set", "admin", user=world.users["bob"], limit=1), "1 per day"
+        await world.command("quota set", "admin", user=world.users["bob"], limit=1),
+        "1 credit per day",
     )
     interactions = await asyncio.gather(
         *(world.animate("bob", prompt=f"race {i}", provider="foxapi") for i in range(4))

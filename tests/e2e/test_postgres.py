@@ -102,3 +102,33 @@ async def test_a_callback_to_a_gateway_process_wakes_the_worker_through_notify(
     await video_lands(world, thread_id, task_id)
     assert gateway.callbacks.received == 1 and worker.callbacks.received == 0
     assert gateway.poller.claimed_total == 0
+
+
+async def test_settings_and_the_server_budget_on_postgres(postgres_url: str, world_factory) -> None:
+    """/settings and spending on the PostgreSQL backend: a banned word, a role limit and
+    20 concurrent requests at the edge of the server budget (exactly the budget passes)."""
+    import asyncio
+
+    from tests.helpers import refused
+
+    world = await world_factory(env={"DATABASE_URL": postgres_url})
+    await refused(await world.command("settings banned-words add", "mod", words="gore"), "1 new")
+    await refused(
+        await world.animate("alice", prompt="Gore!", provider="foxapi"), "does not allow"
+    )
+    vip = world.discord.add_role(world.guild_id, "VIP")
+    world.users["vera"] = world.discord.add_member(world.guild_id, "vera", roles=[vip])
+    await refused(await world.command("quota role", "mod", role=vip, limit=0), "VIP")
+    await refused(await world.command("quota server", "mod", limit=6), "6 credits")
+    ixs = await asyncio.gather(
+        *(world.animate(u, prompt=f"pg {i}", provider="foxapi") for i, u in
+          enumerate(["vera", "alice", "bob", "mod"] * 5))
+    )  # fmt: skip
+    texts = []
+    for ix in ixs:
+        await ix.wait_for_content(lambda c: bool(c), timeout=30)
+        texts.append(ix.response_content)
+    assert sum("On it" in t for t in texts) == 6, texts
+    assert sum("this server has used 6 of its 6" in t.lower() for t in texts) == 14, texts
+    shown = await refused(await world.command("quota show", "vera"), "VIP")
+    assert "unlimited" in shown or "no daily limit" in shown

@@ -141,7 +141,8 @@ async def test_echoed_text_never_pings(world: World) -> None:
 
 # --- moderator-only paths -------------------------------------------------------------------------
 def _filler(option: dict, world: World):
-    return {6: world.users["bob"], 4: 1, 3: "x", 5: True}[option["type"]]
+    kinds = {6: world.users["bob"], 4: 1, 3: "x", 5: True, 7: world.channel_id}
+    return world.mod_role_id if option["type"] == 8 else kinds[option["type"]]
 
 
 async def test_every_moderator_command_refuses_members(world: World) -> None:
@@ -152,7 +153,14 @@ async def test_every_moderator_command_refuses_members(world: World) -> None:
         for sub in command.get("options", []):
             if sub["type"] == 1 and sub.get("description", "").startswith("Moderators"):
                 privileged.append((f"{command['name']} {sub['name']}", sub))
-    assert {name for name, _ in privileged} >= {"quota set", "quota default", "quota reset"}
+            for leaf in sub.get("options", []) if sub["type"] == 2 else ():  # subcommand groups
+                if leaf["type"] == 1 and leaf.get("description", "").startswith("Moderators"):
+                    privileged.append((f"{command['name']} {sub['name']} {leaf['name']}", leaf))
+    assert {name for name, _ in privileged} >= {
+        "quota set", "quota default", "quota reset", "quota role", "quota server", "quota cost",
+        "settings channel", "settings defaults", "settings audit",
+        "settings banned-words add", "settings banned-words remove", "settings banned-words list",
+    }  # fmt: skip
     for name, sub in privileged:
         options = {o["name"]: _filler(o, world) for o in sub.get("options", []) if o["required"]}
         await refused(await world.command(name, "alice", **options), "moderator")
