@@ -21,9 +21,11 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import random
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -113,6 +115,16 @@ async def control(
     ) as resp:
         resp.raise_for_status()
         return await resp.json()
+
+
+def start_pyspy(path: str, seconds: float) -> subprocess.Popen[bytes] | None:
+    """Sample this process with py-spy for the measured window (``--pyspy PATH``)."""
+    if not path:
+        return None
+    cmd = [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(os.getpid())]
+    cmd += ["--duration", str(max(1, int(seconds))), "--format", "raw", "--output", path]
+    cmd += ["--gil"]  # what holds the GIL: the one core the event loop runs on
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 async def start_bot(env: dict[str, str]) -> tuple[Reelbot, asyncio.Task[None]]:
@@ -447,12 +459,15 @@ async def poller_round(args: argparse.Namespace, world: dict[str, Any]) -> dict[
                 ops0, ticks0 = store_meter.total(), bot.poller.ticks
                 calls0, cpu0 = dict(provider_meter.calls), time.process_time()
                 provider_meter.reset_peaks()
+                spy = start_pyspy(args.pyspy, args.duration - args.warmup)
                 await asyncio.sleep(max(0.0, t_ready + args.duration - time.monotonic()))
                 t_e = time.monotonic()
                 c1 = await control(session, world, "GET", "/counters")
                 ops1, ticks1 = store_meter.total(), bot.poller.ticks
                 calls1, cpu1 = dict(provider_meter.calls), time.process_time()
                 results = await control(session, world, "GET", "/results")
+                if spy is not None:
+                    spy.wait(timeout=60)
                 in_flight = await bot.store.count_unfinished()
             finally:
                 arrivals.cancel()
@@ -485,6 +500,11 @@ async def poller_round(args: argparse.Namespace, world: dict[str, Any]) -> dict[
         p["tasks"] for p in c0["providers"].values()
     )
     api_calls = sum(calls1.values()) - sum(calls0.values())
+    # Discord requests in the window per final message posted in it (every in-flight
+    # task's status edits included: that is what the 50 requests/s global limit sees).
+    finals_in_window = sum(1 for f in finals.values() if t_w <= f["at"] < t_e)
+    discord = {k: v - c0["discord"].get(k, 0) for k, v in c1["discord"].items()}
+    per_delivery = {k: round(v / max(1, finals_in_window), 2) for k, v in discord.items()}
     n_done = max(1, len(completed))
     lags = lag.between(t_w, t_e)
     return {
@@ -512,6 +532,9 @@ async def poller_round(args: argparse.Namespace, world: dict[str, Any]) -> dict[
             summary(poller_meter.lateness(t_w, t_e, delivery=True)), "p50", "p95", "max"
         ),
         "bot_cpu_percent": round(100 * (cpu1 - cpu0) / window, 1),
+        "bot_cpu_ms_per_provider_call": round(1000 * (cpu1 - cpu0) / max(1, api_calls), 3),
+        "discord_requests_per_delivery": per_delivery,
+        "discord_requests_per_s": round(discord["total"] / window, 1),
         "world_cpu_percent": round(100 * (c1["cpu_s"] - c0["cpu_s"]) / window, 1),
         "provider_max_in_flight": dict(provider_meter.max_in_flight),
         "provider_peak_requests_per_s": provider_meter.peak_rate(t_w, t_e),
@@ -833,6 +856,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--due", type=int, default=40)
     p.add_argument("--tick-reps", type=int, default=40)
     p.add_argument("--profile", default="", help="write a cProfile dump of the round here")
+    p.add_argument(
+        "--pyspy", default="", help="poller: py-spy samples of the measured window (raw) here"
+    )
     return p
 
 

@@ -266,8 +266,27 @@ class World:
                 "now": time.monotonic(),
                 "cpu_s": time.process_time(),
                 "providers": {pid: b.counters() for pid, b in self.bench.items()},
+                "discord": self._discord_counts(),
             }
         )
+
+    def _discord_counts(self) -> dict[str, int]:
+        """The bot's Discord REST requests so far, by what they do."""
+        counts = dict.fromkeys(("messages", "edits", "reactions", "reads", "other", "total"), 0)
+        for method, path, _ in self.discord.request_log:
+            if "/reactions/" in path:
+                kind = "reactions"
+            elif "/messages" in path and method == "POST":
+                kind = "messages"
+            elif "/messages/" in path and method == "PATCH":
+                kind = "edits"
+            elif method == "GET":
+                kind = "reads"
+            else:
+                kind = "other"
+            counts[kind] += 1
+            counts["total"] += 1
+        return counts
 
     async def _results(self, request: web.Request) -> web.Response:
         complete_at: dict[str, float] = {}
