@@ -19,10 +19,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
 import random
+import secrets
 import sqlite3
 import statistics
 import subprocess
@@ -49,6 +51,7 @@ from benchmarks.measure import (
     summary,
 )
 from benchmarks.workload import Workload
+from doubles.harness import free_port
 from providers import PROVIDER_IDS
 from providers.base import GenerationRequest, InputImage, Provider, TaskStatus
 from reelbot import messages
@@ -86,12 +89,35 @@ def bot_env(world: dict[str, Any], data_dir: Path, args: argparse.Namespace) -> 
         "ALLOW_LOCAL_URLS": "true",
         "LOG_LEVEL": "WARNING",
     }
+    if getattr(args, "callbacks", False):  # the world's doubles call back (SPEC §6)
+        port = free_port()
+        env |= {
+            "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+            "WEBHOOK_HOST": "127.0.0.1",
+            "WEBHOOK_PORT": str(port),
+        }
     for pid, base in world["providers"].items():
         if pid not in args.providers.split(","):
             continue
         env[f"{pid.upper()}_API_KEY"] = world["api_key"]
         env[f"{pid.upper()}_BASE_URL"] = base
     return env
+
+
+def callback_net(age: float, floor: float, ceiling: float, model: Any) -> float:
+    """The poller's safety-net interval for a task with a callback, ``age`` old."""
+    interval = poller_module.next_poll_interval(
+        age=age,
+        floor=floor,
+        ceiling=ceiling,
+        previous_progress=None,
+        progress=None,
+        since_last_poll=floor,
+        model=model,
+    )
+    return poller_module.callback_safety_net(
+        interval, ceiling=ceiling, timeout=3600.0, age=age, model=model
+    )
 
 
 def use_naive_policy() -> None:
@@ -179,6 +205,7 @@ class Population:
         self.image_meta = image_meta
         self.rng = rng
         self.serial_to_task: dict[int, int] = {}
+        self.callback_base = ""  # PUBLIC_BASE_URL when the world calls back
         self.next_serial = 0
         self.next_thread = 0
 
@@ -215,14 +242,21 @@ class Population:
             provider = providers[pid]
             prompt = f"benchmark clip #b{serial}/{total:.3f}/{age:.3f}"
             request = self._request(pid, provider, prompt)
-            provider_task_id = await provider.submit(
-                GenerationRequest(
-                    prompt=prompt,
-                    model=request.get("model"),
-                    image=image if pid == "higgsfield_feed" else None,
-                ),
-                idempotency_key=f"bench-{serial}",
+            generation = GenerationRequest(
+                prompt=prompt,
+                model=request.get("model"),
+                image=image if pid == "higgsfield_feed" else None,
             )
+            # As the poller submits (with a callback URL where there are callbacks).
+            token = None
+            if self.callback_base and provider.capabilities.callbacks:
+                token = secrets.token_urlsafe(poller_module.CALLBACK_TOKEN_BYTES)
+                url = poller_module.callback_url(self.callback_base, pid, token)
+                generation = dataclasses.replace(generation, callback_url=url)
+            call = await provider.prepare_submit(generation)
+            if token is not None and url not in call.body:
+                token = None
+            provider_task_id = await provider.send_submit(call, idempotency_key=f"bench-{serial}")
             started = ref_wall - age
             row = await store.create_task(
                 NewTask(
@@ -253,6 +287,14 @@ class Population:
                 since_last_poll=floor,
                 **extra,
             )
+            next_at = ref_wall + jitter * interval
+            if token is not None:
+                # The safety net was set when the task was submitted, ``age`` ago: the
+                # first net poll, or (if that was due already) a later one.
+                net = callback_net(0.0, floor, ceiling, models.get(pid))
+                while net < age:
+                    net += callback_net(net, floor, ceiling, models.get(pid))
+                next_at, interval = ref_wall + (net - age), net - age
             fields: dict[str, Any] = {
                 "state": "queued" if queued else "running",
                 "progress": progress,
@@ -261,8 +303,10 @@ class Population:
                 "poll_interval": interval,
                 "status_message_id": status_id,
                 "status_edited_at": ref_wall - 60,
-                "next_action_at": ref_wall + jitter * interval,
+                "next_action_at": next_at,
             }
+            if token is not None:
+                fields["callback_token"] = token
             shown = TaskRow(**{**_row_dict(row), **fields})
             fields["status_text"] = messages.status_text(shown)
             await store.update_task(row.id, **fields)
@@ -416,6 +460,7 @@ async def prepare(
         image_meta=image_meta,
         rng=random.Random(args.seed),
     )
+    population.callback_base = config.public_base_url
     store = SqliteStore(str(data_dir / "reelbot.db"))
     await store.open()
     ref_wall = time.time()
@@ -480,6 +525,7 @@ async def poller_round(args: argparse.Namespace, world: dict[str, Any]) -> dict[
     finals = results["finals"]
     completed = [s for s, at in complete_at.items() if t_w <= at < t_e]
     delays: list[float] = []
+    delays_of: dict[str, list[float]] = {}
     undelivered = 0
     settle = min(SETTLE, 0.3 * window)
     for serial in completed:
@@ -493,6 +539,16 @@ async def poller_round(args: argparse.Namespace, world: dict[str, Any]) -> dict[
             delays.append(t_e - at)  # a lower bound: still not delivered at the end
         else:
             delays.append(final["at"] - at)
+        delays_of.setdefault(population.workload.provider_for(serial), []).append(delays[-1])
+    by_provider: dict[str, Any] = {}
+    for pid in population.workload.providers:
+        done_here = sum(1 for s in completed if population.workload.provider_for(s) == pid)
+        pid_polls = c1["providers"][pid]["polls"] - c0["providers"][pid]["polls"]
+        by_provider[pid] = {
+            "completed": done_here,
+            "status_polls_per_task": round(pid_polls / max(1, done_here), 2),
+            "delivery_delay_s": _pick(summary(delays_of.get(pid, [])), "p50", "p95", "max"),
+        }
     polls = sum(p["polls"] for p in c1["providers"].values()) - sum(
         p["polls"] for p in c0["providers"].values()
     )
@@ -538,6 +594,7 @@ async def poller_round(args: argparse.Namespace, world: dict[str, Any]) -> dict[
         "world_cpu_percent": round(100 * (c1["cpu_s"] - c0["cpu_s"]) / window, 1),
         "provider_max_in_flight": dict(provider_meter.max_in_flight),
         "provider_peak_requests_per_s": provider_meter.peak_rate(t_w, t_e),
+        "by_provider": by_provider,
         "workload": population.workload.describe(),
     }
 
@@ -841,6 +898,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("round", choices=("poller", "ack", "download", "tick"))
     p.add_argument("--world", default="{}", help="the world process's JSON line")
     p.add_argument("--policy", choices=("adaptive", "naive"), default="adaptive")
+    p.add_argument("--callbacks", action="store_true", help="the world calls back")
     p.add_argument("--tasks", type=int, default=10_000)
     p.add_argument("--providers", default=",".join(PROVIDER_IDS))
     p.add_argument("--duration", type=float, default=40.0)

@@ -79,6 +79,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="provider answers in one piece, or in random slices as in the test suite",
     )
     p.add_argument(
+        "--callbacks",
+        action="store_true",
+        help="poller: hiapi, foxapi and gptge call the bot back (PUBLIC_BASE_URL); "
+        "adaptive round only, figures per provider",
+    )
+    p.add_argument(
         "--fair-tasks", type=int, default=1000, help="equal-delay comparison: N (0: skip it)"
     )
     p.add_argument("--fair-median", type=float, default=180.0)
@@ -114,6 +120,7 @@ class WorldProcess:
                 str(args.status_latency),
                 "--wire",
                 args.wire,
+                *(["--callbacks"] if args.callbacks else []),
             ],
             cwd=ROOT,
             stdin=subprocess.PIPE,
@@ -166,6 +173,8 @@ def run_round(
     try:
         options = round_options(args, **overrides)
         cmd = [sys.executable, "-m", "benchmarks.botside", name, *options, *extra]
+        if args.callbacks:
+            cmd.append("--callbacks")
         if doubles is not None:
             cmd += ["--world", json.dumps(doubles.info)]
         # Bounded: set-up, the measured time and shutdown; a hung round fails the run.
@@ -191,6 +200,16 @@ def meets_delay_target(figures: dict[str, Any], poll_interval: float) -> bool:
 
 def poller_mode(args: argparse.Namespace) -> dict[str, Any]:
     adaptive = run_round("poller", args, "--policy", "adaptive")
+    if args.callbacks:  # the naive baseline ignores callbacks: nothing to compare
+        return {
+            "tasks": args.tasks,
+            "callbacks": True,
+            "poll_interval_s": args.poll_interval,
+            "workload": adaptive["workload"],
+            **{key: adaptive[key] for key in SHARED_FIGURES},
+            "by_provider": adaptive["by_provider"],
+            "details": {"adaptive": _trim(adaptive)},
+        }
     naive = run_round("poller", args, "--policy", "naive")
     result: dict[str, Any] = {
         "tasks": args.tasks,

@@ -24,6 +24,11 @@ Control API (JSON over 127.0.0.1, used by ``benchmarks.botside``):
   answered with each one's invoke-to-acknowledgement latency;
 * ``POST /stop``.
 
+``--callbacks``: the doubles of providers with callbacks (hiapi, foxapi, gptge) call
+the bot back when a tagged task completes, as ``doubles.providers.callbacks`` does,
+but on a timer per task at its known completion time (the doubles' own watcher looks
+at every pending task 20 times a second, too much for 25,000 of them).
+
 Run by the benchmark as ``python -m benchmarks.world``; it prints one JSON line with
 the addresses, then serves until ``/stop`` or until its stdin closes (the parent died).
 """
@@ -99,6 +104,8 @@ class BenchDouble:
         self.tasks: dict[int, Task] = {}
         self.complete_at: dict[int, float] = {}
         self.pending: list[tuple[int, float, float, int | None]] = []
+        self.serial_of: dict[str, int] = {}  # provider task id -> serial
+        self.callback_jobs: set[asyncio.Task[None]] = set()
         original_create = double.create_task
         original_timeline = double._timeline_for
 
@@ -124,6 +131,7 @@ class BenchDouble:
                 total, elapsed = float(match.group(2)), float(match.group(3))
                 large = int(match.group(4)) if match.group(4) else None
                 self.tasks[serial] = task
+                self.serial_of[task.id] = serial
                 if self.world.epoch is None:
                     self.pending.append((serial, total, elapsed, large))
                 else:
@@ -134,12 +142,45 @@ class BenchDouble:
 
         double._timeline_for = timeline_for  # type: ignore[method-assign]
         double.create_task = create_task  # type: ignore[method-assign]
+        if world.callbacks:
+            original_track = double.callbacks.track
+
+            def track(task: Task, url: str | None) -> None:
+                serial = self.serial_of.get(task.id)
+                if serial is None or not url:
+                    original_track(task, url)
+                    return
+                double.callbacks.urls[task.id] = url
+                if serial in self.complete_at:
+                    self._call_back_at(serial, self.complete_at[serial])
+
+            double.callbacks.track = track  # type: ignore[method-assign]
+
+    def _call_back_at(self, serial: int, at: float) -> None:
+        task = self.tasks[serial]
+        if task.id not in self.double.callbacks.urls:
+            return
+        loop = asyncio.get_running_loop()
+        loop.call_later(max(0.0, at - time.monotonic()), self._call_back, task.id)
+
+    def _call_back(self, task_id: str) -> None:
+        callbacks = self.double.callbacks
+        task = self.double.tasks[task_id]
+        step = callbacks._final_step(task)
+        if step is None:  # a timer a little early: look again shortly
+            asyncio.get_running_loop().call_later(0.02, self._call_back, task_id)
+            return
+        job = asyncio.create_task(callbacks.send(task_id, step=step))
+        self.callback_jobs.add(job)
+        job.add_done_callback(self.callback_jobs.discard)
 
     def start_clock(self, epoch: float) -> None:
         for serial, total, elapsed, large in self.pending:
             task = self.tasks[serial]
             task.replace_timeline(tail_timeline(total, elapsed, large), epoch)
             self.complete_at[serial] = epoch + max(0.0, total - elapsed)
+            if self.world.callbacks:
+                self._call_back_at(serial, self.complete_at[serial])
         self.pending.clear()
 
     def counters(self) -> dict[str, int]:
@@ -153,8 +194,14 @@ class BenchDouble:
 
 class World:
     def __init__(
-        self, *, status_latency: float, submit_latency: float, wire: str = "whole"
+        self,
+        *,
+        status_latency: float,
+        submit_latency: float,
+        wire: str = "whole",
+        callbacks: bool = False,
     ) -> None:
+        self.callbacks = callbacks
         self.discord = DiscordDouble()
         self.providers: dict[str, ProviderDouble] = {}
         self.bench: dict[str, BenchDouble] = {}
@@ -358,9 +405,13 @@ async def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--status-latency", type=float, default=0.0)
     parser.add_argument("--submit-latency", type=float, default=0.0)
     parser.add_argument("--wire", choices=("whole", "sliced"), default="whole")
+    parser.add_argument("--callbacks", action="store_true", help="hiapi, foxapi, gptge call back")
     args = parser.parse_args(argv)
     world = World(
-        status_latency=args.status_latency, submit_latency=args.submit_latency, wire=args.wire
+        status_latency=args.status_latency,
+        submit_latency=args.submit_latency,
+        wire=args.wire,
+        callbacks=args.callbacks,
     )
     info = await world.start()
     print(json.dumps(info), flush=True)

@@ -610,6 +610,8 @@ class Poller:
                 interval,
                 ceiling=self.settings.poll_max_interval,
                 timeout=self.settings.task_timeout,
+                age=now - started,
+                model=model,
             )
         return common | {
             "state": status.state,

@@ -48,12 +48,31 @@ STRAGGLER_SLOPE = 1 / 7
 # a few polls before the timeout); never denser than the ordinary schedule.
 CALLBACK_NET_FACTOR = 5.0
 CALLBACK_NET_TIMEOUT_SHARE = 0.25
+CALLBACK_NET_LATE_SHARE = 0.5
 
 
-def callback_safety_net(interval: float, *, ceiling: float, timeout: float) -> float:
-    """The poll interval of a task with a callback, from its ordinary ``interval``."""
+def callback_safety_net(
+    interval: float,
+    *,
+    ceiling: float,
+    timeout: float,
+    age: float | None = None,
+    model: CompletionModel | None = None,
+) -> float:
+    """The poll interval of a task with a callback, from its ordinary ``interval``.
+
+    With the provider's completion times (``model``) and the task's ``age``, the net
+    stays away until the task is late (past ZONE_HIGH_QUANTILE of its provider's
+    completions): a callback normally comes before that, so most tasks are polled only
+    once, after their callback. At most until half of TASK_TIMEOUT_SECONDS, so a lost
+    callback still gets several net polls before the timeout.
+    """
     sparse = min(ceiling * CALLBACK_NET_FACTOR, timeout * CALLBACK_NET_TIMEOUT_SHARE)
-    return max(interval, sparse)
+    net = max(interval, sparse)
+    if model is not None and model.ready and age is not None:
+        until_late = model.quantile(ZONE_HIGH_QUANTILE) - age
+        net = max(net, min(until_late, timeout * CALLBACK_NET_LATE_SHARE - age))
+    return net
 
 
 def clamp(value: float, low: float, high: float) -> float:

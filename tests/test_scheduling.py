@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reelbot.scheduling import CompletionModel, backoff, next_poll_interval
+from reelbot.scheduling import CompletionModel, backoff, callback_safety_net, next_poll_interval
 
 FLOOR, CEILING = 1.0, 60.0
 
@@ -36,6 +36,24 @@ def test_a_learned_model_stays_away_early_and_polls_often_near_completion() -> N
     near = interval(110, model)
     assert near <= 2 * FLOOR  # inside the completion zone: poll about every floor
     assert interval(10_000, model) <= CEILING
+
+
+def test_a_task_with_a_callback_is_polled_once_it_is_late_and_before_its_timeout() -> None:
+    model = CompletionModel(capacity=100, min_samples=30)
+    for i in range(100):
+        model.observe(600 + i * 6)  # generations take 600-1200 s
+    net = {"ceiling": CEILING, "timeout": 3600.0, "model": model}
+    # Without a model: the sparse net (5 x ceiling).
+    assert callback_safety_net(1.0, ceiling=CEILING, timeout=3600.0) == 300.0
+    # With one: nothing until the task is later than almost every completion.
+    assert callback_safety_net(1.0, age=0.0, **net) == pytest.approx(model.quantile(0.995))
+    # Late already: the sparse net again.
+    assert callback_safety_net(1.0, age=1500.0, **net) == 300.0
+    # Never past half of the timeout, so a lost callback still gets net polls.
+    slow = CompletionModel(capacity=100, min_samples=30)
+    for _ in range(100):
+        slow.observe(3000.0)
+    assert callback_safety_net(1.0, age=0.0, ceiling=CEILING, timeout=3600.0, model=slow) == 1800
 
 
 def test_backoff_honours_retry_after_and_grows_otherwise() -> None:
