@@ -206,8 +206,37 @@ class Population:
         self.rng = rng
         self.serial_to_task: dict[int, int] = {}
         self.callback_base = ""  # PUBLIC_BASE_URL when the world calls back
+        self.raw_words: dict[str, dict[str, str | None]] = {}  # pid -> state -> word
         self.next_serial = 0
         self.next_thread = 0
+
+    async def probe_raw_words(self, providers: dict[str, Provider]) -> None:
+        """The provider's own state words (queued, running), from one untagged task each.
+
+        The in-flight rows then show what the bot would have shown all along: without
+        them, every task's first poll would change its status text and cost a Discord
+        edit that a bot in its steady state does not make.
+        """
+        image = InputImage(url=self.world["media_png"], data=PNG, content_type="image/png")
+        for pid, provider in providers.items():
+            if pid not in self.workload.providers:
+                continue
+            request = self._request(pid, provider, "benchmark probe")
+            task_id = await provider.submit(
+                GenerationRequest(
+                    prompt="benchmark probe",
+                    model=request.get("model"),
+                    image=image if pid == "higgsfield_feed" else None,
+                ),
+                idempotency_key=f"bench-probe-{pid}",
+            )
+            words: dict[str, str | None] = {}
+            for _ in range(6):  # the default timeline: queued, running, succeeded
+                status = await provider.status(task_id)
+                words.setdefault(status.state, status.raw_state)
+                if status.state in ("succeeded", "failed"):
+                    break
+            self.raw_words[pid] = words
 
     def _take_thread(self) -> tuple[int, int]:
         thread_id, status_id = self.threads[self.next_thread]
@@ -295,8 +324,10 @@ class Population:
                 while net < age:
                     net += callback_net(net, floor, ceiling, models.get(pid))
                 next_at, interval = ref_wall + (net - age), net - age
+            state = "queued" if queued else "running"
             fields: dict[str, Any] = {
-                "state": "queued" if queued else "running",
+                "state": state,
+                "raw_state": self.raw_words.get(pid, {}).get(state),
                 "progress": progress,
                 "provider_task_id": provider_task_id,
                 "submitted_at": started,
@@ -435,6 +466,16 @@ def shift_times(db_path: Path, delta: float) -> None:
             "updated_at = updated_at + ?",
             (delta,) * 5,
         )
+        # The status text shows the start time: render it again, as the bot would have
+        # (otherwise every task's first poll costs a Discord edit a steady state does not).
+        db.row_factory = sqlite3.Row
+        rows = db.execute(
+            "SELECT * FROM tasks WHERE status_text IS NOT NULL AND delivered = 0"
+        ).fetchall()
+        db.executemany(
+            "UPDATE tasks SET status_text = ? WHERE id = ?",
+            [(messages.status_text(TaskRow.from_mapping(r)), r["id"]) for r in rows],
+        )
 
 
 async def prepare(
@@ -467,6 +508,7 @@ async def prepare(
     try:
         await add_history(store, world, workload, population.rng, ref_wall)
         providers = build_providers(config, session)
+        await population.probe_raw_words(providers)
         await population.in_flight(store, providers, args.tasks, ref_wall)
     finally:
         await store.close()
