@@ -514,11 +514,11 @@ class Characters:
         return TrainingRequest(name=task.request["name"], image_urls=urls)
 
     async def training_submitted(self, task: TaskRow, model_id: str) -> None:
-        """The provider accepted a training as ``model_id`` (called by the poller before it
-        records the outcome). Recorded at once, even if the task was cancelled meanwhile,
-        so a delete or ❌ that reads the task from now on finds the model; one that came
-        earlier is seen here, and the model is deleted: nothing trains for nobody."""
-        await self.store.update_task(task.id, provider_task_id=model_id)
+        """The provider accepted a training as ``model_id`` (called by the poller once it
+        stored the model id, before it records the outcome). Stored at once, even if the
+        task was cancelled meanwhile, so a delete or ❌ that reads the task from now on
+        finds the model; one that came earlier is seen here, and the model is deleted:
+        nothing trains for nobody."""
         current = await self.store.get_task(task.id)
         character = await self.store.get_character(task.request["character_id"])
         if current is None or not current.in_flight or character is None:

@@ -29,6 +29,7 @@ import discord
 from providers.base import Output, Provider, ProviderError
 from reelbot import messages, text
 from reelbot.downloads import DownloadedFile, DownloadError, decode_inline, download_to_temp
+from reelbot.jobs.lease import Lease, applied
 from reelbot.store.base import Store
 from reelbot.store.models import TaskRow
 
@@ -133,27 +134,32 @@ class Delivery:
             log.error("task %s: the shortened status was refused too (%s)", task.id, again.status)
 
     # --- final message ----------------------------------------------------------------------
-    async def deliver(self, task: TaskRow) -> dict[str, Any]:
-        """Post the final message of a finished task; return the fields to record."""
+    async def deliver(self, lease: Lease) -> dict[str, Any]:
+        """Post the final message of a finished task; return the fields to record.
+
+        Nothing here writes the row but through ``lease`` (the marks stored before a
+        send, a refund); the outcome is returned for the poller to apply.
+        """
+        task = lease.task
         if task.delivered:
             return {"next_action_at": None}
         if task.state in ("failed", "cancelled"):
-            await self.store.refund(task.id)
-            task = await self.store.get_task(task.id) or task
-        attempt = task.delivery_attempts + 1
-        await self.store.update_task(task.id, delivery_attempts=attempt)
+            await lease.refund()
+        attempt = lease.task.delivery_attempts + 1
+        await lease.checkpoint(delivery_attempts=attempt)
+        task = lease.task
         try:
             existing = await self._find_earlier_copy(task)
             if existing is not None:
                 message = existing
             elif task.kind in self.finishers:
-                message = await self._post_text(task, await self.finishers[task.kind](task))
+                message = await self._post_text(lease, await self.finishers[task.kind](task))
             elif task.state == "succeeded":
-                message = await self._post_video(task)
+                message = await self._post_video(lease)
             elif task.state == "cancelled":
-                message = await self._post_text(task, messages.cancelled_text(task, None))
+                message = await self._post_text(lease, messages.cancelled_text(task, None))
             else:
-                message = await self._post_text(task, messages.failure_text(task))
+                message = await self._post_text(lease, messages.failure_text(task))
         except _RetryLater as exc:
             if attempt >= MAX_DELIVERY_ATTEMPTS:
                 log.error(
@@ -167,24 +173,19 @@ class Delivery:
             log.error("task %s: cannot deliver, %s; giving up (see /jobs)", task.id, exc)
             return {"next_action_at": None}
         except _PermanentOutputError as exc:
-            # The provider made the video but we cannot fetch it: tell the requester.
-            await self.store.update_task(
-                task.id, state="failed", error_code="download_failed", error_message=str(exc)
-            )
-            await self.store.refund(task.id)
-            failed = await self.store.get_task(task.id)
-            assert failed is not None
-            return await self.deliver(failed)
+            # The provider made the video but we cannot fetch it: tell the requester. The
+            # failure is part of the outcome (the poller's release still finds the row
+            # in the state it claimed), and the failure text is delivered at once.
+            failed = {"state": "failed", "error_code": "download_failed", "error_message": str(exc)}
+            lease.task = applied(lease.task, failed)
+            return failed | await self.deliver(lease)
 
-        await self.store.mark_delivered(task.id, message.id, now=time.time())
         log.info("task %s delivered as message %s", task.id, message.id)
         if task.kind == "video":  # 🔁 runs videos again; a training is not re-run that way
             with contextlib.suppress(discord.HTTPException):
                 await message.add_reaction(RETRY_EMOJI)
-        final = await self.store.get_task(task.id)
-        if final is not None:
-            await self.update_status(final, force=True)
-        return {"next_action_at": None}
+        # The status message is brought up to date by the poller once this is recorded.
+        return {"delivered": True, "result_message_id": message.id, "next_action_at": None}
 
     async def _find_earlier_copy(self, task: TaskRow) -> discord.Message | None:
         """The message an interrupted attempt may have posted, or None when there is none.
@@ -229,10 +230,11 @@ class Delivery:
             and not message.content.startswith(STATUS_TITLES)
         )
 
-    async def _post_text(self, task: TaskRow, content: str) -> discord.Message:
-        return await self._send(task, content=content, files=[])
+    async def _post_text(self, lease: Lease, content: str) -> discord.Message:
+        return await self._send(lease, content=content, files=[])
 
-    async def _post_video(self, task: TaskRow) -> discord.Message:
+    async def _post_video(self, lease: Lease) -> discord.Message:
+        task = lease.task
         limit = self._upload_limit(task.guild_id)
         provider = self.providers.get(task.provider)
         files: list[DownloadedFile] = []
@@ -257,7 +259,7 @@ class Delivery:
             outgoing = messages.success_message(task, links)
             try:
                 return await self._send(
-                    task, content=outgoing.content, files=attachments, embeds=outgoing.embeds
+                    lease, content=outgoing.content, files=attachments, embeds=outgoing.embeds
                 )
             except _TooLarge:
                 links = [
@@ -270,7 +272,7 @@ class Delivery:
                     ) from None
                 outgoing = messages.success_message(task, links)
                 return await self._send(
-                    task, content=outgoing.content, files=[], embeds=outgoing.embeds
+                    lease, content=outgoing.content, files=[], embeds=outgoing.embeds
                 )
         finally:
             for f in files:
@@ -320,7 +322,7 @@ class Delivery:
 
     async def _send(
         self,
-        task: TaskRow,
+        lease: Lease,
         *,
         content: str,
         files: list[tuple[Path, str]],
@@ -332,6 +334,7 @@ class Delivery:
         A 400 (50035 "Invalid Form Body" and kin) is permanent: the same message would
         be refused on every retry, so a shortened fallback goes out at once instead,
         telling the requester and giving the quota back."""
+        task = lease.task
         mentions = discord.AllowedMentions(
             users=[discord.Object(task.requester_id)], roles=False, everyone=False
         )
@@ -348,9 +351,7 @@ class Delivery:
                 note = f"-# (the request's thread {why}, so the result is here)\n"
             # Recorded before sending: if we die before the store hears back, the next
             # attempt knows where (and when) to look for what this send may have posted.
-            await self.store.update_task(
-                task.id, delivery_channel_id=channel_id, delivery_sent_at=time.time()
-            )
+            await lease.checkpoint(delivery_channel_id=channel_id, delivery_sent_at=time.time())
             try:
                 # discord.py closes the files after a send, even a failed one: open anew.
                 attachments = [discord.File(path, filename=name) for path, name in files]
@@ -365,7 +366,7 @@ class Delivery:
                 if exc.status == 413 or exc.code == 40005:
                     raise _TooLarge() from exc
                 if exc.status == 400:
-                    return await self._post_refused_fallback(task, channel, note, mentions, exc)
+                    return await self._post_refused_fallback(lease, channel, note, mentions, exc)
                 if exc.status in (403, 404):
                     log.warning(
                         "task %s: cannot post in %s (%s); trying fallback",
@@ -380,7 +381,7 @@ class Delivery:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise _RetryLater(f"Discord unreachable ({type(exc).__name__})") from exc
         # Every target refused the message outright: nothing was posted, nothing to find.
-        await self.store.update_task(task.id, delivery_channel_id=None, delivery_sent_at=None)
+        await lease.checkpoint(delivery_channel_id=None, delivery_sent_at=None)
         if missing == len(targets):
             raise _Nowhere("the thread and the channel of the request are gone")
         # Missing permissions can be fixed by a moderator: keep the result and retry.
@@ -388,7 +389,7 @@ class Delivery:
 
     async def _post_refused_fallback(
         self,
-        task: TaskRow,
+        lease: Lease,
         channel: discord.PartialMessageable,
         note: str,
         mentions: discord.AllowedMentions,
@@ -396,6 +397,7 @@ class Delivery:
     ) -> discord.Message:
         """Discord refused the final message: post words that cannot break a limit,
         tell the requester, and give the quota back (they did not get their result)."""
+        task = lease.task
         log.error(
             "task %s: Discord refused the final message (%s/%s: %s); posting a shortened "
             "fallback instead of retrying",
@@ -404,7 +406,7 @@ class Delivery:
             exc.code,
             text.clip(exc.text, 500),
         )
-        refunded = await self.store.refund(task.id) or task.refunded
+        refunded = await lease.refund() or task.refunded
         try:
             # The refused post created nothing, so the nonce is still free.
             return await channel.send(

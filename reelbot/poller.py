@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import secrets
 import time
@@ -32,6 +31,7 @@ from providers.base import (
 )
 from reelbot import messages
 from reelbot.inputs import InputStore
+from reelbot.jobs.lease import Lease, applied
 from reelbot.scheduling import CompletionModel, backoff, next_poll_interval
 from reelbot.store.base import Store
 from reelbot.store.models import TaskRow
@@ -91,7 +91,7 @@ class Poller:
         providers: Mapping[str, Provider],
         settings: PollerSettings,
         inputs: InputStore,
-        deliver: Callable[[TaskRow], Awaitable[dict[str, Any]]],
+        deliver: Callable[[Lease], Awaitable[dict[str, Any]]],
         on_status: Callable[[TaskRow], Awaitable[None]],
         training_request: Callable[[TaskRow], Awaitable[TrainingRequest]] | None = None,
         # Told the provider's model id as soon as a training is accepted, before the
@@ -270,12 +270,16 @@ class Poller:
             job.add_done_callback(self._submitting.discard)
 
     async def _act(self, lane: Lane, task: TaskRow) -> None:
+        """One step on a claimed task: the action decides, then the outcome is applied in
+        one statement. The poller is the only writer of a claimed row: actions change it
+        only through the :class:`Lease` (checkpoints that must precede a side effect)."""
         fields: dict[str, Any]
+        lease = Lease(self.store, self.owner, task)
         try:
             if lane is self._delivery_lane:
-                fields = await self._deliver(task)
+                fields = await self._deliver(lease)
             elif task.state == "submitting":
-                fields = await self._submit(task)
+                fields = await self._submit(task, lease)
             else:
                 fields = await self._poll(task)
         except asyncio.CancelledError:
@@ -302,12 +306,12 @@ class Poller:
         next_at = fields.get("next_action_at")
         if lane.saturated or (next_at is not None and next_at <= self._sleep_until):
             self.wake()
-        if changed and lane is not self._delivery_lane and "state" in fields:
+        if changed and (lane is self._delivery_lane or "state" in fields):
             # Re-render after every answer from the provider: the edit is skipped when
             # the text is unchanged and throttled, and a throttled change (queued →
-            # running within seconds) is then shown by a later poll, not lost.
-            known = {k: v for k, v in fields.items() if k in _TASK_FIELDS}
-            await self._status_changed(dataclasses.replace(task, **known))
+            # running within seconds) is then shown by a later poll, not lost. After a
+            # delivery the status is final, so the edit is never throttled.
+            await self._status_changed(applied(lease.task, fields))
 
     async def _status_changed(self, task: TaskRow) -> None:
         try:
@@ -324,7 +328,7 @@ class Poller:
         )
 
     # --- actions ----------------------------------------------------------------------------
-    async def _submit(self, task: TaskRow) -> dict[str, Any]:
+    async def _submit(self, task: TaskRow, lease: Lease) -> dict[str, Any]:
         now = time.time()
         provider = self.providers.get(task.provider)
         if provider is None:
@@ -351,7 +355,7 @@ class Poller:
         try:
             # TASK_TIMEOUT_SECONDS bounds a submit too, however its retries went.
             async with asyncio.timeout(remaining):
-                provider_task_id = await self._send(task, provider, now, attempt)
+                provider_task_id = await self._send(lease, provider, now, attempt)
         except ProviderError as exc:
             return self._submit_error(task, provider, exc)
         except TimeoutError:
@@ -388,16 +392,20 @@ class Poller:
             "next_action_at": time.time() + interval,
         }
 
-    async def _send(self, task: TaskRow, provider: Provider, now: float, attempt: _Attempt) -> str:
+    async def _send(self, lease: Lease, provider: Provider, now: float, attempt: _Attempt) -> str:
         """Build the request (or take the stored first one), mark the task as sent, send it;
         the provider's task id."""
+        task = lease.task
         if task.kind == "training":
             if self._training_request is None:
                 raise ProviderError(ErrorKind.INVALID, "character training is not available")
             training = await self._training_request(task)
-            await self.store.update_task(task.id, submitted_at=now)
+            await lease.checkpoint(submitted_at=now)
             attempt.sent = True
             model_id = await provider.train_character(training)
+            # Recorded at once, even if the task was cancelled meanwhile, so a delete or
+            # ❌ that reads the task from now on finds the model (see training_submitted).
+            await lease.checkpoint(provider_task_id=model_id)
             if self._training_submitted is not None:
                 try:
                     await self._training_submitted(task, model_id)
@@ -418,9 +426,7 @@ class Poller:
                 else f"reelbot-{task.id}-{secrets.token_hex(8)}"
             )
         # From here on the provider may have the request: mark it before sending.
-        await self.store.update_task(
-            task.id, submitted_at=now, submit_key=key, submit_call=call.to_json()
-        )
+        await lease.checkpoint(submitted_at=now, submit_key=key, submit_call=call.to_json())
         attempt.sent = True
         return await provider.send_submit(call, idempotency_key=key)
 
@@ -581,9 +587,6 @@ class Poller:
             "poll_interval": interval,
             "next_action_at": now + interval,
         }
-
-
-_TASK_FIELDS = frozenset(f.name for f in dataclasses.fields(TaskRow))
 
 
 @dataclass(slots=True)

@@ -42,13 +42,14 @@ def die_before_recording(world: World) -> Gate:
     assert world.bot is not None
     gate = Gate()
     store = world.bot.store
-    original = store.mark_delivered
+    original = store.release  # the poller records the delivery with the step's outcome
 
     async def held_mark(*args, **kwargs):
-        await gate()
+        if kwargs.get("delivered"):
+            await gate()
         return await original(*args, **kwargs)
 
-    store.mark_delivered = held_mark  # type: ignore[method-assign]
+    store.release = held_mark  # type: ignore[method-assign]
     return gate
 
 
