@@ -81,13 +81,14 @@ class Delivery:
         self.finishers: dict[str, Callable[[TaskRow], Awaitable[str]]] = {}
 
     # --- status message -------------------------------------------------------------------
-    async def update_status(self, task: TaskRow, *, force: bool = False) -> None:
-        """Edit the status message if its text changed, at most every few seconds."""
+    async def update_status(self, task: TaskRow, *, force: bool = False) -> dict[str, Any]:
+        """Edit the status message if its text changed, at most every few seconds; the
+        fields to record (the poller writes them)."""
         if task.status_message_id is None:
-            return
+            return {}
         text = messages.status_text(task)
         if text == task.status_text:
-            return
+            return {}
         now = time.time()
         final = task.state in ("succeeded", "failed", "cancelled")
         if (
@@ -95,7 +96,7 @@ class Delivery:
             and task.status_edited_at
             and now - task.status_edited_at < STATUS_EDIT_INTERVAL
         ):
-            return
+            return {}
         channel = self.client.get_partial_messageable(task.reply_channel_id, guild_id=task.guild_id)
         try:
             await channel.get_partial_message(task.status_message_id).edit(
@@ -103,8 +104,7 @@ class Delivery:
             )
         except discord.NotFound:
             log.info("task %s: status message is gone; not editing it again", task.id)
-            await self.store.update_task(task.id, status_message_id=None)
-            return
+            return {"status_message_id": None}
         except discord.HTTPException as exc:
             if exc.status == 400:
                 # Permanent: the same text would be refused on every poll. Show a
@@ -112,8 +112,8 @@ class Delivery:
                 await self._status_refused(task, channel, exc)
             else:
                 log.warning("task %s: status edit failed (%s)", task.id, exc.status)
-                return
-        await self.store.update_task(task.id, status_text=text, status_edited_at=now)
+                return {}
+        return {"status_text": text, "status_edited_at": now}
 
     async def _status_refused(
         self, task: TaskRow, channel: discord.PartialMessageable, exc: discord.HTTPException

@@ -92,7 +92,8 @@ class Poller:
         settings: PollerSettings,
         inputs: InputStore,
         deliver: Callable[[Lease], Awaitable[dict[str, Any]]],
-        on_status: Callable[[TaskRow], Awaitable[None]],
+        # Shows a task's status; returns the fields to record (status text, edit time).
+        on_status: Callable[[TaskRow], Awaitable[dict[str, Any] | None]],
         training_request: Callable[[TaskRow], Awaitable[TrainingRequest]] | None = None,
         # Told the provider's model id as soon as a training is accepted, before the
         # outcome is recorded (which a cancel meanwhile makes the poller drop).
@@ -315,7 +316,9 @@ class Poller:
 
     async def _status_changed(self, task: TaskRow) -> None:
         try:
-            await self._on_status(task)
+            fields = await self._on_status(task)
+            if fields:  # after the release: the row is no longer claimed by anyone
+                await self.store.update_task(task.id, **fields)
         except Exception:
             log.warning("task %s: status message update failed", task.id, exc_info=True)
 
