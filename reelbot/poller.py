@@ -29,21 +29,22 @@ from providers.base import (
     TaskStatus,
     TrainingRequest,
 )
-from reelbot import messages
 from reelbot.inputs import InputStore
+from reelbot.jobs import outcomes
 from reelbot.jobs.lease import Lease, applied
-from reelbot.scheduling import CompletionModel, backoff, next_poll_interval
+from reelbot.jobs.outcomes import (  # noqa: F401 - re-exported: the rules' names
+    MAX_SUBMIT_RETRIES,
+    NOT_FOUND_CONFIRMATIONS,
+    UNCONFIRMED,
+    Outcome,
+    Schedule,
+)
+from reelbot.scheduling import CompletionModel, next_poll_interval
 from reelbot.store.base import Store
 from reelbot.store.models import TaskRow
 
 log = logging.getLogger(__name__)
 
-NOT_FOUND_CONFIRMATIONS = 3  # a provider 404 is believed only after this many in a row
-MAX_SUBMIT_RETRIES = 5
-MAX_PROVIDER_WORD = 100  # stored error codes and state words
-MAX_ERROR_MESSAGE = 1000
-# The failure code of a submit the provider may have acted on (SPEC §4 "Never pay twice").
-UNCONFIRMED = "submit_unconfirmed"
 # Default TASK_LEASE_SECONDS: how long a claim lasts unless renewed (every third of it
 # while the action runs), so a crashed worker's tasks are taken over within this long.
 LEASE_SECONDS = 120.0
@@ -288,10 +289,7 @@ class Poller:
             raise
         except Exception:
             log.exception("task %s (%s): unexpected error; will retry", task.id, task.provider)
-            fields = {
-                "error_streak": task.error_streak + 1,
-                "next_action_at": time.time() + self._backoff(task.error_streak + 1),
-            }
+            fields = outcomes.unexpected_error(task, now=time.time(), schedule=self._schedule)
         finally:
             lane.busy -= 1
             self.in_hand.discard(task.id)
@@ -322,38 +320,25 @@ class Poller:
         except Exception:
             log.warning("task %s: status message update failed", task.id, exc_info=True)
 
-    def _backoff(self, streak: int, retry_after: float | None = None) -> float:
-        return backoff(
-            streak,
-            floor=self.settings.poll_interval,
-            ceiling=self.settings.poll_max_interval,
-            retry_after=retry_after,
-        )
+    @property
+    def _schedule(self) -> Schedule:
+        return Schedule(floor=self.settings.poll_interval, ceiling=self.settings.poll_max_interval)
 
     # --- actions ----------------------------------------------------------------------------
-    async def _submit(self, task: TaskRow, lease: Lease) -> dict[str, Any]:
+    async def _submit(self, task: TaskRow, lease: Lease) -> Outcome:
         now = time.time()
         provider = self.providers.get(task.provider)
-        if provider is None:
-            return _fail(now, "provider_unavailable", f"{task.provider} is no longer configured")
-        if task.provider_task_id:  # submitted, then the process stopped before moving on
-            return {"state": "queued", "next_action_at": now}
-        idempotent = provider.capabilities.idempotent_submit
-        if task.submitted_at is not None and not idempotent:
-            # A previous submit may or may not have reached the provider. Submitting
-            # again could bill twice, so we stop here and let the requester decide.
-            return _fail(
-                now,
-                UNCONFIRMED,
-                "the bot stopped while submitting this request, so it cannot tell whether "
-                f"{task.provider} received it; it may still make the video",
-            )
+        refused = outcomes.before_submit(
+            task,
+            configured=provider is not None,
+            idempotent=provider is not None and provider.capabilities.idempotent_submit,
+            now=now,
+            task_timeout=self.settings.task_timeout,
+        )
+        if refused is not None:
+            return refused
+        assert provider is not None
         remaining = task.created_at + self.settings.task_timeout - now
-        if remaining <= 0:
-            if task.submitted_at is not None:
-                return _fail(now, UNCONFIRMED, f"{task.provider} never confirmed the request")
-            minutes = self.settings.task_timeout / 60
-            return _fail(now, "task_timeout", f"not submitted after {minutes:g} minutes")
         attempt = _Attempt(sent=task.submitted_at is not None)
         try:
             # TASK_TIMEOUT_SECONDS bounds a submit too, however its retries went.
@@ -385,15 +370,9 @@ class Poller:
             )
             return self._submit_error(task, provider, error)
         log.info("task %s submitted to %s as %s", task.id, task.provider, provider_task_id)
-        interval = self.settings.poll_interval
-        return {
-            "state": "queued",
-            "provider_task_id": provider_task_id,
-            "submitted_at": now,
-            "poll_interval": interval,
-            "error_streak": 0,
-            "next_action_at": time.time() + interval,
-        }
+        return outcomes.submitted(
+            provider_task_id, sent_at=now, now=time.time(), interval=self.settings.poll_interval
+        )
 
     async def _send(self, lease: Lease, provider: Provider, now: float, attempt: _Attempt) -> str:
         """Build the request (or take the stored first one), mark the task as sent, send it;
@@ -433,49 +412,14 @@ class Poller:
         attempt.sent = True
         return await provider.send_submit(call, idempotency_key=key)
 
-    def _submit_error(
-        self, task: TaskRow, provider: Provider, exc: ProviderError
-    ) -> dict[str, Any]:
-        """SPEC §4 "Never pay twice": a refused or never-sent submit may be retried; an
-        ambiguous one only to a provider that deduplicates (hiapi's Idempotency-Key)."""
-        now = time.time()
-        idempotent = provider.capabilities.idempotent_submit
-        # submitted_at is cleared after every attempt known to have made nothing, so a
-        # task claimed with it set had an earlier attempt the provider may have taken.
-        unsure = exc.ambiguous or task.submitted_at is not None
-        may_resend = not exc.ambiguous or idempotent
-        if exc.retryable and may_resend and task.error_streak < MAX_SUBMIT_RETRIES:
-            log.warning("task %s: submit to %s failed (%r); retrying", task.id, task.provider, exc)
-            fields: dict[str, Any] = {
-                "error_streak": task.error_streak + 1,
-                "next_action_at": now + self._backoff(task.error_streak + 1, exc.retry_after),
-            }
-            if not unsure:
-                # Nothing was made: the next attempt starts afresh (a restart included).
-                fields["submitted_at"] = None
-                if not idempotent:
-                    fields |= {"submit_call": None, "submit_key": None}
-            return fields
-        if exc.kind is ErrorKind.AUTH:
-            log.error(
-                "%s rejected the API key: check %s_API_KEY", task.provider, task.provider.upper()
-            )
-        if unsure:
-            log.warning(
-                "task %s: %s may have received the submit (%r); not sending it again",
-                task.id,
-                task.provider,
-                exc,
-            )
-            return _fail(now, UNCONFIRMED, f"{exc.message} (sending it again could bill twice)")
-        log.info("task %s: submit failed: %r", task.id, exc)
-        code, message = exc.code, exc.message
-        # Providers' own codes ("1008", "invalid_api_key") mean nothing to members: say
-        # what kind of error it was (out of credits, bad key...) next to the provider's words.
-        reason = messages.ERROR_REASONS.get(exc.kind.value)
-        if code.lower() not in messages.ERROR_REASONS and reason and reason not in message:
-            message = f"{reason}: {message}"
-        return _fail(now, code, message)
+    def _submit_error(self, task: TaskRow, provider: Provider, exc: ProviderError) -> Outcome:
+        return outcomes.submit_error(
+            task,
+            exc,
+            idempotent=provider.capabilities.idempotent_submit,
+            now=time.time(),
+            schedule=self._schedule,
+        )
 
     async def _generation_request(self, task: TaskRow) -> GenerationRequest:
         req = task.request
@@ -495,16 +439,15 @@ class Poller:
             character_id=req.get("character_model_id"),
         )
 
-    async def _poll(self, task: TaskRow) -> dict[str, Any]:
+    async def _poll(self, task: TaskRow) -> Outcome:
         now = time.time()
         provider = self.providers.get(task.provider)
-        started = task.submitted_at or task.created_at
-        if now - started > self.settings.task_timeout:
+        timed_out = outcomes.poll_timed_out(task, now=now, task_timeout=self.settings.task_timeout)
+        if timed_out is not None:
             if provider is not None and task.provider_task_id:
                 with contextlib.suppress(ProviderError):
                     await provider.cancel(task.provider_task_id)
-            minutes = self.settings.task_timeout / 60
-            return _fail(now, "task_timeout", f"no result after {minutes:g} minutes")
+            return timed_out
         if provider is None:
             # Keep the task: the operator may configure the provider again.
             return {"next_action_at": now + self.settings.poll_max_interval}
@@ -515,66 +458,14 @@ class Poller:
             else:
                 status = await provider.status(task.provider_task_id)
         except ProviderError as exc:
-            return self._poll_error(task, exc)
+            return outcomes.poll_error(task, exc, now=time.time(), schedule=self._schedule)
         return self._apply_status(task, status, now)
 
-    def _poll_error(self, task: TaskRow, exc: ProviderError) -> dict[str, Any]:
-        now = time.time()
-        streak = task.error_streak + 1
-        # Consecutive "task not found" answers, kept in the row (not in memory, where a
-        # worker's count would grow forever and be lost on restart): other errors say
-        # nothing about the task, so they neither count nor reset; a real answer resets.
-        misses = task.not_found_streak
-        if exc.kind is ErrorKind.NOT_FOUND:
-            misses += 1
-            if misses >= NOT_FOUND_CONFIRMATIONS:
-                return _fail(now, "not_found", exc.message) | {"not_found_streak": misses}
-        if exc.kind is ErrorKind.AUTH:
-            log.error(
-                "%s rejected the API key while polling task %s: check %s_API_KEY",
-                task.provider,
-                task.id,
-                task.provider.upper(),
-            )
-        else:
-            log.warning("task %s: poll of %s failed (%r)", task.id, task.provider, exc)
-        # Everything else is retried until TASK_TIMEOUT_SECONDS: the generation may
-        # already be paid for, so we never give up on it early.
-        return {
-            "error_streak": streak,
-            "attempts": task.attempts + 1,
-            "not_found_streak": misses,
-            "next_action_at": now + self._backoff(streak, exc.retry_after),
-        }
-
-    def _apply_status(self, task: TaskRow, status: TaskStatus, now: float) -> dict[str, Any]:
-        common: dict[str, Any] = {
-            "attempts": task.attempts + 1,
-            "error_streak": 0,
-            "not_found_streak": 0,
-            "raw_state": _clip(status.raw_state),
-        }
-        if status.credits is not None:
-            common["credits"] = status.credits
+    def _apply_status(self, task: TaskRow, status: TaskStatus, now: float) -> Outcome:
         started = task.submitted_at or task.created_at
         model = self.completion_models.get(task.provider) if task.kind == "video" else None
-        if status.state == "succeeded":
-            if model is not None:
-                model.observe(now - started)
-            outputs = [_output_dict(o) for o in status.outputs]
-            if not outputs and task.kind != "training":
-                return common | _fail(now, "no_output", "the provider returned no output")
-            return common | {
-                "state": "succeeded",
-                "progress": 100,
-                "outputs": outputs,
-                "finished_at": now,
-                "next_action_at": now,
-            }
-        if status.state == "failed":
-            return common | _fail(
-                now, status.error_code or "failed", status.error_message or "generation failed"
-            )
+        if status.state == "succeeded" and model is not None:
+            model.observe(now - started)
         interval = next_poll_interval(
             age=now - started,
             floor=self.settings.poll_interval,
@@ -584,42 +475,9 @@ class Poller:
             since_last_poll=now - task.updated_at,
             model=model,
         )
-        return common | {
-            "state": status.state,
-            "progress": status.progress,
-            "poll_interval": interval,
-            "next_action_at": now + interval,
-        }
+        return outcomes.from_status(task, status, now=now, interval=interval)
 
 
 @dataclass(slots=True)
 class _Attempt:
     sent: bool  # the request may have left: from here on a failure is ambiguous
-
-
-def _clip(text: str | None, limit: int = MAX_PROVIDER_WORD) -> str | None:
-    """Provider words (codes, states) are unbounded; what we keep of them is not."""
-    if text is None or len(text) <= limit:
-        return text
-    return text[: limit - 1] + "…"
-
-
-def _fail(now: float, code: str, message: str) -> dict[str, Any]:
-    return {
-        "state": "failed",
-        "error_code": _clip(code),
-        "error_message": _clip(message, MAX_ERROR_MESSAGE),
-        "finished_at": now,
-        "next_action_at": now,
-    }
-
-
-def _output_dict(output: Any) -> dict[str, Any]:
-    return {
-        "kind": output.kind,
-        "url": output.url,
-        "data_base64": output.data_base64,
-        "file_id": output.file_id,
-        "expires_at": output.expires_at,
-        "content_type": output.content_type,
-    }
