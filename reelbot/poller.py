@@ -32,6 +32,7 @@ from providers.base import (
 from reelbot.inputs import InputStore
 from reelbot.jobs import outcomes
 from reelbot.jobs.lease import Lease, applied
+from reelbot.jobs.model import VideoRequest
 from reelbot.jobs.outcomes import (  # noqa: F401 - re-exported: the rules' names
     MAX_SUBMIT_RETRIES,
     NOT_FOUND_CONFIRMATIONS,
@@ -422,22 +423,11 @@ class Poller:
         )
 
     async def _generation_request(self, task: TaskRow) -> GenerationRequest:
-        req = task.request
+        req = VideoRequest.from_stored(task.request)
         image = None
-        if req.get("image"):
-            image = await self.inputs.input_image(req["image"], refresh=task.retry_of is not None)
-        return GenerationRequest(
-            prompt=req["prompt"],
-            model=req.get("model"),
-            image=image,
-            duration=req.get("duration"),
-            aspect_ratio=req.get("aspect_ratio"),
-            resolution=req.get("resolution"),
-            seed=req.get("seed"),
-            negative_prompt=req.get("negative_prompt"),
-            motion=req.get("motion"),
-            character_id=req.get("character_model_id"),
-        )
+        if req.image:
+            image = await self.inputs.input_image(req.image, refresh=task.retry_of is not None)
+        return req.generation(image)
 
     async def _poll(self, task: TaskRow) -> Outcome:
         now = time.time()
