@@ -25,12 +25,14 @@ from urllib.parse import urlsplit
 
 import discord
 
-from providers.base import ErrorKind, Provider, ProviderError, TrainingRequest
+from providers.base import ErrorKind, Provider, ProviderError, TaskStatus, TrainingRequest
 from reelbot import text
 from reelbot.config import Config
 from reelbot.delivery import NO_PINGS
 from reelbot.downloads import sniff_content_type
 from reelbot.inputs import ALLOWED_IMAGE_TYPES, MAX_IMAGE_BYTES, discord_url_expiry
+from reelbot.jobs.kinds import Attempt, JobKind
+from reelbot.jobs.lease import Lease
 from reelbot.service import UserError
 from reelbot.store.base import Store
 from reelbot.store.models import (
@@ -697,3 +699,33 @@ def _upload_budget(channel: discord.abc.Messageable) -> int:
 def _write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
+
+
+class TrainingKind(JobKind):
+    """The character-training job kind, owned by :class:`Characters`."""
+
+    name = "training"
+
+    def __init__(self, characters: Characters) -> None:
+        self.characters = characters
+
+    async def send(self, lease: Lease, provider: Provider, *, now: float, attempt: Attempt) -> str:
+        task = lease.task
+        training = await self.characters.training_request(task)
+        await lease.checkpoint(submitted_at=now)
+        attempt.sent = True
+        model_id = await provider.train_character(training)
+        # Recorded at once, even if the task was cancelled meanwhile, so a delete or
+        # ❌ that reads the task from now on finds the model (see training_submitted).
+        await lease.checkpoint(provider_task_id=model_id)
+        try:
+            await self.characters.training_submitted(task, model_id)
+        except Exception:  # the model id is returned and recorded regardless
+            log.warning("task %s: training_submitted hook failed", task.id, exc_info=True)
+        return model_id
+
+    async def status(self, provider: Provider, provider_task_id: str) -> TaskStatus:
+        return await provider.character_status(provider_task_id)
+
+    async def final_words(self, task: TaskRow) -> str | None:
+        return await self.characters.finish_training(task)

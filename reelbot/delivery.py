@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +29,7 @@ import discord
 from providers.base import Output, Provider, ProviderError
 from reelbot import messages, text
 from reelbot.downloads import DownloadedFile, DownloadError, decode_inline, download_to_temp
+from reelbot.jobs.kinds import JobKind, JobKinds
 from reelbot.jobs.lease import Lease, applied
 from reelbot.store.base import Store
 from reelbot.store.models import TaskRow
@@ -71,14 +72,15 @@ class Delivery:
         providers: dict[str, Provider],
         session: aiohttp.ClientSession,
         settings: DeliverySettings,
+        kinds: Mapping[str, JobKind] | None = None,
     ) -> None:
         self.client = client
         self.store = store
         self.providers = providers
         self.session = session
         self.settings = settings
-        # Final words for task kinds other than videos (e.g. "training" → characters).
-        self.finishers: dict[str, Callable[[TaskRow], Awaitable[str]]] = {}
+        # What each kind of task says at the end (its owner registers it).
+        self.kinds: Mapping[str, JobKind] = kinds if kinds is not None else JobKinds()
 
     # --- status message -------------------------------------------------------------------
     async def update_status(self, task: TaskRow, *, force: bool = False) -> dict[str, Any]:
@@ -148,12 +150,16 @@ class Delivery:
         attempt = lease.task.delivery_attempts + 1
         await lease.checkpoint(delivery_attempts=attempt)
         task = lease.task
+        kind = self.kinds.get(task.kind)
         try:
             existing = await self._find_earlier_copy(task)
+            words = None
+            if existing is None and kind is not None:
+                words = await kind.final_words(task)
             if existing is not None:
                 message = existing
-            elif task.kind in self.finishers:
-                message = await self._post_text(lease, await self.finishers[task.kind](task))
+            elif words is not None:
+                message = await self._post_text(lease, words)
             elif task.state == "succeeded":
                 message = await self._post_video(lease)
             elif task.state == "cancelled":
@@ -181,7 +187,7 @@ class Delivery:
             return failed | await self.deliver(lease)
 
         log.info("task %s delivered as message %s", task.id, message.id)
-        if task.kind == "video":  # 🔁 runs videos again; a training is not re-run that way
+        if kind is not None and kind.rerunnable:  # 🔁 runs videos again, not trainings
             with contextlib.suppress(discord.HTTPException):
                 await message.add_reaction(RETRY_EMOJI)
         # The status message is brought up to date by the poller once this is recorded.

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -22,17 +21,14 @@ from typing import Any
 from providers.base import (
     Delivery,
     ErrorKind,
-    GenerationRequest,
     Provider,
     ProviderError,
-    SubmitCall,
     TaskStatus,
-    TrainingRequest,
 )
 from reelbot.inputs import InputStore
 from reelbot.jobs import outcomes
+from reelbot.jobs.kinds import Attempt, JobKind, JobKinds
 from reelbot.jobs.lease import Lease, applied
-from reelbot.jobs.model import VideoRequest
 from reelbot.jobs.outcomes import (  # noqa: F401 - re-exported: the rules' names
     MAX_SUBMIT_RETRIES,
     NOT_FOUND_CONFIRMATIONS,
@@ -96,10 +92,8 @@ class Poller:
         deliver: Callable[[Lease], Awaitable[dict[str, Any]]],
         # Shows a task's status; returns the fields to record (status text, edit time).
         on_status: Callable[[TaskRow], Awaitable[dict[str, Any] | None]],
-        training_request: Callable[[TaskRow], Awaitable[TrainingRequest]] | None = None,
-        # Told the provider's model id as soon as a training is accepted, before the
-        # outcome is recorded (which a cancel meanwhile makes the poller drop).
-        training_submitted: Callable[[TaskRow, str], Awaitable[None]] | None = None,
+        # What each kind of task does (its owner registers it); the loop knows none.
+        kinds: Mapping[str, JobKind] | None = None,
         owner: str | None = None,
     ) -> None:
         self.store = store
@@ -108,8 +102,7 @@ class Poller:
         self.inputs = inputs
         self._deliver = deliver
         self._on_status = on_status
-        self._training_request = training_request
-        self._training_submitted = training_submitted
+        self.kinds: Mapping[str, JobKind] = kinds if kinds is not None else JobKinds()
         self.owner = owner or f"poller-{uuid.uuid4().hex[:8]}"
         self._lanes = {pid: Lane(pid, settings.provider_concurrency) for pid in providers}
         self._delivery_lane = Lane("delivery", settings.delivery_concurrency)
@@ -340,7 +333,7 @@ class Poller:
             return refused
         assert provider is not None
         remaining = task.created_at + self.settings.task_timeout - now
-        attempt = _Attempt(sent=task.submitted_at is not None)
+        attempt = Attempt(sent=task.submitted_at is not None)
         try:
             # TASK_TIMEOUT_SECONDS bounds a submit too, however its retries went.
             async with asyncio.timeout(remaining):
@@ -375,43 +368,16 @@ class Poller:
             provider_task_id, sent_at=now, now=time.time(), interval=self.settings.poll_interval
         )
 
-    async def _send(self, lease: Lease, provider: Provider, now: float, attempt: _Attempt) -> str:
-        """Build the request (or take the stored first one), mark the task as sent, send it;
-        the provider's task id."""
-        task = lease.task
-        if task.kind == "training":
-            if self._training_request is None:
-                raise ProviderError(ErrorKind.INVALID, "character training is not available")
-            training = await self._training_request(task)
-            await lease.checkpoint(submitted_at=now)
-            attempt.sent = True
-            model_id = await provider.train_character(training)
-            # Recorded at once, even if the task was cancelled meanwhile, so a delete or
-            # ❌ that reads the task from now on finds the model (see training_submitted).
-            await lease.checkpoint(provider_task_id=model_id)
-            if self._training_submitted is not None:
-                try:
-                    await self._training_submitted(task, model_id)
-                except Exception:  # the model id is returned and recorded regardless
-                    log.warning("task %s: training_submitted hook failed", task.id, exc_info=True)
-            return model_id
-        if task.submit_call is not None and task.submit_key is not None:
-            # A resend under the same key: the stored first request, byte for byte.
-            call, key = SubmitCall.from_json(task.submit_call), task.submit_key
-        else:
-            call = await provider.prepare_submit(await self._generation_request(task))
-            # Random per task, not only its row id: after a store restored from a
-            # backup hands the same ids out again, an old key must never match. A
-            # task sent before keys were stored (an upgrade mid-submit) keeps its old key.
-            key = (
-                f"reelbot-{task.id}"
-                if task.submitted_at is not None
-                else f"reelbot-{task.id}-{secrets.token_hex(8)}"
-            )
-        # From here on the provider may have the request: mark it before sending.
-        await lease.checkpoint(submitted_at=now, submit_key=key, submit_call=call.to_json())
-        attempt.sent = True
-        return await provider.send_submit(call, idempotency_key=key)
+    async def _send(self, lease: Lease, provider: Provider, now: float, attempt: Attempt) -> str:
+        """The task's kind builds the request (or takes the stored first one), marks the
+        task as sent and sends it; the provider's task id."""
+        return await self._kind(lease.task).send(lease, provider, now=now, attempt=attempt)
+
+    def _kind(self, task: TaskRow) -> JobKind:
+        kind = self.kinds.get(task.kind)
+        if kind is None:
+            raise ProviderError(ErrorKind.INVALID, f"{task.kind} tasks are not available")
+        return kind
 
     def _submit_error(self, task: TaskRow, provider: Provider, exc: ProviderError) -> Outcome:
         return outcomes.submit_error(
@@ -421,13 +387,6 @@ class Poller:
             now=time.time(),
             schedule=self._schedule,
         )
-
-    async def _generation_request(self, task: TaskRow) -> GenerationRequest:
-        req = VideoRequest.from_stored(task.request)
-        image = None
-        if req.image:
-            image = await self.inputs.input_image(req.image, refresh=task.retry_of is not None)
-        return req.generation(image)
 
     async def _poll(self, task: TaskRow) -> Outcome:
         now = time.time()
@@ -443,17 +402,16 @@ class Poller:
             return {"next_action_at": now + self.settings.poll_max_interval}
         assert task.provider_task_id is not None
         try:
-            if task.kind == "training":
-                status = await provider.character_status(task.provider_task_id)
-            else:
-                status = await provider.status(task.provider_task_id)
+            status = await self._kind(task).status(provider, task.provider_task_id)
         except ProviderError as exc:
             return outcomes.poll_error(task, exc, now=time.time(), schedule=self._schedule)
         return self._apply_status(task, status, now)
 
     def _apply_status(self, task: TaskRow, status: TaskStatus, now: float) -> Outcome:
         started = task.submitted_at or task.created_at
-        model = self.completion_models.get(task.provider) if task.kind == "video" else None
+        kind = self.kinds.get(task.kind)
+        timed = kind is not None and kind.timed
+        model = self.completion_models.get(task.provider) if timed else None
         if status.state == "succeeded" and model is not None:
             model.observe(now - started)
         interval = next_poll_interval(
@@ -466,8 +424,3 @@ class Poller:
             model=model,
         )
         return outcomes.from_status(task, status, now=now, interval=interval)
-
-
-@dataclass(slots=True)
-class _Attempt:
-    sent: bool  # the request may have left: from here on a failure is ambiguous
