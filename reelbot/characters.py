@@ -26,9 +26,8 @@ from urllib.parse import urlsplit
 import discord
 
 from providers.base import ErrorKind, Provider, ProviderError, TaskStatus, TrainingRequest
-from reelbot import text
+from reelbot import text, vocabulary
 from reelbot.config import Config
-from reelbot.delivery import NO_PINGS
 from reelbot.downloads import sniff_content_type
 from reelbot.inputs import ALLOWED_IMAGE_TYPES, MAX_IMAGE_BYTES, discord_url_expiry
 from reelbot.jobs.kinds import Attempt, JobKind
@@ -45,6 +44,7 @@ from reelbot.store.models import (
     SubmissionRefused,
     TaskRow,
 )
+from reelbot.vocabulary import NO_PINGS
 
 log = logging.getLogger(__name__)
 
@@ -574,7 +574,8 @@ class Characters:
                 # Trained for a character that is gone: the likeness must not stay there.
                 await self._delete_model(task.provider, task.provider_task_id)
             return (
-                f"Character `{name}` was deleted before its training finished.\n-# Task #{task.id}"
+                f"Character `{name}` was deleted before its training finished."
+                + vocabulary.footer(task.id)
             )
         if task.state == "succeeded" and current:
             await self.store.update_character(
@@ -604,7 +605,7 @@ class Characters:
                 f"`/character train name:{name}` again."
             )
         await self.refresh_panel(await self.store.get_character(character.id))
-        return text.clip_message(words, f"\n-# Task #{task.id}")
+        return text.clip_message(words, vocabulary.footer(task.id))
 
     async def refresh_panel(self, character: CharacterRow | None) -> None:
         if character is None or not character.thread_id or not character.panel_message_id:

@@ -27,33 +27,23 @@ import aiohttp
 import discord
 
 from providers.base import Output, Provider, ProviderError
-from reelbot import messages, text
+from reelbot import messages, text, vocabulary
 from reelbot.downloads import DownloadedFile, DownloadError, decode_inline, download_to_temp
 from reelbot.jobs.kinds import JobKind, JobKinds
 from reelbot.jobs.lease import Lease, applied
 from reelbot.store.base import Store
 from reelbot.store.models import TaskRow
+from reelbot.vocabulary import CANCEL_EMOJI, NO_PINGS, RETRY_EMOJI  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 
-RETRY_EMOJI = "🔁"
-CANCEL_EMOJI = "❌"
 STATUS_EDIT_INTERVAL = 5.0  # seconds between non-final status edits of one message
 MAX_DELIVERY_ATTEMPTS = 12
 # How long after a send started its message can have been created: discord.py retries a
 # rate-limited or failed upload on its own for a while before giving up.
 SEND_WINDOW = 15 * 60.0
 CLOCK_SKEW = 60.0  # our clock against Discord's snowflake timestamps
-NO_PINGS = discord.AllowedMentions.none()
-STATUS_TITLES = ("**Prompt:**", "**Character training**")  # see messages.status_text
-
-
-def task_nonce(task_id: int) -> str:
-    return f"reelbot-{task_id}"  # Discord nonces are at most 25 characters
-
-
-def task_footer(task_id: int) -> str:
-    return f"Task #{task_id}"
+task_nonce = vocabulary.nonce
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,8 +222,7 @@ class Delivery:
             me is not None
             and message.author.id == me.id
             and message.id != task.status_message_id
-            and message.content.endswith(task_footer(task.id))
-            and not message.content.startswith(STATUS_TITLES)
+            and vocabulary.is_final_text(message.content, task.id)
         )
 
     async def _post_text(self, lease: Lease, content: str) -> discord.Message:
@@ -431,7 +420,7 @@ class Delivery:
 def _with_note(note: str, content: str) -> str:
     """``note + content`` within 2000 characters, keeping the ``-# Task #N`` footer
     (an earlier copy is recognised by it)."""
-    head, sep, tail = content.rpartition("\n-# Task #")
+    head, sep, tail = content.rpartition(vocabulary.FOOTER_MARK)
     if not sep:
         return text.clip_message(note + content)
     return text.clip_message(note + head, sep + tail)
