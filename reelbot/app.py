@@ -25,13 +25,13 @@ from providers.base import Provider
 from providers.http import ProviderHttp
 from reelbot.characters import Characters, TrainingKind
 from reelbot.config import DEFAULT_API_BASE, Config
-from reelbot.delivery import Delivery, DeliverySettings
-from reelbot.downloads import download_session
 from reelbot.generations.kind import VideoKind
 from reelbot.health import HealthServer
-from reelbot.inputs import InputStore
+from reelbot.jobs.delivery import Delivery, DeliverySettings
+from reelbot.jobs.downloads import download_session
+from reelbot.jobs.inputs import InputStore
 from reelbot.jobs.kinds import JobKinds
-from reelbot.poller import Poller, PollerSettings
+from reelbot.jobs.poller import Poller, PollerSettings
 from reelbot.roles import ALL_IN_ONE, Role
 from reelbot.service import Generations, UserError
 from reelbot.store import Store, open_store

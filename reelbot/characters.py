@@ -28,8 +28,8 @@ import discord
 from providers.base import ErrorKind, Provider, ProviderError, TaskStatus, TrainingRequest
 from reelbot import text, vocabulary
 from reelbot.config import Config
-from reelbot.downloads import sniff_content_type
-from reelbot.inputs import ALLOWED_IMAGE_TYPES, MAX_IMAGE_BYTES, discord_url_expiry
+from reelbot.jobs.downloads import sniff_content_type
+from reelbot.jobs.inputs import ALLOWED_IMAGE_TYPES, MAX_IMAGE_BYTES, discord_url_expiry
 from reelbot.jobs.kinds import Attempt, JobKind
 from reelbot.jobs.lease import Lease
 from reelbot.service import UserError

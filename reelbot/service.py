@@ -19,9 +19,9 @@ import discord
 from providers.base import ErrorKind, InputImage, Provider, ProviderError
 from reelbot import messages, text
 from reelbot.config import Config
-from reelbot.delivery import CANCEL_EMOJI, NO_PINGS
-from reelbot.downloads import sniff_content_type
-from reelbot.inputs import ALLOWED_IMAGE_TYPES, MAX_IMAGE_BYTES, InputStore
+from reelbot.jobs.delivery import CANCEL_EMOJI, NO_PINGS
+from reelbot.jobs.downloads import sniff_content_type
+from reelbot.jobs.inputs import ALLOWED_IMAGE_TYPES, MAX_IMAGE_BYTES, InputStore
 from reelbot.jobs.model import VideoRequest
 from reelbot.store.base import Store
 from reelbot.store.models import NewTask, QuotaPolicy, SubmissionRefused, TaskRow

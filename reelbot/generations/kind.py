@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 
 from providers.base import Provider, SubmitCall, TaskStatus
-from reelbot.inputs import InputStore
+from reelbot.jobs.inputs import InputStore
 from reelbot.jobs.kinds import Attempt, JobKind
 from reelbot.jobs.lease import Lease
 from reelbot.jobs.model import VideoRequest

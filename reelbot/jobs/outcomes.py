@@ -14,7 +14,7 @@ from typing import Any
 
 from providers.base import ErrorKind, Output, ProviderError, TaskStatus
 from reelbot import messages
-from reelbot.scheduling import backoff
+from reelbot.jobs.scheduling import backoff
 from reelbot.store.models import TaskRow
 
 log = logging.getLogger(__name__)

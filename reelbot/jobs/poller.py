@@ -25,8 +25,8 @@ from providers.base import (
     ProviderError,
     TaskStatus,
 )
-from reelbot.inputs import InputStore
 from reelbot.jobs import outcomes
+from reelbot.jobs.inputs import InputStore
 from reelbot.jobs.kinds import Attempt, JobKind, JobKinds
 from reelbot.jobs.lease import Lease, applied
 from reelbot.jobs.outcomes import (  # noqa: F401 - re-exported: the rules' names
@@ -36,7 +36,7 @@ from reelbot.jobs.outcomes import (  # noqa: F401 - re-exported: the rules' name
     Outcome,
     Schedule,
 )
-from reelbot.scheduling import CompletionModel, next_poll_interval
+from reelbot.jobs.scheduling import CompletionModel, next_poll_interval
 from reelbot.store.base import Store
 from reelbot.store.models import TaskRow
 

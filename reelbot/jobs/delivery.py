@@ -28,7 +28,7 @@ import discord
 
 from providers.base import Output, Provider, ProviderError
 from reelbot import messages, text, vocabulary
-from reelbot.downloads import DownloadedFile, DownloadError, decode_inline, download_to_temp
+from reelbot.jobs.downloads import DownloadedFile, DownloadError, decode_inline, download_to_temp
 from reelbot.jobs.kinds import JobKind, JobKinds
 from reelbot.jobs.lease import Lease, applied
 from reelbot.store.base import Store
