@@ -78,3 +78,33 @@ def test_no_import_cycles() -> None:
 
 def test_the_checker_sees_a_cycle() -> None:
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+# Store methods that change a task row. The worker half writes a claimed row only from
+# the poller (its outcome, in one release) and through the poller's Lease (checkpoints
+# that must precede a side effect). The request half creates tasks and posts their
+# status before any claim; a cancel is the one competing write, and wins by design
+# (cancel_task clears the lease; the poller's release then expects the old state).
+TASK_WRITES = {"update_task", "release", "mark_delivered", "refund", "claim_due", "renew_leases"}
+ALLOWED_WRITERS = {
+    "reelbot.jobs.poller",  # the only writer of a claimed row
+    "reelbot.jobs.lease",  # the poller's handle, passed to the step it runs
+    "reelbot.service",  # the request half: before the poller ever sees the task
+    "reelbot.app",  # start-up: release_all_leases in a single process
+}
+
+
+def test_only_the_poller_writes_a_claimed_task_row() -> None:
+    offenders = []
+    for name, path in product_modules().items():
+        if name in ALLOWED_WRITERS:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in TASK_WRITES
+                and "store" in ast.unparse(node.func.value)
+            ):
+                offenders.append(f"{name}:{node.lineno} {ast.unparse(node.func)}")
+    assert offenders == []
