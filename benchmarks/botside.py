@@ -55,10 +55,12 @@ from doubles.harness import free_port
 from providers import PROVIDER_IDS
 from providers.base import GenerationRequest, InputImage, Provider, TaskStatus
 from reelbot import messages
-from reelbot import poller as poller_module
 from reelbot.app import Reelbot, build_providers, use_api_base
 from reelbot.config import load_config
-from reelbot.inputs import InputStore
+from reelbot.generations.kind import VideoKind
+from reelbot.generations.kind import CALLBACK_TOKEN_BYTES, callback_url
+from reelbot.jobs import poller as poller_module
+from reelbot.jobs.inputs import InputStore
 from reelbot.store.models import NewTask, QuotaPolicy, TaskRow
 from reelbot.store.sqlite import SqliteStore
 
@@ -279,8 +281,8 @@ class Population:
             # As the poller submits (with a callback URL where there are callbacks).
             token = None
             if self.callback_base and provider.capabilities.callbacks:
-                token = secrets.token_urlsafe(poller_module.CALLBACK_TOKEN_BYTES)
-                url = poller_module.callback_url(self.callback_base, pid, token)
+                token = secrets.token_urlsafe(CALLBACK_TOKEN_BYTES)
+                url = callback_url(self.callback_base, pid, token)
                 generation = dataclasses.replace(generation, callback_url=url)
             call = await provider.prepare_submit(generation)
             if token is not None and url not in call.body:
@@ -877,6 +879,7 @@ async def _measure_ticks(
         inputs=InputStore(tmp / "inputs"),
         deliver=nothing,
         on_status=no_status,
+        kinds={"video": VideoKind(InputStore(tmp / "inputs"))},
     )
     rng = random.Random(args.seed)
     ticks, next_due = [], []
