@@ -57,8 +57,7 @@ from providers.base import GenerationRequest, InputImage, Provider, TaskStatus
 from reelbot import messages
 from reelbot.app import Reelbot, build_providers, use_api_base
 from reelbot.config import load_config
-from reelbot.generations.kind import VideoKind
-from reelbot.generations.kind import CALLBACK_TOKEN_BYTES, callback_url
+from reelbot.generations.kind import CALLBACK_TOKEN_BYTES, VideoKind, callback_url
 from reelbot.jobs import poller as poller_module
 from reelbot.jobs.inputs import InputStore
 from reelbot.store.models import NewTask, QuotaPolicy, TaskRow
