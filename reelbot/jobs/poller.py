@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import time
 import uuid
@@ -46,6 +47,35 @@ log = logging.getLogger(__name__)
 # while the action runs), so a crashed worker's tasks are taken over within this long.
 LEASE_SECONDS = 120.0
 IDLE_WAKE = 30.0  # re-check the store at least this often even when nothing is due
+# The shortest sleep between two ticks: how late a task may be claimed when it is not
+# worth waking the loop for (its due time is less than this before the planned wake).
+MIN_TICK_GAP = 0.02
+# A poll that changed nothing a member sees (same state, progress and state word, no
+# error) and whose next poll is at most this far off keeps its task: leased, in memory,
+# polled again at its time without a store write or a claim. Most polls are of this
+# kind (a task in its provider's usual completion window is polled every ~2 s), and
+# nothing is lost by not recording them: what they would have stored (attempts, the
+# next poll time) is recorded with the next change, and after a crash or restart the
+# task is simply polled again. A cancel is noticed at the next lease renewal (it
+# clears the lease) or when the provider's answer changes.
+HOLD_MAX_INTERVAL = 15.0
+# ... but not this soon after a status edit: a change shown then may have been
+# throttled (delivery's STATUS_EDIT_INTERVAL, 5 s), and only a recorded poll re-renders.
+HOLD_AFTER_EDIT = 10.0
+# Fields of an outcome that make it a change worth recording (besides these it only
+# counts attempts and schedules the next poll).
+_QUIET_FIELDS = frozenset(
+    {
+        "attempts",
+        "error_streak",
+        "not_found_streak",
+        "raw_state",
+        "state",
+        "progress",
+        "poll_interval",
+        "next_action_at",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,17 +98,43 @@ class PollerSettings:
 
 
 class Lane:
-    """A bounded number of concurrent actions (one provider's, or delivery's)."""
+    """A bounded number of concurrent actions (one provider's, or delivery's).
+
+    A claim takes up to ``capacity`` more due tasks than there are free slots; those
+    wait, leased, in ``ready`` and start as slots free, without a trip to the store.
+    At thousands of polls a second this makes one claim per few dozen actions rather
+    than one per action or two, and it claims only tasks that are due already.
+    """
 
     def __init__(self, name: str, capacity: int) -> None:
         self.name = name
         self.capacity = capacity
         self.busy = 0
-        self.saturated = False
+        self.saturated = False  # the last claim took all it asked for: more may be due
+        # Earliest due first (claimed ones and held ones alike): (due, id, row).
+        self.ready: list[tuple[float, int, TaskRow]] = []
+
+    def put(self, task: TaskRow) -> None:
+        heapq.heappush(self.ready, (task.next_action_at or 0.0, task.id, task))
+
+    def take(self) -> TaskRow:
+        return heapq.heappop(self.ready)[2]
 
     @property
     def free(self) -> int:
         return self.capacity - self.busy
+
+    @property
+    def wanted(self) -> int:
+        """How many due tasks a claim should take now (0: enough in hand)."""
+        if len(self.ready) >= self.capacity:
+            return 0
+        return 2 * self.capacity - self.busy - len(self.ready)
+
+    @property
+    def low(self) -> bool:
+        """Fewer waiting than a lane's worth: time to claim more (if more are due)."""
+        return len(self.ready) < self.capacity
 
 
 class Poller:
@@ -120,6 +176,8 @@ class Poller:
         self.claimed_total = 0
         # Per provider: how long its generations took lately (sets the poll schedule).
         self.completion_models = {pid: CompletionModel() for pid in providers}
+        # Tasks kept between two quiet polls (HOLD_MAX_INTERVAL): id -> (lane, row, timer).
+        self._held: dict[int, tuple[Lane, TaskRow, asyncio.TimerHandle]] = {}
 
     # --- control ------------------------------------------------------------------------
     def wake(self) -> None:
@@ -172,6 +230,7 @@ class Poller:
         # A tick that was claiming when we were asked to stop still spawns what it
         # claimed: wait until no action is left, not only for those running now.
         await self._wait_for(self._running, start + grace)
+        await self._release_ready()
         for task in self._running - self._submitting:
             task.cancel()
         if self._submitting:
@@ -185,6 +244,26 @@ class Poller:
         if self._renewal is not None:
             self._renewal.cancel()
             await asyncio.gather(self._renewal, return_exceptions=True)
+
+    async def _release_ready(self) -> None:
+        """Hand back the claimed tasks that never started and those kept between two
+        polls, due as they were (a callback that came meanwhile still makes its task due
+        at once)."""
+        for lane, task, timer in list(self._held.values()):
+            timer.cancel()
+            lane.put(task)
+        self._held.clear()
+        for lane in (*self._lanes.values(), self._delivery_lane):
+            while lane.ready:
+                task = lane.take()
+                self.in_hand.discard(task.id)
+                with contextlib.suppress(Exception):
+                    await self.store.release(
+                        task.id,
+                        self.owner,
+                        expected_state=task.state,
+                        next_action_at=task.next_action_at,
+                    )
 
     @staticmethod
     async def _wait_for(jobs: set[asyncio.Task[None]], deadline: float) -> None:
@@ -215,6 +294,13 @@ class Poller:
             # Finished meanwhile is normal; still acting on it means another process
             # (a cancel, or a claimer after a stall longer than the lease) has the task.
             lost = set(held).difference(kept).intersection(self.in_hand)
+            for task_id in sorted(lost.intersection(self._held)):
+                # Between two quiet polls: cancelled (its lease cleared) or taken over.
+                _, _, timer = self._held.pop(task_id)
+                timer.cancel()
+                self.in_hand.discard(task_id)
+                lost.discard(task_id)
+                log.info("task %s: no longer ours (cancelled?); not polling it again", task_id)
             for task_id in sorted(lost):
                 log.warning(
                     "task %s: no longer leased to this worker (cancelled, or taken over "
@@ -229,20 +315,33 @@ class Poller:
         for lane in (*self._lanes.values(), self._delivery_lane):
             if self._stopping:
                 return
-            if lane.free <= 0:
-                lane.saturated = True
-                continue
+            wanted, due_by = lane.wanted, now
+            if wanted <= 0:
+                # Enough in hand; but tasks kept between polls come back on time, so the
+                # store may hold some more overdue than any of them: those go first.
+                due_by, wanted = min(now, lane.ready[0][0]), lane.capacity
             claimed = await self.store.claim_due(
-                now=now,
-                limit=lane.free,
+                now=due_by,
+                limit=wanted,
                 owner=self.owner,
                 lease_seconds=self.settings.lease_seconds,
                 provider=None if lane is self._delivery_lane else lane.name,
                 delivery=lane is self._delivery_lane,
             )
-            lane.saturated = len(claimed) >= lane.free
+            lane.saturated = len(claimed) >= wanted
             for task in claimed:
-                self._spawn(lane, task)
+                self.in_hand.add(task.id)
+                self.claimed_total += 1
+            for task in claimed:
+                lane.put(task)
+            if self._stopping:  # stop() came while we claimed: hand them back
+                await self._release_ready()
+                return
+            self._start_ready(lane)
+
+    def _start_ready(self, lane: Lane) -> None:
+        while lane.ready and lane.free > 0 and not self._stopping:
+            self._spawn(lane, lane.take())
 
     async def _sleep(self) -> None:
         if self._stopping:
@@ -250,7 +349,10 @@ class Poller:
         next_due = await self.store.next_due_at()
         now = time.time()
         idle = self.settings.idle_wake
-        timeout = idle if next_due is None else max(0.0, min(next_due - now, idle))
+        # Something due already belongs to a lane with enough in hand (its actions wake
+        # us when it runs low): look again shortly rather than at once, or the loop
+        # spins on claims that find nothing it may take (hundreds of ticks a second).
+        timeout = idle if next_due is None else max(MIN_TICK_GAP, min(next_due - now, idle))
         self._sleep_until = now + timeout
         if timeout > 0:
             with contextlib.suppress(TimeoutError):
@@ -258,9 +360,8 @@ class Poller:
         self._wake.clear()
 
     def _spawn(self, lane: Lane, task: TaskRow) -> None:
+        """Start the action on a claimed task (counted in ``in_hand`` since its claim)."""
         lane.busy += 1
-        self.in_hand.add(task.id)
-        self.claimed_total += 1
         job = asyncio.create_task(self._act(lane, task), name=f"task-{task.id}")
         self._running.add(job)
         job.add_done_callback(self._running.discard)
@@ -290,6 +391,9 @@ class Poller:
         finally:
             lane.busy -= 1
             self.in_hand.discard(task.id)
+            self._start_ready(lane)  # the next claimed task takes the slot at once
+        if lane is not self._delivery_lane and self._hold(lane, task, fields):
+            return
         try:
             changed = await self.store.release(
                 task.id, self.owner, expected_state=task.state, **fields
@@ -300,7 +404,9 @@ class Poller:
         if not changed:
             log.info("task %s changed meanwhile (e.g. cancelled); outcome dropped", task.id)
         next_at = fields.get("next_action_at")
-        if lane.saturated or (next_at is not None and next_at <= self._sleep_until):
+        if (lane.saturated and lane.low) or (
+            next_at is not None and next_at < self._sleep_until - MIN_TICK_GAP
+        ):
             self.wake()
         if changed and (lane is self._delivery_lane or "state" in fields):
             # Re-render after every answer from the provider: the edit is skipped when
@@ -314,6 +420,42 @@ class Poller:
                     await self._on_delivered(recorded)
                 except Exception:
                     log.warning("task %s: after-delivery step failed", task.id, exc_info=True)
+
+    def _hold(self, lane: Lane, task: TaskRow, fields: Outcome) -> bool:
+        """Keep ``task`` leased in memory until its next poll, if this poll changed
+        nothing worth recording (see HOLD_MAX_INTERVAL); True if it is kept."""
+        next_at = fields.get("next_action_at")
+        now = time.time()
+        if (
+            self._stopping
+            or task.state not in ("queued", "running")
+            or (task.status_edited_at or 0.0) > now - HOLD_AFTER_EDIT
+            or next_at is None
+            or next_at - now > HOLD_MAX_INTERVAL
+            or not fields.keys() <= _QUIET_FIELDS
+            or fields.get("state") != task.state
+            or fields.get("progress") != task.progress
+            or fields.get("raw_state") != task.raw_state
+            or fields.get("error_streak", 0) != 0
+            or task.error_streak != 0
+        ):
+            return False
+        # What the row would read had the outcome been recorded (for the next poll's
+        # rules: attempts, the time since the last answer, the schedule).
+        kept = applied(task, fields | {"updated_at": now})
+        loop = asyncio.get_running_loop()
+        timer = loop.call_at(loop.time() + max(0.0, next_at - now), self._unhold, task.id)
+        self._held[task.id] = (lane, kept, timer)
+        self.in_hand.add(task.id)  # its lease is renewed with the others
+        return True
+
+    def _unhold(self, task_id: int) -> None:
+        entry = self._held.pop(task_id, None)
+        if entry is None:
+            return
+        lane, task, _ = entry
+        lane.put(task)
+        self._start_ready(lane)
 
     async def _status_changed(self, task: TaskRow) -> None:
         try:
