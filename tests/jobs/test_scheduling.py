@@ -61,6 +61,17 @@ def test_a_task_with_a_callback_is_polled_once_it_is_late_and_before_its_timeout
     assert callback_safety_net(1.0, age=0.0, ceiling=CEILING, timeout=3600.0, model=slow) == 1800
 
 
+def test_a_task_almost_done_is_polled_densely_whatever_its_age() -> None:
+    model = CompletionModel(capacity=100, min_samples=30)
+    for i in range(100):
+        model.observe(600 + i * 6)
+    early = interval(100, model)
+    assert early > 10 * FLOOR
+    # hiapi's "archiving" (95 %), seen long before the usual completion time.
+    assert interval(100, model, progress=95) <= 2 * FLOOR
+    assert interval(100, model, previous_progress=95, progress=95) <= 2 * FLOOR
+
+
 def test_backoff_honours_retry_after_and_grows_otherwise() -> None:
     assert backoff(1, floor=FLOOR, ceiling=CEILING, retry_after=7) == 7
     assert backoff(1, floor=FLOOR, ceiling=CEILING) < backoff(5, floor=FLOOR, ceiling=CEILING)
