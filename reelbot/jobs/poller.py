@@ -4,7 +4,9 @@ The store is the queue (RoboDanny's reminder pattern): the loop claims tasks who
 ``next_action_at`` has come, in lanes (one per provider, plus one for delivery) so a
 slow provider never holds up another's tasks, acts on each in its own asyncio task,
 records the outcome with the next action time, and sleeps until the next due time
-or until :meth:`Poller.wake` says new work arrived. Nothing lives only in memory.
+or until :meth:`Poller.wake` says new work arrived. Nothing that matters lives only in
+memory: a poll that changed nothing visible keeps its task leased in memory until the
+next poll (HOLD_MAX_INTERVAL), which a restart simply makes again.
 """
 
 from __future__ import annotations
