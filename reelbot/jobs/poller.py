@@ -5,8 +5,8 @@ The store is the queue (RoboDanny's reminder pattern): the loop claims tasks who
 slow provider never holds up another's tasks, acts on each in its own asyncio task,
 records the outcome with the next action time, and sleeps until the next due time
 or until :meth:`Poller.wake` says new work arrived. Nothing that matters lives only in
-memory: a poll that changed nothing visible keeps its task leased in memory until the
-next poll (HOLD_MAX_INTERVAL), which a restart simply makes again.
+memory: tasks claimed ahead wait, leased, for a free slot (a restart claims them
+again).
 """
 
 from __future__ import annotations
@@ -52,18 +52,7 @@ IDLE_WAKE = 30.0  # re-check the store at least this often even when nothing is 
 # The shortest sleep between two ticks: how late a task may be claimed when it is not
 # worth waking the loop for (its due time is less than this before the planned wake).
 MIN_TICK_GAP = 0.02
-# A poll that changed nothing a member sees (same state, progress and state word, no
-# error) and whose next poll is at most this far off keeps its task: leased, in memory,
-# polled again at its time without a store write or a claim. Most polls are of this
-# kind (a task in its provider's usual completion window is polled every ~2 s), and
-# nothing is lost by not recording them: what they would have stored (attempts, the
-# next poll time) is recorded with the next change, and after a crash or restart the
-# task is simply polled again. A cancel is noticed at the next lease renewal (it
-# clears the lease) or when the provider's answer changes.
-HOLD_MAX_INTERVAL = 15.0
-# ... but not this soon after a status edit: a change shown then may have been
-# throttled (delivery's STATUS_EDIT_INTERVAL, 5 s), and only a recorded poll re-renders.
-HOLD_AFTER_EDIT = 10.0
+RELEASE_CHUNK = 500  # stop(): tasks handed back at once
 # Fields of an outcome that make it a change worth recording (besides these it only
 # counts attempts and schedules the next poll).
 _QUIET_FIELDS = frozenset(
@@ -178,8 +167,6 @@ class Poller:
         self.claimed_total = 0
         # Per provider: how long its generations took lately (sets the poll schedule).
         self.completion_models = {pid: CompletionModel() for pid in providers}
-        # Tasks kept between two quiet polls (HOLD_MAX_INTERVAL): id -> (lane, row, timer).
-        self._held: dict[int, tuple[Lane, TaskRow, asyncio.TimerHandle]] = {}
 
     # --- control ------------------------------------------------------------------------
     def wake(self) -> None:
@@ -248,24 +235,24 @@ class Poller:
             await asyncio.gather(self._renewal, return_exceptions=True)
 
     async def _release_ready(self) -> None:
-        """Hand back the claimed tasks that never started and those kept between two
-        polls, due as they were (a callback that came meanwhile still makes its task due
-        at once)."""
-        for lane, task, timer in list(self._held.values()):
-            timer.cancel()
-            lane.put(task)
-        self._held.clear()
+        """Hand back the claimed tasks that never started, due as they were (a callback
+        that came meanwhile still makes its task due at once)."""
+        tasks: list[TaskRow] = []
         for lane in (*self._lanes.values(), self._delivery_lane):
             while lane.ready:
-                task = lane.take()
-                self.in_hand.discard(task.id)
-                with contextlib.suppress(Exception):
-                    await self.store.release(
-                        task.id,
-                        self.owner,
-                        expected_state=task.state,
-                        next_action_at=task.next_action_at,
+                tasks.append(lane.take())
+        for start in range(0, len(tasks), RELEASE_CHUNK):  # together: the store batches them
+            chunk = tasks[start : start + RELEASE_CHUNK]
+            await asyncio.gather(
+                *(
+                    self.store.release(
+                        t.id, self.owner, expected_state=t.state, next_action_at=t.next_action_at
                     )
+                    for t in chunk
+                ),
+                return_exceptions=True,
+            )
+            self.in_hand.difference_update(t.id for t in chunk)
 
     @staticmethod
     async def _wait_for(jobs: set[asyncio.Task[None]], deadline: float) -> None:
@@ -296,13 +283,6 @@ class Poller:
             # Finished meanwhile is normal; still acting on it means another process
             # (a cancel, or a claimer after a stall longer than the lease) has the task.
             lost = set(held).difference(kept).intersection(self.in_hand)
-            for task_id in sorted(lost.intersection(self._held)):
-                # Between two quiet polls: cancelled (its lease cleared) or taken over.
-                _, _, timer = self._held.pop(task_id)
-                timer.cancel()
-                self.in_hand.discard(task_id)
-                lost.discard(task_id)
-                log.info("task %s: no longer ours (cancelled?); not polling it again", task_id)
             for task_id in sorted(lost):
                 log.warning(
                     "task %s: no longer leased to this worker (cancelled, or taken over "
@@ -317,13 +297,11 @@ class Poller:
         for lane in (*self._lanes.values(), self._delivery_lane):
             if self._stopping:
                 return
-            wanted, due_by = lane.wanted, now
+            wanted = lane.wanted
             if wanted <= 0:
-                # Enough in hand; but tasks kept between polls come back on time, so the
-                # store may hold some more overdue than any of them: those go first.
-                due_by, wanted = min(now, lane.ready[0][0]), lane.capacity
+                continue
             claimed = await self.store.claim_due(
-                now=due_by,
+                now=now,
                 limit=wanted,
                 owner=self.owner,
                 lease_seconds=self.settings.lease_seconds,
@@ -334,7 +312,6 @@ class Poller:
             for task in claimed:
                 self.in_hand.add(task.id)
                 self.claimed_total += 1
-            for task in claimed:
                 lane.put(task)
             if self._stopping:  # stop() came while we claimed: hand them back
                 await self._release_ready()
@@ -394,8 +371,6 @@ class Poller:
             lane.busy -= 1
             self.in_hand.discard(task.id)
             self._start_ready(lane)  # the next claimed task takes the slot at once
-        if lane is not self._delivery_lane and self._hold(lane, task, fields):
-            return
         try:
             changed = await self.store.release(
                 task.id, self.owner, expected_state=task.state, **fields
@@ -422,42 +397,6 @@ class Poller:
                     await self._on_delivered(recorded)
                 except Exception:
                     log.warning("task %s: after-delivery step failed", task.id, exc_info=True)
-
-    def _hold(self, lane: Lane, task: TaskRow, fields: Outcome) -> bool:
-        """Keep ``task`` leased in memory until its next poll, if this poll changed
-        nothing worth recording (see HOLD_MAX_INTERVAL); True if it is kept."""
-        next_at = fields.get("next_action_at")
-        now = time.time()
-        if (
-            self._stopping
-            or task.state not in ("queued", "running")
-            or (task.status_edited_at or 0.0) > now - HOLD_AFTER_EDIT
-            or next_at is None
-            or next_at - now > HOLD_MAX_INTERVAL
-            or not fields.keys() <= _QUIET_FIELDS
-            or fields.get("state") != task.state
-            or fields.get("progress") != task.progress
-            or fields.get("raw_state") != task.raw_state
-            or fields.get("error_streak", 0) != 0
-            or task.error_streak != 0
-        ):
-            return False
-        # What the row would read had the outcome been recorded (for the next poll's
-        # rules: attempts, the time since the last answer, the schedule).
-        kept = applied(task, fields | {"updated_at": now})
-        loop = asyncio.get_running_loop()
-        timer = loop.call_at(loop.time() + max(0.0, next_at - now), self._unhold, task.id)
-        self._held[task.id] = (lane, kept, timer)
-        self.in_hand.add(task.id)  # its lease is renewed with the others
-        return True
-
-    def _unhold(self, task_id: int) -> None:
-        entry = self._held.pop(task_id, None)
-        if entry is None:
-            return
-        lane, task, _ = entry
-        lane.put(task)
-        self._start_ready(lane)
 
     async def _status_changed(self, task: TaskRow) -> None:
         try:

@@ -50,7 +50,7 @@ class SqliteStore(SharedQueries):
         # a transaction spans several awaits, and nothing else may interleave with it.
         self._write_lock = asyncio.Lock()
         # release(): statements waiting for the next batch, and the task writing it.
-        self._releases: list[tuple[str, list[Any], asyncio.Future[bool]]] = []
+        self._releases: list[_Batched] = []
         self._release_flush: asyncio.Task[None] | None = None
 
     @property
@@ -306,8 +306,14 @@ class SqliteStore(SharedQueries):
         sql, params = self._update_statement(
             task_id, fields, release_owner=owner, expected_state=expected_state
         )
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._releases.append((sql, params, future))
+        count = await self._batched(sql, params, fetch=False)
+        return count == 1
+
+    async def _batched(self, sql: str, params: Any, *, fetch: bool) -> Any:
+        """One autocommit statement, written in the next batch: its row count, or with
+        ``fetch`` its rows."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._releases.append((sql, params, future, fetch))
         if self._release_flush is None:
             self._release_flush = asyncio.create_task(self._flush_releases(), name="release")
         # The batch is written even if this caller is cancelled meanwhile (as a single
@@ -324,7 +330,7 @@ class SqliteStore(SharedQueries):
                 try:
                     # aiosqlite's own queue to its thread (what execute() uses), with
                     # a function that runs the whole batch there.
-                    counts = await self.db._execute(_write_batch, self.db, batch)
+                    results = await self.db._execute(_write_batch, self.db, batch)
                 except sqlite3.Error:
                     # One bad statement must not fail its neighbours: one at a time.
                     log.warning(
@@ -332,22 +338,25 @@ class SqliteStore(SharedQueries):
                         len(batch),
                         exc_info=True,
                     )
-                    for sql, params, future in batch:
+                    for sql, params, future, fetch in batch:
                         try:
-                            cur = await self.db.execute(sql, params)
+                            if fetch:
+                                result: Any = await self.db.execute_fetchall(sql, params)
+                            else:
+                                result = (await self.db.execute(sql, params)).rowcount
                         except sqlite3.Error as exc:
                             future.set_exception(exc)
                         else:
-                            future.set_result(cur.rowcount == 1)
+                            future.set_result(result)
                     return
             except BaseException as exc:  # closed, cancelled: nobody waits forever
-                for _, _, future in batch:
+                for _, _, future, _ in batch:
                     if not future.done():
                         future.set_exception(exc)
                 raise
-        for (_, _, future), count in zip(batch, counts, strict=True):
+        for (_, _, future, _), result in zip(batch, results, strict=True):
             if not future.done():
-                future.set_result(count == 1)
+                future.set_result(result)
 
     async def _update(
         self,
@@ -707,20 +716,26 @@ class SqliteStore(SharedQueries):
         return images
 
 
-def _write_batch(
-    db: aiosqlite.Connection, batch: list[tuple[str, list[Any], asyncio.Future[bool]]]
-) -> list[int]:
-    """On the SQLite thread: every statement of a batch in one transaction; their
-    row counts. One failing statement rolls the whole batch back (nothing half-done)."""
+# A statement waiting for the next batch: (sql, params, its caller's future, fetch rows?).
+_Batched = tuple[str, Any, "asyncio.Future[Any]", bool]
+
+
+def _write_batch(db: aiosqlite.Connection, batch: list[_Batched]) -> list[Any]:
+    """On the SQLite thread: every statement of a batch in one transaction; each one's
+    row count (or rows, for a fetch). One failing statement rolls the whole batch back
+    (nothing half-done)."""
     conn = db._conn
     conn.execute("BEGIN IMMEDIATE")
     try:
-        counts = [conn.execute(sql, params).rowcount for sql, params, _ in batch]
+        results: list[Any] = []
+        for sql, params, _, fetch in batch:
+            cur = conn.execute(sql, params)
+            results.append(cur.fetchall() if fetch else cur.rowcount)
     except BaseException:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
-    return counts
+    return results
 
 
 def _split_sql(script: str) -> list[str]:
