@@ -83,6 +83,10 @@ class PostgresStore(SharedQueries):
     # Several processes may share the database: a starting process must not void the
     # leases of the others (expired leases are re-claimed instead).
     single_process = False
+    _FOR_UPDATE = " FOR UPDATE"  # provider health, failover moves: take turns on the row
+
+    async def _lock_quota(self, conn: Any, guild_id: int) -> None:
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _lock_key("quota", guild_id))
 
     def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10) -> None:
         self.dsn = dsn
