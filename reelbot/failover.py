@@ -21,7 +21,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from providers.base import Capabilities, Delivery, ErrorKind, ProviderError
+from providers.base import (
+    Capabilities,
+    Delivery,
+    ErrorKind,
+    GenerationRequest,
+    InputImage,
+    Provider,
+    ProviderError,
+)
 from reelbot.provider_health import Health, is_available
 
 CONNECTION_CODE = "connection_error"  # providers/http.py: ClientConnectorError
@@ -258,3 +266,53 @@ def moved_note(provider: str, target: str, health: Health | None, exc: ProviderE
 
 def up_providers(configured: Iterable[str], health: Mapping[str, Health], now: float) -> list[str]:
     return [p for p in configured if is_available(health.get(p), now=now)]
+
+
+# --- the adapter's own checks ---------------------------------------------------------------
+class _WouldSend(Exception):
+    """The request passed the adapter's local checks and was about to be sent."""
+
+
+class _NoNetwork:
+    """The transport of a dry adapter copy: it never sends anything."""
+
+    async def request_json(self, *args: Any, **kwargs: Any) -> Any:
+        raise _WouldSend
+
+
+async def dry_check(provider: Provider, request: Mapping[str, Any]) -> str | None:
+    """Run the adapter's local checks on a stored request without sending anything:
+    None when it would send it, else the adapter's reason (as /animate's precheck)."""
+    image = None
+    if request.get("image"):
+        meta = request["image"]
+        image = InputImage(
+            url=meta.get("url") or "https://example.invalid/first-frame.png",
+            data=b"",
+            content_type=meta.get("content_type", "image/png"),
+        )
+    dry = type(provider)(_NoNetwork())  # type: ignore[arg-type]
+    try:
+        await dry.submit(
+            GenerationRequest(
+                prompt=request["prompt"],
+                model=request.get("model"),
+                image=image,
+                duration=request.get("duration"),
+                aspect_ratio=request.get("aspect_ratio"),
+                resolution=request.get("resolution"),
+                seed=request.get("seed"),
+                negative_prompt=request.get("negative_prompt"),
+                motion=request.get("motion"),
+            ),
+            idempotency_key="failover-check",
+        )
+    except _WouldSend:
+        return None
+    except ProviderError as exc:
+        if exc.kind is ErrorKind.INVALID:
+            return exc.message
+        return None
+    except Exception:  # noqa: BLE001  (a check needing more than we have: the submit decides)
+        return None
+    return None
