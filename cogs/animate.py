@@ -166,7 +166,11 @@ class Animate(commands.Cog):
         if provider is None:
             return []
         needle = current.lower()
-        return _choices((m, m) for m in provider.models() if needle in m.lower())
+        # The provider choices are fixed when commands are synced; the models it lists
+        # say when that provider is down right now (SPEC §4 "Failover").
+        down = await self.bot.health_book.down(provider.id)
+        mark = f"{provider.id} is down · " if down is not None else ""
+        return _choices((f"{mark}{m}", m) for m in provider.models() if needle in m.lower())
 
     @animate.autocomplete("motion")
     async def motion_autocomplete(

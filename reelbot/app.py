@@ -29,6 +29,7 @@ from reelbot.config import DEFAULT_API_BASE, Config
 from reelbot.delivery import Delivery, DeliverySettings
 from reelbot.downloads import download_session
 from reelbot.health import HealthServer
+from reelbot.health_book import HealthBook
 from reelbot.inputs import InputStore
 from reelbot.poller import Poller, PollerSettings
 from reelbot.roles import ALL_IN_ONE, Role
@@ -39,7 +40,14 @@ from reelbot.text import clip, clip_message
 
 log = logging.getLogger(__name__)
 
-COGS = ("cogs.animate", "cogs.quota", "cogs.jobs", "cogs.characters", "cogs.settings")
+COGS = (
+    "cogs.animate",
+    "cogs.quota",
+    "cogs.jobs",
+    "cogs.characters",
+    "cogs.settings",
+    "cogs.providers",
+)
 
 
 def build_providers(config: Config, session: aiohttp.ClientSession) -> dict[str, Provider]:
@@ -160,6 +168,7 @@ class Reelbot(commands.AutoShardedBot):
     poller: Poller
     delivery: Delivery
     characters: Characters
+    health_book: HealthBook
 
     def __init__(self, config: Config, *, role: Role = ALL_IN_ONE, **options: Any) -> None:
         intents = discord.Intents.default()
@@ -209,6 +218,13 @@ class Reelbot(commands.AutoShardedBot):
             "store ready: %d unfinished task(s) to resume (%d leases reset)", pending, released
         )
         self.providers = build_providers(config, self.session)
+        # Health per provider, shared by every process through the store (SPEC §4).
+        self.health_book = HealthBook(
+            store=self.store,
+            providers=self.providers,
+            order=config.failover_providers,
+            cooloff=config.provider_cooloff,
+        )
         inputs = InputStore(config.data_dir / "inputs", refresher=self._refresh_input_url)
         self.delivery = Delivery(
             client=self,
@@ -255,6 +271,7 @@ class Reelbot(commands.AutoShardedBot):
             providers=self.providers,
             inputs=inputs,
             wake=self.poller.wake,
+            health=self.health_book,
         )
         self.generations.spending.roles_of = member_roles_via(self)
         if role.gateway:

@@ -17,11 +17,13 @@ from typing import Any
 import discord
 
 from providers.base import ErrorKind, GenerationRequest, InputImage, Provider, ProviderError
-from reelbot import messages, text
+from reelbot import failover, messages, text
 from reelbot.config import Config
 from reelbot.delivery import CANCEL_EMOJI, NO_PINGS
 from reelbot.downloads import sniff_content_type
+from reelbot.health_book import HealthBook, Move
 from reelbot.inputs import ALLOWED_IMAGE_TYPES, MAX_IMAGE_BYTES, InputStore
+from reelbot.provider_health import describe
 from reelbot.settings import ServerSettings, SettingsError
 from reelbot.spending import Spending
 from reelbot.store.base import Store
@@ -209,8 +211,12 @@ class Generations:
         providers: Mapping[str, Provider],
         inputs: InputStore,
         wake: Callable[[], None],
+        health: HealthBook | None = None,
     ) -> None:
         self.config = config
+        # Provider health (SPEC §4 "Failover"): a request for a provider that is down is
+        # refused here when it cannot go elsewhere; None = not tracked (unit tests).
+        self.health = health
         self.store = store
         self.providers = providers
         self.inputs = inputs
@@ -242,13 +248,18 @@ class Generations:
 
     async def prepare(self, guild_id: int, req: AnimateRequest) -> tuple[Provider, dict[str, Any]]:
         """``validate`` after this server's default provider and model (/settings
-        defaults) fill what the request left open."""
+        defaults) fill what the request left open. The stored request remembers whether
+        the member chose the provider (``provider_chosen``): only a request that named
+        none may fail over to another provider (SPEC §4)."""
+        chosen = req.provider is not None
         if req.provider is None:
             provider, model = await self.settings.defaults(guild_id)
             if provider is not None:
                 req.provider = provider
                 req.model = req.model or model
-        return self.validate(req)
+        provider, request = self.validate(req)
+        request["provider_chosen"] = chosen
+        return provider, request
 
     def validate(self, req: AnimateRequest) -> tuple[Provider, dict[str, Any]]:
         """Check a request against the provider; return it with the stored request dict."""
@@ -360,6 +371,7 @@ class Generations:
                 f"{days} days after their last use). Start a new /animate with the image."
             )
         await self.precheck(provider, request)
+        await self._check_health(provider, request)
         price = await self.spending.price(guild_id, provider.id)
         policy = await self.spending.policy(
             guild_id, requester_id, is_moderator=is_moderator, role_ids=role_ids
@@ -399,6 +411,29 @@ class Generations:
         # a grace period and delivers it in the channel: a recorded intent is never lost.
         await self.store.update_task(task.id, next_action_at=time.time() + ANNOUNCE_GRACE)
         return task
+
+    async def _check_health(self, provider: Provider, request: Mapping[str, Any]) -> None:
+        """A provider that is down (and not due for its probe) takes nothing: a request
+        that named it is refused naming providers that are up; one that did not is
+        refused only when no FAILOVER_PROVIDERS provider can take it instead."""
+        if self.health is None:
+            return
+        down = await self.health.down(provider.id)
+        if down is None:
+            return
+        state = describe(down)
+        if failover.may_move("video", request) and request.get("character_id") is None:
+            found = await self.health.find_move(provider.id, request)
+            if isinstance(found, Move):
+                return  # the worker sends it there (and says so in the status message)
+        up = await self.health.up_providers(exclude=provider.id)
+        others = (
+            f"Providers that are up: {', '.join(f'`{p}`' for p in up)}; choose one with "
+            "the `provider` option."
+            if up
+            else "No other provider is up right now; try again later."
+        )
+        raise UserError(f"`{provider.id}` is {state}. {others} Your quota was not used.")
 
     async def _check_settings(
         self, guild_id: int, channel_id: int, requester_id: int, request: Mapping[str, Any]
