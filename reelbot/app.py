@@ -28,6 +28,7 @@ from reelbot.characters import Characters
 from reelbot.config import DEFAULT_API_BASE, Config
 from reelbot.delivery import Delivery, DeliverySettings
 from reelbot.downloads import download_session
+from reelbot.failover_submit import SubmitFailover
 from reelbot.health import HealthServer
 from reelbot.health_book import HealthBook
 from reelbot.inputs import InputStore
@@ -36,6 +37,7 @@ from reelbot.roles import ALL_IN_ONE, Role
 from reelbot.service import Generations, UserError
 from reelbot.spending import member_roles_via
 from reelbot.store import Store, open_store
+from reelbot.store.models import QuotaPolicy, TaskRow
 from reelbot.text import clip, clip_message
 
 log = logging.getLogger(__name__)
@@ -274,6 +276,17 @@ class Reelbot(commands.AutoShardedBot):
             health=self.health_book,
         )
         self.generations.spending.roles_of = member_roles_via(self)
+        spending = self.generations.spending
+
+        async def policy_of(task: TaskRow) -> QuotaPolicy:
+            # A moved request is re-priced under the member's limits (role limits too).
+            return await spending.policy(
+                task.guild_id, task.requester_id, is_moderator=False, cooldown=False
+            )
+
+        self.poller.failover = SubmitFailover(
+            book=self.health_book, store=self.store, policy_of=policy_of, price_of=spending.price
+        )
         if role.gateway:
             self.tree.on_error = self.on_app_command_error
             self.tree.interaction_check = _guild_only  # type: ignore[method-assign]

@@ -200,6 +200,16 @@ def refusal_moves(exc: ProviderError, *, retries_left: bool) -> bool:
     return is_connection_refused(exc)
 
 
+def refused_by_provider(exc: ProviderError) -> bool:
+    """A refusal about the provider rather than the request (out of credits, a rate
+    limit, a bad key, no connection): a failure then names providers that are up."""
+    if exc.ambiguous:
+        return False
+    if exc.kind in (ErrorKind.CREDITS, ErrorKind.RATE_LIMITED, ErrorKind.AUTH):
+        return True
+    return is_connection_refused(exc)
+
+
 def is_connection_refused(exc: ProviderError) -> bool:
     """The connection never opened: nothing reached the provider."""
     return (

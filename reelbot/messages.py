@@ -6,6 +6,7 @@ Pure functions of a task row, so they are easy to test and the same everywhere.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import discord
@@ -48,6 +49,7 @@ PROMPT_PREVIEW = 300
 CODE_LIMIT = 100  # provider error code
 STATE_LIMIT = 60  # provider's raw state word
 MODEL_LIMIT = 100  # model name
+FAILOVER_NOTE_LIMIT = 200  # "hiapi is unavailable: sent to foxapi"
 NAME_LIMIT = 100  # character name
 DETAIL_LIMIT = 400  # provider error message
 # A link longer than this goes into an embed as a masked link, not into the text.
@@ -75,6 +77,13 @@ def preview(value: str, limit: int = PROMPT_PREVIEW) -> str:
     return text.clip(" ".join(value.split()), limit)
 
 
+def failover_lines(request: dict[str, Any]) -> list[str]:
+    """The note "hiapi is unavailable: sent to foxapi" when failover moved a request."""
+    info = request.get("failover")
+    note = info.get("note") if isinstance(info, dict) else None
+    return [f"↪️ {short(str(note), FAILOVER_NOTE_LIMIT)}"] if note else []
+
+
 def status_text(task: TaskRow) -> str:
     """The status message: prompt, provider, model, requester, state, progress, elapsed."""
     req = task.request
@@ -87,6 +96,7 @@ def status_text(task: TaskRow) -> str:
         title,
         f"**Provider:** {task.provider}"
         + (f" · **Model:** {short(req['model'], MODEL_LIMIT)}" if req.get("model") else ""),
+        *failover_lines(req),
         f"**Requested by:** <@{task.requester_id}> · started <t:{int(task.created_at)}:R>",
         f"**State:** {label}"
         + (

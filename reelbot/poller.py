@@ -31,6 +31,8 @@ from providers.base import (
     TrainingRequest,
 )
 from reelbot import messages
+from reelbot.failover import refused_by_provider
+from reelbot.failover_submit import SubmitFailover, up_note
 from reelbot.inputs import InputStore
 from reelbot.scheduling import (
     CompletionModel,
@@ -112,7 +114,10 @@ class Poller:
         # outcome is recorded (which a cancel meanwhile makes the poller drop).
         training_submitted: Callable[[TaskRow, str], Awaitable[None]] | None = None,
         owner: str | None = None,
+        failover: SubmitFailover | None = None,
     ) -> None:
+        # Provider health and failover around each submit (SPEC §4 "Failover").
+        self.failover = failover
         self.store = store
         self.providers = providers
         self.settings = settings
@@ -361,12 +366,32 @@ class Poller:
                 return _fail(now, UNCONFIRMED, f"{task.provider} never confirmed the request")
             minutes = self.settings.task_timeout / 60
             return _fail(now, "task_timeout", f"not submitted after {minutes:g} minutes")
+        probe = False
+        if self.failover is not None:
+            gate = await self.failover.before(task)
+            if gate.fields is not None:  # its provider is down: moved, or refused
+                return gate.fields
+            probe = gate.probe
         attempt = _Attempt(sent=task.submitted_at is not None)
         try:
             # TASK_TIMEOUT_SECONDS bounds a submit too, however its retries went.
             async with asyncio.timeout(remaining):
                 provider_task_id = await self._send(task, provider, now, attempt)
         except ProviderError as exc:
+            if self.failover is not None:
+                moved = await self.failover.failed(
+                    task,
+                    exc,
+                    probe=probe,
+                    # As _submit_error: an earlier attempt may have been taken.
+                    unsure=exc.ambiguous or task.submitted_at is not None,
+                    retries_left=task.error_streak < MAX_SUBMIT_RETRIES,
+                )
+                if moved is not None:
+                    return moved
+                if not exc.ambiguous and refused_by_provider(exc):
+                    up = await self.failover.up_providers(exclude=task.provider)
+                    return self._submit_error(task, provider, exc, also=up_note(up))
             return self._submit_error(task, provider, exc)
         except TimeoutError:
             return self._submit_error(
@@ -392,6 +417,8 @@ class Poller:
             )
             return self._submit_error(task, provider, error)
         log.info("task %s submitted to %s as %s", task.id, task.provider, provider_task_id)
+        if self.failover is not None:
+            await self.failover.succeeded(task, probe=probe)
         interval = self.settings.poll_interval
         return {
             "state": "queued",
@@ -455,7 +482,7 @@ class Poller:
         return secrets.token_urlsafe(CALLBACK_TOKEN_BYTES)
 
     def _submit_error(
-        self, task: TaskRow, provider: Provider, exc: ProviderError
+        self, task: TaskRow, provider: Provider, exc: ProviderError, *, also: str = ""
     ) -> dict[str, Any]:
         """SPEC §4 "Never pay twice": a refused or never-sent submit may be retried; an
         ambiguous one only to a provider that deduplicates (hiapi's Idempotency-Key)."""
@@ -496,6 +523,8 @@ class Poller:
         reason = messages.ERROR_REASONS.get(exc.kind.value)
         if code.lower() not in messages.ERROR_REASONS and reason and reason not in message:
             message = f"{reason}: {message}"
+        if also:  # a request that named its provider: say which providers are up
+            message = f"{message}; {also}"
         return _fail(now, code, message)
 
     async def _generation_request(self, task: TaskRow) -> GenerationRequest:
