@@ -3,15 +3,17 @@
 The worker asks three questions around each submit; the answers are outcomes (the
 fields to record), like every other decision of the submit path:
 
-- ``before(task)``: may this submit go out? Its provider may be down: then a request
+- ``before(lease)``: may this submit go out? Its provider may be down: then a request
   that named no provider moves to the next provider (fields: due at once, in the new
   provider's lane), one that named it fails naming providers that are up. When the
   provider's cool-off has just ended, this submit may be its one probe.
 - ``succeeded(task, probe)``: the provider took it (a probe brings it back up).
-- ``failed(task, exc, ...)``: record what the error says about the provider, and move
+- ``failed(lease, exc, ...)``: record what the error says about the provider, and move
   the request if it was *refused* (402, 429 past its retries, a connection that never
   opened) and nothing was sent that could have been acted on. Never after an
   ambiguous submit: the request may already be running there.
+
+The one write, moving the task and its charge, goes through the poller's Lease.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from typing import Any
 from providers.base import ProviderError
 from reelbot import failover
 from reelbot.health_book import HealthBook, Move, NoMove
+from reelbot.jobs.lease import Lease
 from reelbot.provider_health import Outcome, describe
-from reelbot.store.base import Store
 from reelbot.store.models import BudgetExceeded, QuotaExceeded, QuotaPolicy, TaskRow
 
 log = logging.getLogger(__name__)
@@ -64,15 +66,13 @@ def up_note(up: tuple[str, ...] | list[str]) -> str:
 
 
 class SubmitFailover:
-    def __init__(
-        self, *, book: HealthBook, store: Store, policy_of: PolicyOf, price_of: PriceOf
-    ) -> None:
+    def __init__(self, *, book: HealthBook, policy_of: PolicyOf, price_of: PriceOf) -> None:
         self.book = book
-        self.store = store
         self.policy_of = policy_of
         self.price_of = price_of
 
-    async def before(self, task: TaskRow) -> Gate:
+    async def before(self, lease: Lease) -> Gate:
+        task = lease.task
         # Only a fresh video submit is gated: a resend under hiapi's key, or a training,
         # goes as before (the provider may already have it).
         if task.kind != "video" or task.submitted_at is not None:
@@ -87,7 +87,7 @@ class SubmitFailover:
                 task.provider, task.request, exclude=_tried(task.request)
             )
             if isinstance(found, Move):
-                return Gate(fields=await self._move(task, found))
+                return Gate(fields=await self._move(lease, found))
             return Gate(
                 fields=_fail(
                     time.time(),
@@ -111,9 +111,10 @@ class SubmitFailover:
             await self.book.record(task.provider, Outcome.OK, probe=probe)
 
     async def failed(
-        self, task: TaskRow, exc: ProviderError, *, probe: bool, unsure: bool, retries_left: bool
+        self, lease: Lease, exc: ProviderError, *, probe: bool, unsure: bool, retries_left: bool
     ) -> dict[str, Any] | None:
         """Fields of a move, or None: the usual error handling decides (retry or fail)."""
+        task = lease.task
         if task.kind != "video":
             return None
         await self.book.record_submit_error(task.provider, exc, probe=probe)
@@ -131,12 +132,13 @@ class SubmitFailover:
                 "task %s: %s refused it and no provider can take it instead", task.id, task.provider
             )
             return None
-        return await self._move(task, found)
+        return await self._move(lease, found)
 
     async def up_providers(self, exclude: str) -> list[str]:
         return await self.book.up_providers(exclude=exclude)
 
-    async def _move(self, task: TaskRow, move: Move) -> dict[str, Any]:
+    async def _move(self, lease: Lease, move: Move) -> dict[str, Any]:
+        task = lease.task
         now = time.time()
         tried = [*_tried(task.request), task.provider]
         request = {
@@ -146,8 +148,7 @@ class SubmitFailover:
         price = await self.price_of(task.guild_id, move.target)
         policy = await self.policy_of(task)
         try:
-            moved = await self.store.move_task(
-                task.id,
+            moved = await lease.move(
                 provider=move.target,
                 request=request,
                 price=price,
@@ -166,11 +167,12 @@ class SubmitFailover:
                 f"{move.note.split(':', 1)[0]}; {move.target} could take it, but at "
                 f"{price} credit(s) it would pass {what}",
             )
-        if moved is None:
+        if not moved:
             return {}
         log.info("task %s: %s", task.id, move.note)
-        # Due at once, now in the new provider's lane; the status message says why.
-        return {"next_action_at": now}
+        # Due at once, now in the new provider's lane; "state" re-renders the status
+        # message, which says where it went and why.
+        return {"state": "submitting", "next_action_at": now}
 
 
 def _tried(request: dict[str, Any]) -> list[str]:
