@@ -72,9 +72,10 @@ class HealthBook:
         self._cache = (now, records)
         return records
 
-    async def down(self, pid: str) -> Health | None:
-        """The provider's record when it is down and not due for a probe, else None."""
-        h = (await self.snapshot()).get(pid)
+    async def down(self, pid: str, *, fresh: bool = False) -> Health | None:
+        """The provider's record when it is down and not due for a probe, else None
+        (``fresh``: read the store now rather than the last second's snapshot)."""
+        h = (await self.snapshot(fresh=fresh)).get(pid)
         return h if verdict(h, now=time.time()) == "skip" else None
 
     async def up_providers(self, *, exclude: str | None = None) -> list[str]:

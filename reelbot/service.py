@@ -419,7 +419,7 @@ class Generations:
         refused only when no FAILOVER_PROVIDERS provider can take it instead."""
         if self.health is None:
             return
-        down = await self.health.down(provider.id)
+        down = await self.health.down(provider.id, fresh=True)
         if down is None:
             return
         state = describe(down)

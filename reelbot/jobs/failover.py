@@ -134,6 +134,12 @@ class SubmitFailover:
             return None
         return await self._move(lease, found)
 
+    async def polled(self, task: TaskRow, *, good: bool, error: str | None = None) -> None:
+        """A poll failed, or a task ended: the success rate moves, never the state."""
+        if task.kind == "video":
+            outcome = Outcome.OK if good else Outcome.ERROR
+            await self.book.record(task.provider, outcome, submit=False, error=error)
+
     async def up_providers(self, exclude: str) -> list[str]:
         return await self.book.up_providers(exclude=exclude)
 

@@ -453,7 +453,14 @@ class Poller:
         try:
             status = await self._kind(task).status(provider, task.provider_task_id)
         except ProviderError as exc:
+            if self.failover is not None:
+                await self.failover.polled(task, good=False, error=f"{exc.code}: {exc.message}")
             return outcomes.poll_error(task, exc, now=time.time(), schedule=self._schedule)
+        if self.failover is not None and status.finished:
+            # The recent success rate counts how tasks end (one write per task, not per poll).
+            await self.failover.polled(
+                task, good=status.state == "succeeded", error=status.error_code
+            )
         return self._apply_status(task, status, now)
 
     def _apply_status(self, task: TaskRow, status: TaskStatus, now: float) -> Outcome:

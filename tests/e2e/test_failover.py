@@ -7,11 +7,13 @@ an ambiguous submit is never failed over."""
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from doubles.harness import World, build_world, free_port
+from reelbot.roles import WORKER, Role
 from tests.helpers import (
     eventually,
     final_message,
@@ -19,6 +21,7 @@ from tests.helpers import (
     status_shows,
     video_lands,
 )
+from tests.pg import fresh_schema
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -159,3 +162,30 @@ async def test_an_ambiguous_submit_is_never_failed_over(tmp_path: Path) -> None:
         assert await used(world) == 0
     finally:
         await world.close()
+
+
+@pytest.fixture
+async def postgres_url(postgres_database: str) -> AsyncIterator[str]:
+    async with fresh_schema(postgres_database) as url:
+        yield url
+
+
+async def test_two_processes_on_postgres_agree_on_a_providers_state(
+    postgres_url: str, world_factory
+) -> None:
+    world = await world_factory(start=False, env=FAILOVER | {"DATABASE_URL": postgres_url})
+    gateway = await world.start_process(Role(gateway=True, worker=False))
+    worker = await world.start_process(WORKER)
+    world.providers["hiapi"].fail_next_submit(402, times=20)
+    thread_id, task_id = await started(world, await world.animate("alice", prompt="a heron"))
+    await video_lands(world, thread_id, task_id)
+    # The worker saw the 402; the gateway process, which sent nothing, knows it too.
+    assert (await worker.health_book.down("hiapi", fresh=True)) is not None
+    assert (await gateway.health_book.down("hiapi", fresh=True)) is not None
+    shown = await providers_text(world)
+    assert "down since" in shown and "out of credits" in shown
+    ix = await world.animate("alice", prompt="a heron", provider="hiapi")
+    text = await ix.wait_for_content(lambda c: bool(c))
+    text = text if isinstance(text, str) else ix.response_content
+    assert ix.ephemeral and "down since" in text, text
+    assert world.providers["hiapi"].created_ids() == []
