@@ -42,6 +42,7 @@ BEHAVIOURS: dict[str, str] = {
     "failing": "failing (the model crashes)",
     "out_of_credits": "out of credits (402)",
     "down": "down (503 on submit)",
+    "stopped": "stopped (connection refused: fails over)",
 }
 FOREVER = 10_000  # submit faults queued for a persistent mode
 
@@ -66,6 +67,17 @@ def apply_behaviour(double: ProviderDouble, behaviour: str) -> None:
         double.fail_next_submit(402, times=FOREVER)
     elif behaviour == "down":
         double.fail_next_submit(503, times=FOREVER)
+
+
+async def set_listening(double: ProviderDouble, listening: bool) -> None:
+    """"stopped": the double stops listening (a connection refused, as a provider that is
+    down); any other mode listens again, on the same port (its base URL stays valid)."""
+    running = double._runner is not None
+    if not listening and running:
+        double.port = int(double.root_url.rsplit(":", 1)[1])
+        await double.close()
+    elif listening and not running:
+        await double.start()
 
 
 class Sandbox:
@@ -273,8 +285,10 @@ class Sandbox:
             pid = str(body["provider"])
             if pid not in world.providers:
                 raise ValueError(f"no provider double {pid!r}")
-            apply_behaviour(world.providers[pid], str(body["behaviour"]))
-            self.behaviours[pid] = str(body["behaviour"])
+            behaviour = str(body["behaviour"])
+            apply_behaviour(world.providers[pid], behaviour)
+            await set_listening(world.providers[pid], behaviour != "stopped")
+            self.behaviours[pid] = behaviour
             double._notifier.notify()
             return {}
         if action == "reset":
