@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from doubles.harness import World, build_world
+from doubles.sandbox.run import SANDBOX_ENV as RUN_ENV
 from doubles.sandbox.web import Sandbox, WebApp
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.browser]
@@ -36,7 +37,12 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SANDBOX_ENV = {"POLL_INTERVAL_SECONDS": "0.2", "POLL_MAX_INTERVAL_SECONDS": "0.5"}
+# The sandbox's own failover settings (doubles/sandbox/run.py), faster polls.
+SANDBOX_ENV = {
+    **RUN_ENV,
+    "POLL_INTERVAL_SECONDS": "0.2",
+    "POLL_MAX_INTERVAL_SECONDS": "0.5",
+}
 
 
 @pytest.fixture
@@ -407,3 +413,42 @@ async def test_buttons_containers_galleries_and_modals_go_through_the_double(
     [row] = submit.payload["data"]["components"]
     assert row["components"] == [{"type": 4, "custom_id": "prompt", "value": "a cat, at night"}]
     await page.wait_for_selector(".modal", state="detached")
+
+
+async def test_a_stopped_provider_fails_over_in_the_sandbox(sandbox: tuple[Sandbox, str]) -> None:
+    """The operator's story (issue 16): stop hiapi's double in the controls, keep asking
+    without a provider, and the videos arrive from foxapi; /providers says why."""
+    box, url = sandbox
+    world = box.world
+    assert world is not None
+    alice = str(world.users["alice"])
+    status, _ = await post(url, {"action": "provider", "provider": "hiapi", "behaviour": "stopped"})
+    assert status == 200 and box.snapshot()["providers"]["hiapi"] == "stopped"
+    status, _ = await post(
+        url,
+        {
+            "action": "invoke",
+            "user_id": alice,
+            "command": "animate",
+            "options": {"prompt": "a lighthouse in a storm"},
+        },
+    )
+    assert status == 200
+    await world.discord.wait_for(
+        lambda: videos_delivered(world), timeout=30, description="a video from foxapi"
+    )
+    notes = [
+        m.content
+        for m in world.discord._state.messages.values()
+        if "hiapi is unavailable: sent to foxapi" in m.content
+    ]
+    assert notes, "the status message says where the request went"
+    assert world.providers["hiapi"].created_ids() == []
+    assert len(world.providers["foxapi"].created_ids()) == 1
+    status, answer = await post(url, {"action": "invoke", "user_id": alice, "command": "providers"})
+    shown = next(i for i in world.discord.interactions if str(i.id) == answer["interaction_id"])
+    text = await shown.wait_for_content("hiapi", timeout=10)
+    assert "degraded" in text or "down since" in text, text
+    # Back to normal: the double listens again on its old address.
+    status, _ = await post(url, {"action": "provider", "provider": "hiapi", "behaviour": "normal"})
+    assert status == 200 and world.providers["hiapi"]._runner is not None
