@@ -73,9 +73,10 @@ class SubmitFailover:
 
     async def before(self, lease: Lease) -> Gate:
         task = lease.task
-        # Only a fresh video submit is gated: a resend under hiapi's key, or a training,
-        # goes as before (the provider may already have it).
-        if task.kind != "video" or task.submitted_at is not None:
+        # Only a video's first attempt is gated. A resend under hiapi's key goes as
+        # before (the provider may already have it); a task retrying its provider keeps
+        # its own retry budget (its refusals are what moves it, in ``failed``).
+        if task.kind != "video" or task.submitted_at is not None or task.error_streak:
             return Gate()
         seen = await self.book.gate(task.provider)
         if seen != "skip":

@@ -189,3 +189,16 @@ async def test_two_processes_on_postgres_agree_on_a_providers_state(
     text = text if isinstance(text, str) else ix.response_content
     assert ix.ephemeral and "down since" in text, text
     assert world.providers["hiapi"].created_ids() == []
+
+
+async def test_a_move_that_does_not_fit_the_members_limit_fails_clearly(world: World) -> None:
+    assert world.bot is not None
+    await world.bot.store.set_entry(world.guild_id, "price", "foxapi", 20)  # DAILY_QUOTA 10
+    await world.bot.store.set_entry(world.guild_id, "price", "gptge", 20)
+    world.providers["hiapi"].fail_next_submit(402, times=5)
+    thread_id, task_id = await started(world, await world.animate("alice", prompt="a red fox"))
+    final = await final_message(world, thread_id, task_id)
+    assert not final.attachments
+    assert "would pass your daily credit limit" in final.content, final.content
+    assert await used(world) == 0, "nothing charged in the end"
+    assert world.providers["foxapi"].created_ids() == []
