@@ -270,8 +270,12 @@ def unavailable(provider: str, health: Health | None, exc: ProviderError | None 
 
 
 def moved_note(provider: str, target: str, health: Health | None, exc: ProviderError | None) -> str:
-    """What the status message says: "hiapi is unavailable: sent to foxapi"."""
-    return f"{unavailable(provider, health, exc)}: sent to {target}"
+    """What the status message says: "hiapi is unavailable: sent to foxapi", and why
+    when it is known ("… (out of credits)")."""
+    note = f"{provider} is unavailable: sent to {target}"
+    if unavailable(provider, health, exc).endswith("out of credits"):
+        note += f" ({provider} is out of credits)"
+    return note
 
 
 def up_providers(configured: Iterable[str], health: Mapping[str, Health], now: float) -> list[str]:

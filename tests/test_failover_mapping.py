@@ -177,5 +177,5 @@ def test_the_first_failover_provider_that_is_up_and_fits_takes_it() -> None:
     assert why == {"higgsfield_feed": "it only animates an image", "foxapi": "it is down too"}
     assert found[0].request["duration"] == 10
     note = moved_note("hiapi", "gptge", None, _err(ErrorKind.CREDITS, Delivery.REFUSED, 402))
-    assert note == "hiapi is out of credits: sent to gptge"
+    assert note == "hiapi is unavailable: sent to gptge (hiapi is out of credits)"
     assert moved_note("hiapi", "foxapi", None, None) == "hiapi is unavailable: sent to foxapi"

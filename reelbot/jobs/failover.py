@@ -73,10 +73,12 @@ class SubmitFailover:
 
     async def before(self, lease: Lease) -> Gate:
         task = lease.task
-        # Only a video's first attempt is gated. A resend under hiapi's key goes as
-        # before (the provider may already have it); a task retrying its provider keeps
-        # its own retry budget (its refusals are what moves it, in ``failed``).
-        if task.kind != "video" or task.submitted_at is not None or task.error_streak:
+        # A resend under hiapi's key goes as before (the provider may already have it).
+        # A task that named its provider and is retrying it keeps its retry budget; one
+        # that may move is gated on every attempt (moved as soon as its provider is down).
+        if task.kind != "video" or task.submitted_at is not None:
+            return Gate()
+        if task.error_streak and not failover.may_move(task.kind, task.request):
             return Gate()
         seen = await self.book.gate(task.provider)
         if seen != "skip":
