@@ -363,6 +363,9 @@ class Generations:
         for role limits.
         """
         await self._check_settings(guild_id, channel_id, requester_id, request)
+        # A re-run of a request that failover moved starts where it ended up, without
+        # the old note ("hiapi is unavailable: sent to foxapi" was about that task).
+        request = {k: v for k, v in request.items() if k != "failover"}
         if image is not None:
             request = dict(request, image=image.meta)
         elif request.get("image") and not await self.inputs.touch(request["image"]):

@@ -15,6 +15,7 @@ import pytest
 from doubles.harness import World, build_world, free_port
 from reelbot.roles import WORKER, Role
 from tests.helpers import (
+    bot_reacted,
     eventually,
     final_message,
     started,
@@ -204,3 +205,20 @@ async def test_a_move_that_does_not_fit_the_members_limit_fails_clearly(world: W
     assert "would pass your daily credit limit" in final.content, final.content
     assert await used(world) == 0, "nothing charged in the end"
     assert world.providers["foxapi"].created_ids() == []
+
+
+async def test_a_rerun_of_a_moved_request_runs_where_it_ended_up(world: World) -> None:
+    world.providers["hiapi"].fail_next_submit(402, times=1)
+    thread_id, task_id = await started(world, await world.animate("alice", prompt="a red fox"))
+    final = await video_lands(world, thread_id, task_id)
+    await bot_reacted(world, final)
+    await world.discord.add_reaction(thread_id, final.id, world.users["alice"], "🔁")
+    assert world.bot is not None
+
+    async def rerun():
+        tasks = await world.bot.store.user_tasks(world.guild_id, world.users["alice"], limit=5)
+        return next((t for t in tasks if t.retry_of == task_id and t.delivered), None)
+
+    again = await eventually(rerun, description="the re-run delivered")
+    assert again.provider == "foxapi" and "failover" not in again.request
+    assert again.request["provider_chosen"] is False
