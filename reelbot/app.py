@@ -263,7 +263,7 @@ class Reelbot(commands.AutoShardedBot):
         )
         self.generations.spending.roles_of = member_roles_via(self)
         if role.gateway:
-            self.tree.on_error = self.on_app_command_error
+            self.tree.error(self.on_app_command_error)
             self.tree.interaction_check = _guild_only  # type: ignore[method-assign]
             for cog in COGS:
                 await self.load_extension(cog)
