@@ -293,7 +293,7 @@ class Reelbot(commands.AutoShardedBot):
             book=self.health_book, policy_of=policy_of, price_of=spending.price
         )
         if role.gateway:
-            self.tree.on_error = self.on_app_command_error
+            self.tree.error(self.on_app_command_error)
             self.tree.interaction_check = _guild_only  # type: ignore[method-assign]
             for cog in COGS:
                 await self.load_extension(cog)
