@@ -39,7 +39,14 @@ from reelbot.text import clip, clip_message
 
 log = logging.getLogger(__name__)
 
-COGS = ("cogs.animate", "cogs.quota", "cogs.jobs", "cogs.characters", "cogs.settings")
+COGS = (
+    "cogs.animate",
+    "cogs.actions",
+    "cogs.quota",
+    "cogs.jobs",
+    "cogs.characters",
+    "cogs.settings",
+)
 
 
 def build_providers(config: Config, session: aiohttp.ClientSession) -> dict[str, Provider]:
@@ -257,6 +264,8 @@ class Reelbot(commands.AutoShardedBot):
             wake=self.poller.wake,
         )
         self.generations.spending.roles_of = member_roles_via(self)
+        self.generations.eta = self.delivery.eta = self.eta_for
+        self.delivery.can_vary = self.generations.can_vary
         if role.gateway:
             self.tree.on_error = self.on_app_command_error
             self.tree.interaction_check = _guild_only  # type: ignore[method-assign]
@@ -285,6 +294,19 @@ class Reelbot(commands.AutoShardedBot):
             self._health = HealthServer(self, host=config.health_host, port=config.health_port)
             await self._health.start()
         log.info("running as %s", role.name)
+
+    def eta_for(self, task: Any) -> str | None:
+        """The ETA ("usually ready in about N min") of a video in flight: this provider's and
+        model's recent completion times; the provider's (the poller's model) stands in
+        only for a provider with a single model. None while there are too few."""
+        if task.kind != "video":
+            return None
+        provider = self.providers.get(task.provider)
+        return self.delivery.eta_book.text_for(
+            task,
+            provider_model=self.poller.completion_models.get(task.provider),
+            single_model=provider is not None and len(provider.models()) <= 1,
+        )
 
     async def _sweep_inputs(self) -> None:
         """At start and every few hours: remove first-frame images no task created

@@ -27,7 +27,7 @@ import aiohttp
 import discord
 
 from providers.base import Output, Provider, ProviderError
-from reelbot import messages, text
+from reelbot import buttons, messages, text
 from reelbot.downloads import DownloadedFile, DownloadError, decode_inline, download_to_temp
 from reelbot.store.base import Store
 from reelbot.store.models import TaskRow
@@ -80,13 +80,19 @@ class Delivery:
         self.shorten: Callable[[int, str, float | None], Awaitable[str]] | None = None
         # Final words for task kinds other than videos (e.g. "training" → characters).
         self.finishers: dict[str, Callable[[TaskRow], Awaitable[str]]] = {}
+        # "usually ready in about N min" for a task in flight (app.py: Reelbot.eta_for).
+        self.eta: Callable[[TaskRow], str | None] = lambda _task: None
+        # Whether a final message gets Vary (app.py: Generations.can_vary).
+        self.can_vary: Callable[[TaskRow], Awaitable[bool]] = self._takes_a_seed
+        # Recent completion times per provider and model, fed as videos are delivered.
+        self.eta_book = buttons.EtaBook()
 
     # --- status message -------------------------------------------------------------------
     async def update_status(self, task: TaskRow, *, force: bool = False) -> None:
         """Edit the status message if its text changed, at most every few seconds."""
         if task.status_message_id is None:
             return
-        text = messages.status_text(task)
+        text = messages.status_text(task, eta=self.eta(task))
         if text == task.status_text:
             return
         now = time.time()
@@ -99,8 +105,9 @@ class Delivery:
             return
         channel = self.client.get_partial_messageable(task.reply_channel_id, guild_id=task.guild_id)
         try:
+            # The Cancel button while in flight; none once the task is over.
             await channel.get_partial_message(task.status_message_id).edit(
-                content=text, allowed_mentions=NO_PINGS
+                content=text, allowed_mentions=NO_PINGS, view=buttons.status_view(task)
             )
         except discord.NotFound:
             log.info("task %s: status message is gone; not editing it again", task.id)
@@ -180,6 +187,7 @@ class Delivery:
 
         await self.store.mark_delivered(task.id, message.id, now=time.time())
         log.info("task %s delivered as message %s", task.id, message.id)
+        self.eta_book.observe(task)
         if task.kind == "video":  # 🔁 runs videos again; a training is not re-run that way
             with contextlib.suppress(discord.HTTPException):
                 await message.add_reaction(RETRY_EMOJI)
@@ -376,12 +384,14 @@ class Delivery:
             try:
                 # discord.py closes the files after a send, even a failed one: open anew.
                 attachments = [discord.File(path, filename=name) for path, name in files]
+                view = await self.final_view(task)
                 return await channel.send(
                     content=_with_note(note, content),
                     files=attachments,
                     embeds=embeds or [],
                     allowed_mentions=mentions,
                     nonce=task_nonce(task.id),
+                    **({"view": view} if view is not None else {}),
                 )
             except discord.HTTPException as exc:
                 if exc.status == 413 or exc.code == 40005:
@@ -407,6 +417,16 @@ class Delivery:
             raise _Nowhere("the thread and the channel of the request are gone")
         # Missing permissions can be fixed by a moderator: keep the result and retry.
         raise _RetryLater(f"no channel accepted the message ({last_error})")
+
+    async def final_view(self, task: TaskRow) -> discord.ui.View | None:
+        """The action bar of a final message (reelbot/buttons.py); Vary only where the
+        provider and model take a seed."""
+        can_vary = task.kind == "video" and task.state == "succeeded" and await self.can_vary(task)
+        return buttons.final_view(task, can_vary=can_vary)
+
+    async def _takes_a_seed(self, task: TaskRow) -> bool:
+        provider = self.providers.get(task.provider)
+        return provider is not None and "seed" in provider.capabilities.options
 
     async def _post_refused_fallback(
         self,
