@@ -50,10 +50,11 @@ from benchmarks.workload import Workload
 from providers import PROVIDER_IDS
 from providers.base import GenerationRequest, InputImage, Provider, TaskStatus
 from reelbot import messages
-from reelbot import poller as poller_module
 from reelbot.app import Reelbot, build_providers, use_api_base
 from reelbot.config import load_config
-from reelbot.inputs import InputStore
+from reelbot.generations.kind import VideoKind
+from reelbot.jobs import poller as poller_module
+from reelbot.jobs.inputs import InputStore
 from reelbot.store.models import NewTask, QuotaPolicy, TaskRow
 from reelbot.store.sqlite import SqliteStore
 
@@ -755,6 +756,7 @@ async def _measure_ticks(
         inputs=InputStore(tmp / "inputs"),
         deliver=nothing,
         on_status=no_status,
+        kinds={"video": VideoKind(InputStore(tmp / "inputs"))},
     )
     rng = random.Random(args.seed)
     ticks, next_due = [], []

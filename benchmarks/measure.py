@@ -184,7 +184,7 @@ class PollerMeter:
         self.samples: list[tuple[float, str, float]] = []  # (monotonic, lane, lateness)
 
     def install(self) -> None:
-        from reelbot import poller
+        from reelbot.jobs import poller
 
         spawn = poller.Poller._spawn
 

@@ -22,9 +22,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from reelbot import buttons, text
+from reelbot import buttons, text, vocabulary
 from reelbot.buttons import ANIMATE_MODAL, HANDLER_COG, REMIX_MODAL, Action
-from reelbot.inputs import ALLOWED_IMAGE_TYPES
+from reelbot.jobs.inputs import ALLOWED_IMAGE_TYPES
 from reelbot.permissions import interaction_is_moderator
 from reelbot.service import MAX_PROMPT, MAX_SEED, AnimateRequest, UserError, clean_text
 from reelbot.store.models import TaskRow
@@ -264,7 +264,19 @@ class ActionBar(commands.Cog, name=HANDLER_COG):
 
     async def _delete(self, task: TaskRow, interaction: discord.Interaction) -> None:
         message = interaction.message
-        if message is None or message.id != task.result_message_id:
+        me = self.bot.user
+        # The recorded final message, or (pressed before the poller recorded it) the
+        # bot's message with this task's final footer.
+        final = message is not None and (
+            message.id == task.result_message_id
+            or (
+                task.result_message_id is None
+                and me is not None
+                and message.author.id == me.id
+                and vocabulary.is_final_text(message.content, task.id)
+            )
+        )
+        if message is None or not final:
             raise UserError("Delete removes a task's final message, and this is not it.")
         try:
             await message.delete()

@@ -14,11 +14,11 @@ from discord.ext import commands
 
 from reelbot import messages, text
 from reelbot.characters import character_ref
-from reelbot.delivery import CANCEL_EMOJI, NO_PINGS, RETRY_EMOJI
 from reelbot.motions import MotionCache
 from reelbot.permissions import interaction_is_moderator, member_is_moderator
 from reelbot.service import AnimateRequest, UserError
 from reelbot.store.models import TaskRow
+from reelbot.vocabulary import CANCEL_EMOJI, NO_PINGS, RETRY_EMOJI
 
 if TYPE_CHECKING:
     from reelbot.app import Reelbot

@@ -12,9 +12,9 @@ from discord.ext import commands
 
 from reelbot import text
 from reelbot.characters import MAX_IMAGES, MIN_IMAGES, character_ref, panel_text
-from reelbot.delivery import NO_PINGS
 from reelbot.permissions import interaction_is_moderator
 from reelbot.service import UserError
+from reelbot.vocabulary import NO_PINGS
 
 if TYPE_CHECKING:
     from reelbot.app import Reelbot

@@ -13,12 +13,11 @@ import logging
 import re
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 
-if TYPE_CHECKING:
-    from providers.base import ErrorKind, ProviderError
+from providers.errors import Delivery, ErrorKind, ProviderError
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +138,6 @@ class ProviderHttp:
         (``ProviderError.delivery``). Never retries by itself: whether a retry is safe
         is the caller's decision (a submit POST usually is not).
         """
-        from providers.base import Delivery, ErrorKind, ProviderError
 
         all_headers = {"Authorization": self._auth_header, "Accept": "application/json"}
         if data is not None:
@@ -215,7 +213,6 @@ class ProviderHttp:
         raise error.with_kind(refined) if refined is not None else error
 
     def _http_error(self, status: int, body: Any, retry_after: float | None) -> ProviderError:
-        from providers.base import Delivery, ErrorKind, ProviderError
 
         code, message = error_message_from_body(body)
         if message:

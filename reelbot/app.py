@@ -24,13 +24,15 @@ from providers import provider_class
 from providers.base import Provider
 from providers.http import ProviderHttp
 from reelbot.callbacks import CallbackServer, ShortLinks
-from reelbot.characters import Characters
+from reelbot.characters import Characters, TrainingKind
 from reelbot.config import DEFAULT_API_BASE, Config
-from reelbot.delivery import Delivery, DeliverySettings
-from reelbot.downloads import download_session
+from reelbot.generations.kind import VideoKind
 from reelbot.health import HealthServer
-from reelbot.inputs import InputStore
-from reelbot.poller import Poller, PollerSettings
+from reelbot.jobs.delivery import Delivery, DeliverySettings
+from reelbot.jobs.downloads import download_session
+from reelbot.jobs.inputs import InputStore
+from reelbot.jobs.kinds import JobKinds
+from reelbot.jobs.poller import Poller, PollerSettings
 from reelbot.roles import ALL_IN_ONE, Role
 from reelbot.service import Generations, UserError
 from reelbot.spending import member_roles_via
@@ -217,6 +219,7 @@ class Reelbot(commands.AutoShardedBot):
         )
         self.providers = build_providers(config, self.session)
         inputs = InputStore(config.data_dir / "inputs", refresher=self._refresh_input_url)
+        kinds = JobKinds()
         self.delivery = Delivery(
             client=self,
             store=self.store,
@@ -226,6 +229,7 @@ class Reelbot(commands.AutoShardedBot):
                 max_download_bytes=config.max_download_bytes,
                 allow_local_urls=config.allow_local_urls,
             ),
+            kinds=kinds,
         )
         self.poller = Poller(
             store=self.store,
@@ -237,13 +241,12 @@ class Reelbot(commands.AutoShardedBot):
                 idle_wake=config.poll_interval,
                 lease_seconds=config.task_lease,
                 submit_grace=submit_grace(self.providers.values()),
-                callback_base=config.public_base_url,
             ),
             inputs=inputs,
             deliver=self.delivery.deliver,
             on_status=self.delivery.update_status,
-            training_request=self._training_request,
-            training_submitted=self._training_submitted,
+            on_delivered=self.delivery.offer_retry,
+            kinds=kinds,
         )
         self.characters = Characters(
             config=config,
@@ -253,7 +256,9 @@ class Reelbot(commands.AutoShardedBot):
             directory=config.data_dir / "characters",
             wake=self.poller.wake,
         )
-        self.delivery.finishers["training"] = self.characters.finish_training
+        # Each kind of task is registered by its owner; the poller and delivery read them.
+        kinds.register(VideoKind(inputs, callback_base=config.public_base_url))
+        kinds.register(TrainingKind(self.characters))
         if config.callbacks_enabled:
             self.delivery.shorten = ShortLinks(self.store, config.public_base_url).shorten
         self.generations = Generations(
@@ -328,12 +333,6 @@ class Reelbot(commands.AutoShardedBot):
         else:
             synced = await self.tree.sync()
             log.info("synced %d global commands", len(synced))
-
-    async def _training_request(self, task: Any) -> Any:
-        return await self.characters.training_request(task)
-
-    async def _training_submitted(self, task: Any, model_id: str) -> None:
-        await self.characters.training_submitted(task, model_id)
 
     async def _refresh_input_url(self, meta: dict[str, Any]) -> str | None:
         """A fresh CDN URL for a kept first frame, from the status message that shows it."""

@@ -22,7 +22,7 @@ from discord.ext import commands
 from reelbot.store.models import TaskRow
 
 if TYPE_CHECKING:
-    from reelbot.scheduling import CompletionModel
+    from reelbot.jobs.scheduling import CompletionModel
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +205,7 @@ class EtaBook:
     """
 
     def __init__(self, min_samples: int = 30, capacity: int = 256) -> None:
-        from reelbot.scheduling import CompletionModel
+        from reelbot.jobs.scheduling import CompletionModel
 
         self._make = lambda: CompletionModel(capacity=capacity, min_samples=min_samples)
         self._models: dict[tuple[str, str], CompletionModel] = {}

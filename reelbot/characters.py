@@ -25,12 +25,13 @@ from urllib.parse import urlsplit
 
 import discord
 
-from providers.base import ErrorKind, Provider, ProviderError, TrainingRequest
-from reelbot import text
+from providers.base import ErrorKind, Provider, ProviderError, TaskStatus, TrainingRequest
+from reelbot import text, vocabulary
 from reelbot.config import Config
-from reelbot.delivery import NO_PINGS
-from reelbot.downloads import sniff_content_type
-from reelbot.inputs import ALLOWED_IMAGE_TYPES, MAX_IMAGE_BYTES, discord_url_expiry
+from reelbot.jobs.downloads import sniff_content_type
+from reelbot.jobs.inputs import ALLOWED_IMAGE_TYPES, MAX_IMAGE_BYTES, discord_url_expiry
+from reelbot.jobs.kinds import Attempt, JobKind
+from reelbot.jobs.lease import Lease
 from reelbot.service import UserError
 from reelbot.spending import Spending, member_roles_via
 from reelbot.store.base import Store
@@ -43,6 +44,7 @@ from reelbot.store.models import (
     SubmissionRefused,
     TaskRow,
 )
+from reelbot.vocabulary import NO_PINGS
 
 log = logging.getLogger(__name__)
 
@@ -516,11 +518,11 @@ class Characters:
         return TrainingRequest(name=task.request["name"], image_urls=urls)
 
     async def training_submitted(self, task: TaskRow, model_id: str) -> None:
-        """The provider accepted a training as ``model_id`` (called by the poller before it
-        records the outcome). Recorded at once, even if the task was cancelled meanwhile,
-        so a delete or ❌ that reads the task from now on finds the model; one that came
-        earlier is seen here, and the model is deleted: nothing trains for nobody."""
-        await self.store.update_task(task.id, provider_task_id=model_id)
+        """The provider accepted a training as ``model_id`` (called by the poller once it
+        stored the model id, before it records the outcome). Stored at once, even if the
+        task was cancelled meanwhile, so a delete or ❌ that reads the task from now on
+        finds the model; one that came earlier is seen here, and the model is deleted:
+        nothing trains for nobody."""
         current = await self.store.get_task(task.id)
         character = await self.store.get_character(task.request["character_id"])
         if current is None or not current.in_flight or character is None:
@@ -574,7 +576,8 @@ class Characters:
                 # Trained for a character that is gone: the likeness must not stay there.
                 await self._delete_model(task.provider, task.provider_task_id)
             return (
-                f"Character `{name}` was deleted before its training finished.\n-# Task #{task.id}"
+                f"Character `{name}` was deleted before its training finished."
+                + vocabulary.footer(task.id)
             )
         if task.state == "succeeded" and current:
             await self.store.update_character(
@@ -604,7 +607,7 @@ class Characters:
                 f"`/character train name:{name}` again."
             )
         await self.refresh_panel(await self.store.get_character(character.id))
-        return text.clip_message(words, f"\n-# Task #{task.id}")
+        return text.clip_message(words, vocabulary.footer(task.id))
 
     async def refresh_panel(self, character: CharacterRow | None) -> None:
         if character is None or not character.thread_id or not character.panel_message_id:
@@ -699,3 +702,33 @@ def _upload_budget(channel: discord.abc.Messageable) -> int:
 def _write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
+
+
+class TrainingKind(JobKind):
+    """The character-training job kind, owned by :class:`Characters`."""
+
+    name = "training"
+
+    def __init__(self, characters: Characters) -> None:
+        self.characters = characters
+
+    async def send(self, lease: Lease, provider: Provider, *, now: float, attempt: Attempt) -> str:
+        task = lease.task
+        training = await self.characters.training_request(task)
+        await lease.checkpoint(submitted_at=now)
+        attempt.sent = True
+        model_id = await provider.train_character(training)
+        # Recorded at once, even if the task was cancelled meanwhile, so a delete or
+        # ❌ that reads the task from now on finds the model (see training_submitted).
+        await lease.checkpoint(provider_task_id=model_id)
+        try:
+            await self.characters.training_submitted(task, model_id)
+        except Exception:  # the model id is returned and recorded regardless
+            log.warning("task %s: training_submitted hook failed", task.id, exc_info=True)
+        return model_id
+
+    async def status(self, provider: Provider, provider_task_id: str) -> TaskStatus:
+        return await provider.character_status(provider_task_id)
+
+    async def final_words(self, task: TaskRow) -> str | None:
+        return await self.characters.finish_training(task)

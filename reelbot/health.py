@@ -11,12 +11,21 @@ import contextlib
 import logging
 import math
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
-if TYPE_CHECKING:
-    from reelbot.app import Reelbot
+from reelbot.roles import Role
+
+
+class Observed(Protocol):
+    """What the health endpoint reads of the bot (the app's Reelbot): no import of it."""
+
+    role: Role
+
+    @property
+    def latency(self) -> float: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +62,7 @@ class LoopLagMonitor:
 
 
 class HealthServer:
-    def __init__(self, bot: Reelbot, *, host: str, port: int) -> None:
+    def __init__(self, bot: Observed, *, host: str, port: int) -> None:
         self.bot = bot
         self.host = host
         self.port = port

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import discord
 
-from reelbot import text
+from reelbot import text, vocabulary
 from reelbot.store.models import TaskRow
 
 STATE_LABELS = {
@@ -61,7 +61,7 @@ def short(value: object, limit: int) -> str:
 
 
 def footer(task: TaskRow) -> str:
-    return f"\n-# Task #{task.id}"
+    return vocabulary.footer(task.id)
 
 
 def progress_bar(progress: int | None, width: int = 12) -> str:
@@ -81,9 +81,9 @@ def status_text(task: TaskRow, *, eta: str | None = None) -> str:
     req = task.request
     label = STATE_LABELS.get(task.state, task.state)
     if task.kind == "training":
-        title = f"**Character training** `{short(req.get('name', ''), NAME_LIMIT)}`"
+        title = f"{vocabulary.TRAINING_TITLE} `{short(req.get('name', ''), NAME_LIMIT)}`"
     else:
-        title = f"**Prompt:** {preview(req.get('prompt', ''))}"
+        title = f"{vocabulary.STATUS_TITLE} {preview(req.get('prompt', ''))}"
     lines = [
         title,
         f"**Provider:** {task.provider}"
@@ -147,7 +147,7 @@ def cancelled_text(task: TaskRow, by_user_id: int | None) -> str:
     who = f" by <@{by_user_id}>" if by_user_id and by_user_id != task.requester_id else ""
     return (
         f"<@{task.requester_id}> the generation was cancelled{who}; "
-        f"your quota for it was given back. React 🔁 to run it again.\n-# Task #{task.id}"
+        f"your quota for it was given back. React 🔁 to run it again.{footer(task)}"
     )
 
 
@@ -224,15 +224,15 @@ def refused_text(task: TaskRow, *, refunded: bool) -> str:
     quota = " Your quota for it was given back." if refunded else ""
     return (
         f"<@{task.requester_id}> {what} (it broke one of Discord's limits), so I cannot "
-        f"show it here.{quota} React 🔁 to try again.\n-# Task #{task.id}"
+        f"show it here.{quota} React 🔁 to try again.{footer(task)}"
     )
 
 
 def refused_status_text(task: TaskRow) -> str:
     """A status message reduced to what cannot break a limit."""
     label = STATE_LABELS.get(task.state, "…")
-    title = "**Character training**" if task.kind == "training" else "**Prompt:**"
+    title = vocabulary.TRAINING_TITLE if task.kind == "training" else vocabulary.STATUS_TITLE
     return (
         f"{title} (not shown: too long for Discord)\n**Provider:** {task.provider}\n"
-        f"**State:** {label}\n-# Task #{task.id}"
+        f"**State:** {label}{footer(task)}"
     )

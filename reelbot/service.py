@@ -16,12 +16,13 @@ from typing import Any
 
 import discord
 
-from providers.base import ErrorKind, GenerationRequest, InputImage, Provider, ProviderError
+from providers.base import ErrorKind, InputImage, Provider, ProviderError
 from reelbot import buttons, messages, text
 from reelbot.config import Config
-from reelbot.delivery import CANCEL_EMOJI, NO_PINGS
-from reelbot.downloads import sniff_content_type
-from reelbot.inputs import ALLOWED_IMAGE_TYPES, MAX_IMAGE_BYTES, InputStore
+from reelbot.jobs.delivery import CANCEL_EMOJI, NO_PINGS
+from reelbot.jobs.downloads import sniff_content_type
+from reelbot.jobs.inputs import ALLOWED_IMAGE_TYPES, MAX_IMAGE_BYTES, InputStore
+from reelbot.jobs.model import VideoRequest
 from reelbot.settings import ServerSettings, SettingsError
 from reelbot.spending import Spending
 from reelbot.store.base import Store
@@ -423,25 +424,15 @@ class Generations:
         models take) now, so a request it would refuse gets an ephemeral error instead of
         a task. Adapters make those checks before any network call: a dry copy of the
         adapter whose transport refuses to send tells which way it went."""
+        stored = VideoRequest.from_stored(request)
         image = None
-        if request.get("image"):
-            meta = request["image"]
+        if stored.image:
+            meta = stored.image
             image = InputImage(url=meta.get("url"), data=b"", content_type=meta["content_type"])
         dry = type(provider)(_NoNetwork())  # type: ignore[arg-type]
         try:
             await dry.submit(
-                GenerationRequest(
-                    prompt=request["prompt"],
-                    model=request.get("model"),
-                    image=image,
-                    duration=request.get("duration"),
-                    aspect_ratio=request.get("aspect_ratio"),
-                    resolution=request.get("resolution"),
-                    seed=request.get("seed"),
-                    negative_prompt=request.get("negative_prompt"),
-                    motion=request.get("motion"),
-                    character_id=request.get("character_model_id"),
-                ),
+                stored.generation(image),
                 idempotency_key="precheck",
             )
         except _WouldSend:

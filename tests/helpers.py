@@ -17,6 +17,7 @@ from aiohttp import web
 from doubles.discord.model import Message
 from doubles.harness import World, sample_video
 from doubles.providers import ProviderDouble, Step
+from reelbot import vocabulary
 from reelbot.store.models import TaskRow
 
 TIMEOUT = 20.0
@@ -51,16 +52,14 @@ def bot_messages(world: World, channel_id: int) -> list[Message]:
 
 def status_message(world: World, channel_id: int, task_id: int) -> Message:
     for m in bot_messages(world, channel_id):
-        if m.content.startswith(("**Prompt:**", "**Character")) and m.content.endswith(
-            f"Task #{task_id}"
-        ):
+        if vocabulary.is_status_text(m.content) and m.content.endswith(vocabulary.footer(task_id)):
             return m
     raise AssertionError(f"no status message for task {task_id} in {channel_id}")
 
 
 def _final(world: World, channel_id: int, task_id: int) -> Message | None:
     for m in bot_messages(world, channel_id):
-        if m.content.endswith(f"-# Task #{task_id}") and not m.content.startswith("**"):
+        if vocabulary.is_final_text(m.content, task_id):
             return m
     return None
 
@@ -80,7 +79,7 @@ def finals(world: World, channel_id: int, task_id: int) -> list[Message]:
     return [
         m
         for m in bot_messages(world, channel_id)
-        if m.content.endswith(f"-# Task #{task_id}") and not m.content.startswith("**")
+        if vocabulary.is_final_text(m.content, task_id)
     ]
 
 

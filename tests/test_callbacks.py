@@ -14,8 +14,8 @@ from doubles.providers.hiapi import sign_callback
 from providers import hiapi_webhook
 from reelbot.callbacks import MAX_BODY_BYTES, CallbackServer, token_hint
 from reelbot.config import ConfigError, load_config
-from reelbot.poller import callback_url
-from reelbot.scheduling import callback_safety_net
+from reelbot.generations.kind import callback_url
+from reelbot.jobs.scheduling import callback_safety_net
 from reelbot.store.models import CallbackHint
 
 TOKEN = "tok-0123456789abcdefghijklmnopqrstuv"

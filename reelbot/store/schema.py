@@ -17,7 +17,7 @@ UPDATABLE = frozenset(
         "submitted_at", "finished_at", "error_code", "error_message", "outputs",
         "credits", "status_edited_at", "status_text", "request", "result_message_id",
         "delivery_attempts", "delivery_channel_id", "delivery_sent_at", "submit_key",
-        "submit_call", "not_found_streak", "callback_token",
+        "submit_call", "not_found_streak", "callback_token", "delivered",
     }
 )  # fmt: skip
 

@@ -42,13 +42,14 @@ def die_before_recording(world: World) -> Gate:
     assert world.bot is not None
     gate = Gate()
     store = world.bot.store
-    original = store.mark_delivered
+    original = store.release  # the poller records the delivery with the step's outcome
 
     async def held_mark(*args, **kwargs):
-        await gate()
+        if kwargs.get("delivered"):
+            await gate()
         return await original(*args, **kwargs)
 
-    store.mark_delivered = held_mark  # type: ignore[method-assign]
+    store.release = held_mark  # type: ignore[method-assign]
     return gate
 
 
@@ -121,3 +122,27 @@ async def test_no_post_while_the_earlier_copy_cannot_be_looked_for(world: World)
     world.bot.poller.wake()
     [task] = await assert_exactly_once(world, expect=1)
     assert task.result_message_id == posted.id
+
+
+async def test_the_retry_affordance_appears_only_once_the_delivery_is_recorded(
+    world: World,
+) -> None:
+    """Defect: the bot added its 🔁 before the store knew the final message, so a member
+    pressing it at once was ignored (🔁 finds its task by the recorded message)."""
+    thread_id, task_id = await held(world)
+    gate = die_before_recording(world)
+    finish(world.providers["hiapi"])
+    await gate.wait_reached()
+    [posted] = finals_anywhere(world, (await all_tasks(world))[0])
+    bot_id = world.discord.bot_user_id
+    assert bot_id not in posted.reactions.get("🔁", set()), "🔁 offered before it works"
+    gate.release()
+    await world.discord.wait_for(
+        lambda: bot_id in posted.reactions.get("🔁", set()), description="the bot's 🔁"
+    )
+    await world.discord.add_reaction(thread_id, posted.id, world.users["alice"], "🔁")
+    assert world.bot is not None
+    store = world.bot.store
+    await eventually(
+        lambda: store.get_task(task_id + 1), description="the re-run pressed at once"
+    )

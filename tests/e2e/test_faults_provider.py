@@ -398,3 +398,24 @@ async def test_a_provider_fault_is_logged_without_crashing_the_poller(world: Wor
     assert world.bot is not None and not world.bot.poller._stopping
     assert "poller tick failed" not in caplog.text
     assert len(await all_tasks(world)) == 2
+
+
+async def test_an_output_that_cannot_be_fetched_releases_the_lease(world: World, caplog) -> None:
+    """Bug (issue 12): a permanent download error made delivery write state=failed itself,
+    so the poller's release (expecting 'succeeded') no longer matched: the lease was left
+    to expire and the log said the task "changed meanwhile" though nobody cancelled it."""
+    caplog.set_level(logging.INFO, logger="reelbot")
+    world.providers["foxapi"].script_next([Step.output_404()])
+    thread_id, task_id = await animate(world, "foxapi")
+    await outcome(world, thread_id, task_id, FAILED, "download|expired")
+
+    assert world.bot is not None
+    db = world.bot.store.db  # SQLite: the lease columns are not part of TaskRow
+
+    async def released() -> bool:
+        async with db.execute("SELECT lease_owner FROM tasks WHERE id = ?", (task_id,)) as cur:
+            row = await cur.fetchone()
+        return row is not None and row[0] is None
+
+    await eventually(released, timeout=5, description="the lease released")
+    assert "changed meanwhile" not in caplog.text

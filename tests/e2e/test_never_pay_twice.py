@@ -24,7 +24,7 @@ from aiohttp import web
 from doubles.harness import World, build_world, input_png
 from doubles.providers import Step
 from providers.base import InputImage
-from reelbot.poller import MAX_SUBMIT_RETRIES
+from reelbot.jobs.poller import MAX_SUBMIT_RETRIES
 from tests.helpers import (
     assert_exactly_once,
     eventually,

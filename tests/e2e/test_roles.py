@@ -86,7 +86,7 @@ async def test_health_endpoint_reports_role_and_work(world_factory) -> None:
 
 def test_json_logs_carry_task_context() -> None:
     record = logging.LogRecord(
-        "reelbot.poller", logging.INFO, __file__, 1, "task %s submitted", (42,), None
+        "reelbot.jobs.poller", logging.INFO, __file__, 1, "task %s submitted", (42,), None
     )
     record.task_id, record.provider, record.guild_id, record.role = 42, "hiapi", 7, "worker"
     entry = json.loads(JsonFormatter().format(record))

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
-import secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -23,42 +21,31 @@ from typing import Any
 from providers.base import (
     Delivery,
     ErrorKind,
-    GenerationRequest,
     Provider,
     ProviderError,
-    SubmitCall,
     TaskStatus,
-    TrainingRequest,
 )
-from reelbot import messages
-from reelbot.inputs import InputStore
-from reelbot.scheduling import (
-    CompletionModel,
-    backoff,
-    callback_safety_net,
-    next_poll_interval,
+from reelbot.jobs import outcomes
+from reelbot.jobs.inputs import InputStore
+from reelbot.jobs.kinds import Attempt, JobKind, JobKinds
+from reelbot.jobs.lease import Lease, applied
+from reelbot.jobs.outcomes import (  # noqa: F401 - re-exported: the rules' names
+    MAX_SUBMIT_RETRIES,
+    NOT_FOUND_CONFIRMATIONS,
+    UNCONFIRMED,
+    Outcome,
+    Schedule,
 )
+from reelbot.jobs.scheduling import CompletionModel, callback_safety_net, next_poll_interval
 from reelbot.store.base import Store
 from reelbot.store.models import TaskRow
 
 log = logging.getLogger(__name__)
 
-NOT_FOUND_CONFIRMATIONS = 3  # a provider 404 is believed only after this many in a row
-MAX_SUBMIT_RETRIES = 5
-MAX_PROVIDER_WORD = 100  # stored error codes and state words
-MAX_ERROR_MESSAGE = 1000
-# The failure code of a submit the provider may have acted on (SPEC §4 "Never pay twice").
-UNCONFIRMED = "submit_unconfirmed"
 # Default TASK_LEASE_SECONDS: how long a claim lasts unless renewed (every third of it
 # while the action runs), so a crashed worker's tasks are taken over within this long.
 LEASE_SECONDS = 120.0
 IDLE_WAKE = 30.0  # re-check the store at least this often even when nothing is due
-CALLBACK_TOKEN_BYTES = 24  # 192 random bits in each task's callback URL
-
-
-def callback_url(base: str, provider_id: str, token: str) -> str:
-    """The URL a provider calls back for one task (served by reelbot/callbacks.py)."""
-    return f"{base.rstrip('/')}/callbacks/{provider_id}/{token}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +65,6 @@ class PollerSettings:
     # request can take (the provider request timeout, set by the app).
     stop_grace: float = 10.0
     submit_grace: float = 0.0
-    # PUBLIC_BASE_URL: submits to providers with callbacks carry
-    # <callback_base>/callbacks/<provider>/<token>; empty = polling only (SPEC §6).
-    callback_base: str = ""
 
 
 class Lane:
@@ -105,12 +89,13 @@ class Poller:
         providers: Mapping[str, Provider],
         settings: PollerSettings,
         inputs: InputStore,
-        deliver: Callable[[TaskRow], Awaitable[dict[str, Any]]],
-        on_status: Callable[[TaskRow], Awaitable[None]],
-        training_request: Callable[[TaskRow], Awaitable[TrainingRequest]] | None = None,
-        # Told the provider's model id as soon as a training is accepted, before the
-        # outcome is recorded (which a cancel meanwhile makes the poller drop).
-        training_submitted: Callable[[TaskRow, str], Awaitable[None]] | None = None,
+        deliver: Callable[[Lease], Awaitable[dict[str, Any]]],
+        # Shows a task's status; returns the fields to record (status text, edit time).
+        on_status: Callable[[TaskRow], Awaitable[dict[str, Any] | None]],
+        # Once a delivery is recorded: what may only be offered then (the 🔁 affordance).
+        on_delivered: Callable[[TaskRow], Awaitable[None]] | None = None,
+        # What each kind of task does (its owner registers it); the loop knows none.
+        kinds: Mapping[str, JobKind] | None = None,
         owner: str | None = None,
     ) -> None:
         self.store = store
@@ -119,8 +104,8 @@ class Poller:
         self.inputs = inputs
         self._deliver = deliver
         self._on_status = on_status
-        self._training_request = training_request
-        self._training_submitted = training_submitted
+        self._on_delivered = on_delivered
+        self.kinds: Mapping[str, JobKind] = kinds if kinds is not None else JobKinds()
         self.owner = owner or f"poller-{uuid.uuid4().hex[:8]}"
         self._lanes = {pid: Lane(pid, settings.provider_concurrency) for pid in providers}
         self._delivery_lane = Lane("delivery", settings.delivery_concurrency)
@@ -284,12 +269,16 @@ class Poller:
             job.add_done_callback(self._submitting.discard)
 
     async def _act(self, lane: Lane, task: TaskRow) -> None:
+        """One step on a claimed task: the action decides, then the outcome is applied in
+        one statement. The poller is the only writer of a claimed row: actions change it
+        only through the :class:`Lease` (checkpoints that must precede a side effect)."""
         fields: dict[str, Any]
+        lease = Lease(self.store, self.owner, task)
         try:
             if lane is self._delivery_lane:
-                fields = await self._deliver(task)
+                fields = await self._deliver(lease)
             elif task.state == "submitting":
-                fields = await self._submit(task)
+                fields = await self._submit(task, lease)
             else:
                 fields = await self._poll(task)
         except asyncio.CancelledError:
@@ -297,10 +286,7 @@ class Poller:
             raise
         except Exception:
             log.exception("task %s (%s): unexpected error; will retry", task.id, task.provider)
-            fields = {
-                "error_streak": task.error_streak + 1,
-                "next_action_at": time.time() + self._backoff(task.error_streak + 1),
-            }
+            fields = outcomes.unexpected_error(task, now=time.time(), schedule=self._schedule)
         finally:
             lane.busy -= 1
             self.in_hand.discard(task.id)
@@ -316,56 +302,51 @@ class Poller:
         next_at = fields.get("next_action_at")
         if lane.saturated or (next_at is not None and next_at <= self._sleep_until):
             self.wake()
-        if changed and lane is not self._delivery_lane and "state" in fields:
+        if changed and (lane is self._delivery_lane or "state" in fields):
             # Re-render after every answer from the provider: the edit is skipped when
             # the text is unchanged and throttled, and a throttled change (queued →
-            # running within seconds) is then shown by a later poll, not lost.
-            known = {k: v for k, v in fields.items() if k in _TASK_FIELDS}
-            await self._status_changed(dataclasses.replace(task, **known))
+            # running within seconds) is then shown by a later poll, not lost. After a
+            # delivery the status is final, so the edit is never throttled.
+            recorded = applied(lease.task, fields)
+            await self._status_changed(recorded)
+            if fields.get("delivered") and self._on_delivered is not None:
+                try:
+                    await self._on_delivered(recorded)
+                except Exception:
+                    log.warning("task %s: after-delivery step failed", task.id, exc_info=True)
 
     async def _status_changed(self, task: TaskRow) -> None:
         try:
-            await self._on_status(task)
+            fields = await self._on_status(task)
+            if fields:  # after the release: the row is no longer claimed by anyone
+                await self.store.update_task(task.id, **fields)
         except Exception:
             log.warning("task %s: status message update failed", task.id, exc_info=True)
 
-    def _backoff(self, streak: int, retry_after: float | None = None) -> float:
-        return backoff(
-            streak,
-            floor=self.settings.poll_interval,
-            ceiling=self.settings.poll_max_interval,
-            retry_after=retry_after,
-        )
+    @property
+    def _schedule(self) -> Schedule:
+        return Schedule(floor=self.settings.poll_interval, ceiling=self.settings.poll_max_interval)
 
     # --- actions ----------------------------------------------------------------------------
-    async def _submit(self, task: TaskRow) -> dict[str, Any]:
+    async def _submit(self, task: TaskRow, lease: Lease) -> Outcome:
         now = time.time()
         provider = self.providers.get(task.provider)
-        if provider is None:
-            return _fail(now, "provider_unavailable", f"{task.provider} is no longer configured")
-        if task.provider_task_id:  # submitted, then the process stopped before moving on
-            return {"state": "queued", "next_action_at": now}
-        idempotent = provider.capabilities.idempotent_submit
-        if task.submitted_at is not None and not idempotent:
-            # A previous submit may or may not have reached the provider. Submitting
-            # again could bill twice, so we stop here and let the requester decide.
-            return _fail(
-                now,
-                UNCONFIRMED,
-                "the bot stopped while submitting this request, so it cannot tell whether "
-                f"{task.provider} received it; it may still make the video",
-            )
+        refused = outcomes.before_submit(
+            task,
+            configured=provider is not None,
+            idempotent=provider is not None and provider.capabilities.idempotent_submit,
+            now=now,
+            task_timeout=self.settings.task_timeout,
+        )
+        if refused is not None:
+            return refused
+        assert provider is not None
         remaining = task.created_at + self.settings.task_timeout - now
-        if remaining <= 0:
-            if task.submitted_at is not None:
-                return _fail(now, UNCONFIRMED, f"{task.provider} never confirmed the request")
-            minutes = self.settings.task_timeout / 60
-            return _fail(now, "task_timeout", f"not submitted after {minutes:g} minutes")
-        attempt = _Attempt(sent=task.submitted_at is not None)
+        attempt = Attempt(sent=task.submitted_at is not None)
         try:
             # TASK_TIMEOUT_SECONDS bounds a submit too, however its retries went.
             async with asyncio.timeout(remaining):
-                provider_task_id = await self._send(task, provider, now, attempt)
+                provider_task_id = await self._send(lease, provider, now, attempt)
         except ProviderError as exc:
             return self._submit_error(task, provider, exc)
         except TimeoutError:
@@ -392,210 +373,56 @@ class Poller:
             )
             return self._submit_error(task, provider, error)
         log.info("task %s submitted to %s as %s", task.id, task.provider, provider_task_id)
-        interval = self.settings.poll_interval
-        return {
-            "state": "queued",
-            "provider_task_id": provider_task_id,
-            "submitted_at": now,
-            "poll_interval": interval,
-            "error_streak": 0,
-            "next_action_at": time.time() + interval,
-        }
-
-    async def _send(self, task: TaskRow, provider: Provider, now: float, attempt: _Attempt) -> str:
-        """Build the request (or take the stored first one), mark the task as sent, send it;
-        the provider's task id."""
-        if task.kind == "training":
-            if self._training_request is None:
-                raise ProviderError(ErrorKind.INVALID, "character training is not available")
-            training = await self._training_request(task)
-            await self.store.update_task(task.id, submitted_at=now)
-            attempt.sent = True
-            model_id = await provider.train_character(training)
-            if self._training_submitted is not None:
-                try:
-                    await self._training_submitted(task, model_id)
-                except Exception:  # the model id is returned and recorded regardless
-                    log.warning("task %s: training_submitted hook failed", task.id, exc_info=True)
-            return model_id
-        if task.submit_call is not None and task.submit_key is not None:
-            # A resend under the same key: the stored first request, byte for byte.
-            call, key = SubmitCall.from_json(task.submit_call), task.submit_key
-        else:
-            request = await self._generation_request(task)
-            token = self._callback_token(task, provider)
-            url = None
-            if token is not None:
-                url = callback_url(self.settings.callback_base, provider.id, token)
-                request = dataclasses.replace(request, callback_url=url)
-            call = await provider.prepare_submit(request)
-            if token is not None and url and url in call.body:  # some models take none
-                await self.store.update_task(task.id, callback_token=token)
-            # Random per task, not only its row id: after a store restored from a
-            # backup hands the same ids out again, an old key must never match. A
-            # task sent before keys were stored (an upgrade mid-submit) keeps its old key.
-            key = (
-                f"reelbot-{task.id}"
-                if task.submitted_at is not None
-                else f"reelbot-{task.id}-{secrets.token_hex(8)}"
-            )
-        # From here on the provider may have the request: mark it before sending.
-        await self.store.update_task(
-            task.id, submitted_at=now, submit_key=key, submit_call=call.to_json()
-        )
-        attempt.sent = True
-        return await provider.send_submit(call, idempotency_key=key)
-
-    def _callback_token(self, task: TaskRow, provider: Provider) -> str | None:
-        """A new unguessable token for this task's callback URL, or None (no callbacks)."""
-        if not self.settings.callback_base or task.kind != "video":
-            return None
-        if not provider.capabilities.callbacks:
-            return None
-        return secrets.token_urlsafe(CALLBACK_TOKEN_BYTES)
-
-    def _submit_error(
-        self, task: TaskRow, provider: Provider, exc: ProviderError
-    ) -> dict[str, Any]:
-        """SPEC §4 "Never pay twice": a refused or never-sent submit may be retried; an
-        ambiguous one only to a provider that deduplicates (hiapi's Idempotency-Key)."""
-        now = time.time()
-        idempotent = provider.capabilities.idempotent_submit
-        # submitted_at is cleared after every attempt known to have made nothing, so a
-        # task claimed with it set had an earlier attempt the provider may have taken.
-        unsure = exc.ambiguous or task.submitted_at is not None
-        may_resend = not exc.ambiguous or idempotent
-        if exc.retryable and may_resend and task.error_streak < MAX_SUBMIT_RETRIES:
-            log.warning("task %s: submit to %s failed (%r); retrying", task.id, task.provider, exc)
-            fields: dict[str, Any] = {
-                "error_streak": task.error_streak + 1,
-                "next_action_at": now + self._backoff(task.error_streak + 1, exc.retry_after),
-            }
-            if not unsure:
-                # Nothing was made: the next attempt starts afresh (a restart included).
-                fields["submitted_at"] = None
-                if not idempotent:
-                    fields |= {"submit_call": None, "submit_key": None}
-            return fields
-        if exc.kind is ErrorKind.AUTH:
-            log.error(
-                "%s rejected the API key: check %s_API_KEY", task.provider, task.provider.upper()
-            )
-        if unsure:
-            log.warning(
-                "task %s: %s may have received the submit (%r); not sending it again",
-                task.id,
-                task.provider,
-                exc,
-            )
-            return _fail(now, UNCONFIRMED, f"{exc.message} (sending it again could bill twice)")
-        log.info("task %s: submit failed: %r", task.id, exc)
-        code, message = exc.code, exc.message
-        # Providers' own codes ("1008", "invalid_api_key") mean nothing to members: say
-        # what kind of error it was (out of credits, bad key...) next to the provider's words.
-        reason = messages.ERROR_REASONS.get(exc.kind.value)
-        if code.lower() not in messages.ERROR_REASONS and reason and reason not in message:
-            message = f"{reason}: {message}"
-        return _fail(now, code, message)
-
-    async def _generation_request(self, task: TaskRow) -> GenerationRequest:
-        req = task.request
-        image = None
-        if req.get("image"):
-            image = await self.inputs.input_image(req["image"], refresh=task.retry_of is not None)
-        return GenerationRequest(
-            prompt=req["prompt"],
-            model=req.get("model"),
-            image=image,
-            duration=req.get("duration"),
-            aspect_ratio=req.get("aspect_ratio"),
-            resolution=req.get("resolution"),
-            seed=req.get("seed"),
-            negative_prompt=req.get("negative_prompt"),
-            motion=req.get("motion"),
-            character_id=req.get("character_model_id"),
+        return outcomes.submitted(
+            provider_task_id, sent_at=now, now=time.time(), interval=self.settings.poll_interval
         )
 
-    async def _poll(self, task: TaskRow) -> dict[str, Any]:
+    async def _send(self, lease: Lease, provider: Provider, now: float, attempt: Attempt) -> str:
+        """The task's kind builds the request (or takes the stored first one), marks the
+        task as sent and sends it; the provider's task id."""
+        return await self._kind(lease.task).send(lease, provider, now=now, attempt=attempt)
+
+    def _kind(self, task: TaskRow) -> JobKind:
+        kind = self.kinds.get(task.kind)
+        if kind is None:
+            raise ProviderError(ErrorKind.INVALID, f"{task.kind} tasks are not available")
+        return kind
+
+    def _submit_error(self, task: TaskRow, provider: Provider, exc: ProviderError) -> Outcome:
+        return outcomes.submit_error(
+            task,
+            exc,
+            idempotent=provider.capabilities.idempotent_submit,
+            now=time.time(),
+            schedule=self._schedule,
+        )
+
+    async def _poll(self, task: TaskRow) -> Outcome:
         now = time.time()
         provider = self.providers.get(task.provider)
-        started = task.submitted_at or task.created_at
-        if now - started > self.settings.task_timeout:
+        timed_out = outcomes.poll_timed_out(task, now=now, task_timeout=self.settings.task_timeout)
+        if timed_out is not None:
             if provider is not None and task.provider_task_id:
                 with contextlib.suppress(ProviderError):
                     await provider.cancel(task.provider_task_id)
-            minutes = self.settings.task_timeout / 60
-            return _fail(now, "task_timeout", f"no result after {minutes:g} minutes")
+            return timed_out
         if provider is None:
             # Keep the task: the operator may configure the provider again.
             return {"next_action_at": now + self.settings.poll_max_interval}
         assert task.provider_task_id is not None
         try:
-            if task.kind == "training":
-                status = await provider.character_status(task.provider_task_id)
-            else:
-                status = await provider.status(task.provider_task_id)
+            status = await self._kind(task).status(provider, task.provider_task_id)
         except ProviderError as exc:
-            return self._poll_error(task, exc)
+            return outcomes.poll_error(task, exc, now=time.time(), schedule=self._schedule)
         return self._apply_status(task, status, now)
 
-    def _poll_error(self, task: TaskRow, exc: ProviderError) -> dict[str, Any]:
-        now = time.time()
-        streak = task.error_streak + 1
-        # Consecutive "task not found" answers, kept in the row (not in memory, where a
-        # worker's count would grow forever and be lost on restart): other errors say
-        # nothing about the task, so they neither count nor reset; a real answer resets.
-        misses = task.not_found_streak
-        if exc.kind is ErrorKind.NOT_FOUND:
-            misses += 1
-            if misses >= NOT_FOUND_CONFIRMATIONS:
-                return _fail(now, "not_found", exc.message) | {"not_found_streak": misses}
-        if exc.kind is ErrorKind.AUTH:
-            log.error(
-                "%s rejected the API key while polling task %s: check %s_API_KEY",
-                task.provider,
-                task.id,
-                task.provider.upper(),
-            )
-        else:
-            log.warning("task %s: poll of %s failed (%r)", task.id, task.provider, exc)
-        # Everything else is retried until TASK_TIMEOUT_SECONDS: the generation may
-        # already be paid for, so we never give up on it early.
-        return {
-            "error_streak": streak,
-            "attempts": task.attempts + 1,
-            "not_found_streak": misses,
-            "next_action_at": now + self._backoff(streak, exc.retry_after),
-        }
-
-    def _apply_status(self, task: TaskRow, status: TaskStatus, now: float) -> dict[str, Any]:
-        common: dict[str, Any] = {
-            "attempts": task.attempts + 1,
-            "error_streak": 0,
-            "not_found_streak": 0,
-            "raw_state": _clip(status.raw_state),
-        }
-        if status.credits is not None:
-            common["credits"] = status.credits
+    def _apply_status(self, task: TaskRow, status: TaskStatus, now: float) -> Outcome:
         started = task.submitted_at or task.created_at
-        model = self.completion_models.get(task.provider) if task.kind == "video" else None
-        if status.state == "succeeded":
-            if model is not None:
-                model.observe(now - started)
-            outputs = [_output_dict(o) for o in status.outputs]
-            if not outputs and task.kind != "training":
-                return common | _fail(now, "no_output", "the provider returned no output")
-            return common | {
-                "state": "succeeded",
-                "progress": 100,
-                "outputs": outputs,
-                "finished_at": now,
-                "next_action_at": now,
-            }
-        if status.state == "failed":
-            return common | _fail(
-                now, status.error_code or "failed", status.error_message or "generation failed"
-            )
+        kind = self.kinds.get(task.kind)
+        timed = kind is not None and kind.timed
+        model = self.completion_models.get(task.provider) if timed else None
+        if status.state == "succeeded" and model is not None:
+            model.observe(now - started)
         interval = next_poll_interval(
             age=now - started,
             floor=self.settings.poll_interval,
@@ -606,50 +433,10 @@ class Poller:
             model=model,
         )
         if task.callback_token is not None:
+            # A provider that calls back needs only a sparse safety-net poll.
             interval = callback_safety_net(
                 interval,
                 ceiling=self.settings.poll_max_interval,
                 timeout=self.settings.task_timeout,
             )
-        return common | {
-            "state": status.state,
-            "progress": status.progress,
-            "poll_interval": interval,
-            "next_action_at": now + interval,
-        }
-
-
-_TASK_FIELDS = frozenset(f.name for f in dataclasses.fields(TaskRow))
-
-
-@dataclass(slots=True)
-class _Attempt:
-    sent: bool  # the request may have left: from here on a failure is ambiguous
-
-
-def _clip(text: str | None, limit: int = MAX_PROVIDER_WORD) -> str | None:
-    """Provider words (codes, states) are unbounded; what we keep of them is not."""
-    if text is None or len(text) <= limit:
-        return text
-    return text[: limit - 1] + "…"
-
-
-def _fail(now: float, code: str, message: str) -> dict[str, Any]:
-    return {
-        "state": "failed",
-        "error_code": _clip(code),
-        "error_message": _clip(message, MAX_ERROR_MESSAGE),
-        "finished_at": now,
-        "next_action_at": now,
-    }
-
-
-def _output_dict(output: Any) -> dict[str, Any]:
-    return {
-        "kind": output.kind,
-        "url": output.url,
-        "data_base64": output.data_base64,
-        "file_id": output.file_id,
-        "expires_at": output.expires_at,
-        "content_type": output.content_type,
-    }
+        return outcomes.from_status(task, status, now=now, interval=interval)

@@ -14,8 +14,8 @@ import pytest
 from aiohttp import web
 
 from doubles.harness import sample_video
-from reelbot import downloads
-from reelbot.downloads import (
+from reelbot.jobs import downloads
+from reelbot.jobs.downloads import (
     DownloadError,
     check_url_allowed,
     decode_inline,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reelbot.scheduling import CompletionModel, backoff, next_poll_interval
+from reelbot.jobs.scheduling import CompletionModel, backoff, next_poll_interval
 
 FLOOR, CEILING = 1.0, 60.0
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from doubles.harness import input_png
-from reelbot.inputs import InputStore
+from reelbot.jobs.inputs import InputStore
 
 pytestmark = pytest.mark.timeout(30)
 

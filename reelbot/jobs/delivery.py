@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,31 +27,23 @@ import aiohttp
 import discord
 
 from providers.base import Output, Provider, ProviderError
-from reelbot import buttons, messages, text
-from reelbot.downloads import DownloadedFile, DownloadError, decode_inline, download_to_temp
+from reelbot import buttons, messages, text, vocabulary
+from reelbot.jobs.downloads import DownloadedFile, DownloadError, decode_inline, download_to_temp
+from reelbot.jobs.kinds import JobKind, JobKinds
+from reelbot.jobs.lease import Lease, applied
 from reelbot.store.base import Store
 from reelbot.store.models import TaskRow
+from reelbot.vocabulary import CANCEL_EMOJI, NO_PINGS, RETRY_EMOJI  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 
-RETRY_EMOJI = "🔁"
-CANCEL_EMOJI = "❌"
 STATUS_EDIT_INTERVAL = 5.0  # seconds between non-final status edits of one message
 MAX_DELIVERY_ATTEMPTS = 12
 # How long after a send started its message can have been created: discord.py retries a
 # rate-limited or failed upload on its own for a while before giving up.
 SEND_WINDOW = 15 * 60.0
 CLOCK_SKEW = 60.0  # our clock against Discord's snowflake timestamps
-NO_PINGS = discord.AllowedMentions.none()
-STATUS_TITLES = ("**Prompt:**", "**Character training**")  # see messages.status_text
-
-
-def task_nonce(task_id: int) -> str:
-    return f"reelbot-{task_id}"  # Discord nonces are at most 25 characters
-
-
-def task_footer(task_id: int) -> str:
-    return f"Task #{task_id}"
+task_nonce = vocabulary.nonce
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +62,7 @@ class Delivery:
         providers: dict[str, Provider],
         session: aiohttp.ClientSession,
         settings: DeliverySettings,
+        kinds: Mapping[str, JobKind] | None = None,
     ) -> None:
         self.client = client
         self.store = store
@@ -78,8 +71,8 @@ class Delivery:
         self.settings = settings
         # PUBLIC_BASE_URL set: (task id, long url, expiry) -> a short redirect link.
         self.shorten: Callable[[int, str, float | None], Awaitable[str]] | None = None
-        # Final words for task kinds other than videos (e.g. "training" → characters).
-        self.finishers: dict[str, Callable[[TaskRow], Awaitable[str]]] = {}
+        # What each kind of task says at the end (its owner registers it).
+        self.kinds: Mapping[str, JobKind] = kinds if kinds is not None else JobKinds()
         # "usually ready in about N min" for a task in flight (app.py: Reelbot.eta_for).
         self.eta: Callable[[TaskRow], str | None] = lambda _task: None
         # Whether a final message gets Vary (app.py: Generations.can_vary).
@@ -88,13 +81,14 @@ class Delivery:
         self.eta_book = buttons.EtaBook()
 
     # --- status message -------------------------------------------------------------------
-    async def update_status(self, task: TaskRow, *, force: bool = False) -> None:
-        """Edit the status message if its text changed, at most every few seconds."""
+    async def update_status(self, task: TaskRow, *, force: bool = False) -> dict[str, Any]:
+        """Edit the status message if its text changed, at most every few seconds; the
+        fields to record (the poller writes them)."""
         if task.status_message_id is None:
-            return
+            return {}
         text = messages.status_text(task, eta=self.eta(task))
         if text == task.status_text:
-            return
+            return {}
         now = time.time()
         final = task.state in ("succeeded", "failed", "cancelled")
         if (
@@ -102,7 +96,7 @@ class Delivery:
             and task.status_edited_at
             and now - task.status_edited_at < STATUS_EDIT_INTERVAL
         ):
-            return
+            return {}
         channel = self.client.get_partial_messageable(task.reply_channel_id, guild_id=task.guild_id)
         try:
             # The Cancel button while in flight; none once the task is over.
@@ -111,8 +105,7 @@ class Delivery:
             )
         except discord.NotFound:
             log.info("task %s: status message is gone; not editing it again", task.id)
-            await self.store.update_task(task.id, status_message_id=None)
-            return
+            return {"status_message_id": None}
         except discord.HTTPException as exc:
             if exc.status == 400:
                 # Permanent: the same text would be refused on every poll. Show a
@@ -120,8 +113,8 @@ class Delivery:
                 await self._status_refused(task, channel, exc)
             else:
                 log.warning("task %s: status edit failed (%s)", task.id, exc.status)
-                return
-        await self.store.update_task(task.id, status_text=text, status_edited_at=now)
+                return {}
+        return {"status_text": text, "status_edited_at": now}
 
     async def _status_refused(
         self, task: TaskRow, channel: discord.PartialMessageable, exc: discord.HTTPException
@@ -142,27 +135,36 @@ class Delivery:
             log.error("task %s: the shortened status was refused too (%s)", task.id, again.status)
 
     # --- final message ----------------------------------------------------------------------
-    async def deliver(self, task: TaskRow) -> dict[str, Any]:
-        """Post the final message of a finished task; return the fields to record."""
+    async def deliver(self, lease: Lease) -> dict[str, Any]:
+        """Post the final message of a finished task; return the fields to record.
+
+        Nothing here writes the row but through ``lease`` (the marks stored before a
+        send, a refund); the outcome is returned for the poller to apply.
+        """
+        task = lease.task
         if task.delivered:
             return {"next_action_at": None}
         if task.state in ("failed", "cancelled"):
-            await self.store.refund(task.id)
-            task = await self.store.get_task(task.id) or task
-        attempt = task.delivery_attempts + 1
-        await self.store.update_task(task.id, delivery_attempts=attempt)
+            await lease.refund()
+        attempt = lease.task.delivery_attempts + 1
+        await lease.checkpoint(delivery_attempts=attempt)
+        task = lease.task
+        kind = self.kinds.get(task.kind)
         try:
             existing = await self._find_earlier_copy(task)
+            words = None
+            if existing is None and kind is not None:
+                words = await kind.final_words(task)
             if existing is not None:
                 message = existing
-            elif task.kind in self.finishers:
-                message = await self._post_text(task, await self.finishers[task.kind](task))
+            elif words is not None:
+                message = await self._post_text(lease, words)
             elif task.state == "succeeded":
-                message = await self._post_video(task)
+                message = await self._post_video(lease)
             elif task.state == "cancelled":
-                message = await self._post_text(task, messages.cancelled_text(task, None))
+                message = await self._post_text(lease, messages.cancelled_text(task, None))
             else:
-                message = await self._post_text(task, messages.failure_text(task))
+                message = await self._post_text(lease, messages.failure_text(task))
         except _RetryLater as exc:
             if attempt >= MAX_DELIVERY_ATTEMPTS:
                 log.error(
@@ -176,25 +178,29 @@ class Delivery:
             log.error("task %s: cannot deliver, %s; giving up (see /jobs)", task.id, exc)
             return {"next_action_at": None}
         except _PermanentOutputError as exc:
-            # The provider made the video but we cannot fetch it: tell the requester.
-            await self.store.update_task(
-                task.id, state="failed", error_code="download_failed", error_message=str(exc)
-            )
-            await self.store.refund(task.id)
-            failed = await self.store.get_task(task.id)
-            assert failed is not None
-            return await self.deliver(failed)
+            # The provider made the video but we cannot fetch it: tell the requester. The
+            # failure is part of the outcome (the poller's release still finds the row
+            # in the state it claimed), and the failure text is delivered at once.
+            failed = {"state": "failed", "error_code": "download_failed", "error_message": str(exc)}
+            lease.task = applied(lease.task, failed)
+            return failed | await self.deliver(lease)
 
-        await self.store.mark_delivered(task.id, message.id, now=time.time())
         log.info("task %s delivered as message %s", task.id, message.id)
         self.eta_book.observe(task)
-        if task.kind == "video":  # 🔁 runs videos again; a training is not re-run that way
-            with contextlib.suppress(discord.HTTPException):
-                await message.add_reaction(RETRY_EMOJI)
-        final = await self.store.get_task(task.id)
-        if final is not None:
-            await self.update_status(final, force=True)
-        return {"next_action_at": None}
+        # The status message and the 🔁 affordance follow once the poller recorded this.
+        return {"delivered": True, "result_message_id": message.id, "next_action_at": None}
+
+    async def offer_retry(self, task: TaskRow) -> None:
+        """Add the bot's 🔁 to a recorded final message: only now does pressing it work
+        (🔁 finds its task by the recorded message). Videos only, not trainings."""
+        kind = self.kinds.get(task.kind)
+        if task.result_message_id is None or kind is None or not kind.rerunnable:
+            return
+        channel = self.client.get_partial_messageable(
+            task.delivery_channel_id or task.reply_channel_id, guild_id=task.guild_id
+        )
+        with contextlib.suppress(discord.HTTPException):
+            await channel.get_partial_message(task.result_message_id).add_reaction(RETRY_EMOJI)
 
     async def _find_earlier_copy(self, task: TaskRow) -> discord.Message | None:
         """The message an interrupted attempt may have posted, or None when there is none.
@@ -235,14 +241,14 @@ class Delivery:
             me is not None
             and message.author.id == me.id
             and message.id != task.status_message_id
-            and message.content.endswith(task_footer(task.id))
-            and not message.content.startswith(STATUS_TITLES)
+            and vocabulary.is_final_text(message.content, task.id)
         )
 
-    async def _post_text(self, task: TaskRow, content: str) -> discord.Message:
-        return await self._send(task, content=content, files=[])
+    async def _post_text(self, lease: Lease, content: str) -> discord.Message:
+        return await self._send(lease, content=content, files=[])
 
-    async def _post_video(self, task: TaskRow) -> discord.Message:
+    async def _post_video(self, lease: Lease) -> discord.Message:
+        task = lease.task
         limit = self._upload_limit(task.guild_id)
         provider = self.providers.get(task.provider)
         files: list[DownloadedFile] = []
@@ -268,7 +274,7 @@ class Delivery:
             outgoing = messages.success_message(task, links)
             try:
                 return await self._send(
-                    task, content=outgoing.content, files=attachments, embeds=outgoing.embeds
+                    lease, content=outgoing.content, files=attachments, embeds=outgoing.embeds
                 )
             except _TooLarge:
                 links = [
@@ -282,7 +288,7 @@ class Delivery:
                 links = await self._shortened(task, links)
                 outgoing = messages.success_message(task, links)
                 return await self._send(
-                    task, content=outgoing.content, files=[], embeds=outgoing.embeds
+                    lease, content=outgoing.content, files=[], embeds=outgoing.embeds
                 )
         finally:
             for f in files:
@@ -350,7 +356,7 @@ class Delivery:
 
     async def _send(
         self,
-        task: TaskRow,
+        lease: Lease,
         *,
         content: str,
         files: list[tuple[Path, str]],
@@ -362,6 +368,7 @@ class Delivery:
         A 400 (50035 "Invalid Form Body" and kin) is permanent: the same message would
         be refused on every retry, so a shortened fallback goes out at once instead,
         telling the requester and giving the quota back."""
+        task = lease.task
         mentions = discord.AllowedMentions(
             users=[discord.Object(task.requester_id)], roles=False, everyone=False
         )
@@ -378,13 +385,11 @@ class Delivery:
                 note = f"-# (the request's thread {why}, so the result is here)\n"
             # Recorded before sending: if we die before the store hears back, the next
             # attempt knows where (and when) to look for what this send may have posted.
-            await self.store.update_task(
-                task.id, delivery_channel_id=channel_id, delivery_sent_at=time.time()
-            )
+            await lease.checkpoint(delivery_channel_id=channel_id, delivery_sent_at=time.time())
             try:
                 # discord.py closes the files after a send, even a failed one: open anew.
                 attachments = [discord.File(path, filename=name) for path, name in files]
-                view = await self.final_view(task)
+                view = await self.final_view(task)  # the action bar (reelbot/buttons.py)
                 return await channel.send(
                     content=_with_note(note, content),
                     files=attachments,
@@ -397,7 +402,7 @@ class Delivery:
                 if exc.status == 413 or exc.code == 40005:
                     raise _TooLarge() from exc
                 if exc.status == 400:
-                    return await self._post_refused_fallback(task, channel, note, mentions, exc)
+                    return await self._post_refused_fallback(lease, channel, note, mentions, exc)
                 if exc.status in (403, 404):
                     log.warning(
                         "task %s: cannot post in %s (%s); trying fallback",
@@ -412,16 +417,19 @@ class Delivery:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise _RetryLater(f"Discord unreachable ({type(exc).__name__})") from exc
         # Every target refused the message outright: nothing was posted, nothing to find.
-        await self.store.update_task(task.id, delivery_channel_id=None, delivery_sent_at=None)
+        await lease.checkpoint(delivery_channel_id=None, delivery_sent_at=None)
         if missing == len(targets):
             raise _Nowhere("the thread and the channel of the request are gone")
         # Missing permissions can be fixed by a moderator: keep the result and retry.
         raise _RetryLater(f"no channel accepted the message ({last_error})")
 
     async def final_view(self, task: TaskRow) -> discord.ui.View | None:
-        """The action bar of a final message (reelbot/buttons.py); Vary only where the
-        provider and model take a seed."""
-        can_vary = task.kind == "video" and task.state == "succeeded" and await self.can_vary(task)
+        """The action bar of a final message (reelbot/buttons.py): for a video; Vary
+        only where the provider and model take a seed."""
+        kind = self.kinds.get(task.kind)
+        if kind is not None and not kind.rerunnable:
+            return None
+        can_vary = task.state == "succeeded" and await self.can_vary(task)
         return buttons.final_view(task, can_vary=can_vary)
 
     async def _takes_a_seed(self, task: TaskRow) -> bool:
@@ -430,7 +438,7 @@ class Delivery:
 
     async def _post_refused_fallback(
         self,
-        task: TaskRow,
+        lease: Lease,
         channel: discord.PartialMessageable,
         note: str,
         mentions: discord.AllowedMentions,
@@ -438,6 +446,7 @@ class Delivery:
     ) -> discord.Message:
         """Discord refused the final message: post words that cannot break a limit,
         tell the requester, and give the quota back (they did not get their result)."""
+        task = lease.task
         log.error(
             "task %s: Discord refused the final message (%s/%s: %s); posting a shortened "
             "fallback instead of retrying",
@@ -446,7 +455,7 @@ class Delivery:
             exc.code,
             text.clip(exc.text, 500),
         )
-        refunded = await self.store.refund(task.id) or task.refunded
+        refunded = await lease.refund() or task.refunded
         try:
             # The refused post created nothing, so the nonce is still free.
             return await channel.send(
@@ -465,7 +474,7 @@ class Delivery:
 def _with_note(note: str, content: str) -> str:
     """``note + content`` within 2000 characters, keeping the ``-# Task #N`` footer
     (an earlier copy is recognised by it)."""
-    head, sep, tail = content.rpartition("\n-# Task #")
+    head, sep, tail = content.rpartition(vocabulary.FOOTER_MARK)
     if not sep:
         return text.clip_message(note + content)
     return text.clip_message(note + head, sep + tail)

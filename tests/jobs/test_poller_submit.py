@@ -10,7 +10,7 @@ import pytest
 
 from providers import provider_class
 from providers.base import Delivery, ErrorKind, ProviderError
-from reelbot.poller import MAX_SUBMIT_RETRIES, UNCONFIRMED, Poller, PollerSettings
+from reelbot.jobs.poller import MAX_SUBMIT_RETRIES, UNCONFIRMED, Poller, PollerSettings
 from reelbot.store.models import TaskRow
 
 BASE: dict[str, Any] = {f.name: None for f in dataclasses.fields(TaskRow)}

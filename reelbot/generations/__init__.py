@@ -1,0 +1,1 @@
+"""Videos: the request half (reelbot/service.py) and their job kind."""

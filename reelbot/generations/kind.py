@@ -1,0 +1,74 @@
+"""The video job kind: submit a generation, poll it, deliver its outputs."""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+
+from providers.base import Provider, SubmitCall, TaskStatus
+from reelbot.jobs.inputs import InputStore
+from reelbot.jobs.kinds import Attempt, JobKind
+from reelbot.jobs.lease import Lease
+from reelbot.jobs.model import VideoRequest
+
+CALLBACK_TOKEN_BYTES = 24  # 192 random bits in each task's callback URL
+
+
+def callback_url(base: str, provider_id: str, token: str) -> str:
+    """The URL a provider calls back for one task (served by reelbot/callbacks.py)."""
+    return f"{base.rstrip('/')}/callbacks/{provider_id}/{token}"
+
+
+class VideoKind(JobKind):
+    name = "video"
+    rerunnable = True
+    timed = True
+
+    def __init__(self, inputs: InputStore, *, callback_base: str = "") -> None:
+        self.inputs = inputs
+        # PUBLIC_BASE_URL: submits to providers with callbacks carry
+        # <callback_base>/callbacks/<provider>/<token>; empty = polling only (SPEC §6).
+        self.callback_base = callback_base
+
+    async def send(self, lease: Lease, provider: Provider, *, now: float, attempt: Attempt) -> str:
+        task = lease.task
+        if task.submit_call is not None and task.submit_key is not None:
+            # A resend under the same key: the stored first request, byte for byte.
+            call, key = SubmitCall.from_json(task.submit_call), task.submit_key
+        else:
+            req = VideoRequest.from_stored(task.request)
+            image = None
+            if req.image:
+                image = await self.inputs.input_image(
+                    req.image, refresh=task.retry_of is not None
+                )
+            request = req.generation(image)
+            token = self._callback_token(provider)
+            url = None
+            if token is not None:
+                url = callback_url(self.callback_base, provider.id, token)
+                request = dataclasses.replace(request, callback_url=url)
+            call = await provider.prepare_submit(request)
+            if token is not None and url and url in call.body:  # some models take none
+                await lease.checkpoint(callback_token=token)
+            # Random per task, not only its row id: after a store restored from a
+            # backup hands the same ids out again, an old key must never match. A
+            # task sent before keys were stored (an upgrade mid-submit) keeps its old key.
+            key = (
+                f"reelbot-{task.id}"
+                if task.submitted_at is not None
+                else f"reelbot-{task.id}-{secrets.token_hex(8)}"
+            )
+        # From here on the provider may have the request: mark it before sending.
+        await lease.checkpoint(submitted_at=now, submit_key=key, submit_call=call.to_json())
+        attempt.sent = True
+        return await provider.send_submit(call, idempotency_key=key)
+
+    def _callback_token(self, provider: Provider) -> str | None:
+        """A new unguessable token for this task's callback URL, or None (no callbacks)."""
+        if not self.callback_base or not provider.capabilities.callbacks:
+            return None
+        return secrets.token_urlsafe(CALLBACK_TOKEN_BYTES)
+
+    async def status(self, provider: Provider, provider_task_id: str) -> TaskStatus:
+        return await provider.status(provider_task_id)

@@ -1,0 +1,90 @@
+"""Delivery's outcome, below end to end: what a step returns for the poller to apply,
+and that it changes the claimed row only through the poller's Lease."""
+
+from __future__ import annotations
+
+import dataclasses
+from types import SimpleNamespace
+from typing import Any
+
+from reelbot.jobs.delivery import Delivery, DeliverySettings
+from reelbot.jobs.lease import Lease
+from reelbot.store.models import TaskRow
+
+BASE: dict[str, Any] = {f.name: None for f in dataclasses.fields(TaskRow)}
+
+
+def finished_task(**kw: Any) -> TaskRow:
+    return TaskRow(**{
+        **BASE, "id": 9, "kind": "video", "provider": "foxapi", "state": "succeeded",
+        "request": {"prompt": "a fox"}, "guild_id": 1, "channel_id": 2, "thread_id": 3,
+        "requester_id": 4, "delivered": False, "refunded": False, "delivery_attempts": 0,
+        "error_streak": 0, "not_found_streak": 0, "attempts": 1, "created_at": 0.0,
+        "updated_at": 0.0,
+        # The provider said "done" with an output we can never fetch.
+        "outputs": [{"kind": "video", "url": None, "data_base64": None, "file_id": None}],
+        **kw,
+    })
+
+
+class Recorder:
+    """A store that only records what was asked of it."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    async def update_task(self, task_id: int, **fields: Any) -> None:
+        self.calls.append(("update_task", fields))
+
+    async def refund(self, task_id: int) -> bool:
+        self.calls.append(("refund", {}))
+        return True
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"delivery called store.{name} itself")
+
+
+class Channel:
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    async def send(self, *, content: str, **_: Any) -> Any:
+        self.sent.append(content)
+        return SimpleNamespace(id=555, content=content)
+
+
+class Client:
+    user = None
+
+    def __init__(self) -> None:
+        self.channel = Channel()
+
+    def get_guild(self, guild_id: int) -> None:
+        return None
+
+    def get_partial_messageable(self, channel_id: int, *, guild_id: int) -> Channel:
+        return self.channel
+
+
+async def test_an_output_that_cannot_be_fetched_fails_the_task_in_the_outcome() -> None:
+    """The lease bug of issue 12: the failure is part of the returned outcome, not a
+    store write behind the poller's back (which made its release miss the row)."""
+    store, client = Recorder(), Client()
+    delivery = Delivery(
+        client=client,  # type: ignore[arg-type]
+        store=store,  # type: ignore[arg-type]
+        providers={},
+        session=None,  # type: ignore[arg-type]
+        settings=DeliverySettings(max_download_bytes=1 << 20, allow_local_urls=False),
+    )
+    lease = Lease(store, "me", finished_task())  # type: ignore[arg-type]
+    outcome = await delivery.deliver(lease)
+
+    assert outcome["state"] == "failed" and outcome["error_code"] == "download_failed"
+    assert outcome["delivered"] is True and outcome["result_message_id"] == 555
+    assert outcome["next_action_at"] is None
+    # What was stored during the step: checkpoints and the refund, never the state.
+    assert all("state" not in fields for _, fields in store.calls)
+    assert ("refund", {}) in store.calls
+    [sent] = client.channel.sent
+    assert "could not be made" in sent and "given back" in sent
