@@ -44,6 +44,8 @@ MODAL_TITLE = 45  # Discord's modal title limit
 PLACEHOLDER = 100  # text input placeholder limit
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 NO_PINGS = discord.AllowedMentions.none()
+ALREADY_ANSWERED = 40060  # Discord: "Interaction has already been acknowledged"
+GENERIC_FAILURE = "Something went wrong on my side. It has been logged; please try again."
 
 
 def image_attachment(message: discord.Message) -> discord.Attachment | None:
@@ -226,12 +228,15 @@ class ActionBar(commands.Cog, name=HANDLER_COG):
                 await self._cancel(task, interaction)
         except UserError as exc:
             await self._answer(interaction, str(exc))
+        except discord.HTTPException as exc:
+            if exc.code == ALREADY_ANSWERED:  # a redelivered click (Remix opens no dedup)
+                log.info("interaction %s was already answered", interaction.id)
+                return
+            log.exception("%s on task %s by %s failed", action, task_id, interaction.user.id)
+            await self._answer(interaction, GENERIC_FAILURE)
         except Exception:
             log.exception("%s on task %s by %s failed", action, task_id, interaction.user.id)
-            await self._answer(
-                interaction,
-                "Something went wrong on my side. It has been logged; please try again.",
-            )
+            await self._answer(interaction, GENERIC_FAILURE)
 
     async def _run_again(
         self, task: TaskRow, interaction: discord.Interaction, *, vary: bool
@@ -405,10 +410,7 @@ class ActionBar(commands.Cog, name=HANDLER_COG):
             await self._answer(interaction, str(exc))
         except Exception:
             log.exception("modal %s by %s failed", custom_id, interaction.user.id)
-            await self._answer(
-                interaction,
-                "Something went wrong on my side. It has been logged; please try again.",
-            )
+            await self._answer(interaction, GENERIC_FAILURE)
 
 
 async def _send_stateless_modal(interaction: discord.Interaction, modal: discord.ui.Modal) -> None:

@@ -382,3 +382,33 @@ async def test_concurrent_presses_of_vary_each_get_their_own_seed(world: World) 
     two = await world.bot.store.get_task(task_id + 2)
     assert one is not None and two is not None
     assert one.request["seed"] != two.request["seed"]
+
+
+async def test_buttons_on_a_video_whose_character_was_deleted_say_why(world: World) -> None:
+    from tests.e2e.test_character_safety import shared_video
+
+    thread_id, task_id = await shared_video(world)  # bob's video with alice's shared Cy
+    submitted = len(world.providers["higgsfield"].submissions)
+    await refused(await world.command("character delete", "alice", name="Cy"), "deleted")
+    final = finals(world, thread_id, task_id)[0]
+    for action, words in (("again", "can't run"), ("vary", "can't run"), ("remix", "can't remix")):
+        if f"reelbot:{action}:{task_id}" not in button_ids(final):
+            continue
+        text = await refused(await click(world, final, action, task_id, "bob"), words)
+        assert "character `Cy` no longer exists" in text
+    assert await world.bot.store.get_task(task_id + 1) is None
+    assert len(world.providers["higgsfield"].submissions) == submitted
+
+
+async def test_a_redelivered_remix_click_and_submit_make_one_task(world: World) -> None:
+    thread_id, task_id, final = await run_one(world)
+    opened = await click(world, final, "remix", task_id, "alice")
+    await world.discord.redeliver(opened)
+    await opened.wait_for_response()
+    submitted = await world.discord.submit_modal(opened, {"prompt": "once only"})
+    await world.discord.redeliver(submitted)
+    await refused(submitted, f"as task #{task_id + 1}")
+    await video_lands(world, thread_id, task_id + 1)
+    await bot_reacted(world, finals(world, thread_id, task_id + 1)[0])
+    assert await world.bot.store.get_task(task_id + 2) is None
+    assert len(opened.responses) == 1 and len(submitted.responses) == 1
