@@ -134,6 +134,7 @@ async def wait_until_reachable(api_base: str, stopping: asyncio.Event) -> bool:
 RATELIMIT_SWEEP_SECONDS = 60.0
 INPUT_SWEEP_INTERVAL = 6 * 3600.0
 SUBMIT_GRACE_MARGIN = 5.0
+ETA_SEED_LIMIT = 2000  # recent completions per provider, shared among its models
 
 
 def throttle_ratelimit_sweep() -> None:
@@ -270,6 +271,7 @@ class Reelbot(commands.AutoShardedBot):
         )
         self.generations.spending.roles_of = member_roles_via(self)
         self.generations.eta = self.delivery.eta = self.eta_for
+        await self._seed_eta()
         self.delivery.can_vary = self.generations.can_vary
         if role.gateway:
             self.tree.on_error = self.on_app_command_error
@@ -299,6 +301,16 @@ class Reelbot(commands.AutoShardedBot):
             self._health = HealthServer(self, host=config.health_host, port=config.health_port)
             await self._health.start()
         log.info("running as %s", role.name)
+
+    async def _seed_eta(self) -> None:
+        """The status message's ETA starts from the store's recent completions."""
+        for pid in self.providers:
+            try:
+                completions = await self.store.recent_completions(pid, limit=ETA_SEED_LIMIT)
+            except Exception:
+                log.warning("could not read %s's recent completions", pid, exc_info=True)
+                continue
+            self.delivery.eta_book.seed(pid, completions)
 
     def eta_for(self, task: Any) -> str | None:
         """The ETA ("usually ready in about N min") of a video in flight: this provider's and

@@ -199,7 +199,8 @@ def eta_text(model: CompletionModel | None) -> str | None:
 class EtaBook:
     """Recent completion times per (provider, model), for the status message's ETA.
 
-    Fed with each video that succeeds; before a model has enough of its own, the
+    Seeded at start from the store (``recent_completions``), then fed with each video
+    delivered; before a model has enough of its own, the
     provider's model (the poller's, seeded from the store) stands in only when the
     provider has a single model, so the figure is never borrowed from another model.
     """
@@ -210,17 +211,27 @@ class EtaBook:
         self._make = lambda: CompletionModel(capacity=capacity, min_samples=min_samples)
         self._models: dict[tuple[str, str], CompletionModel] = {}
 
+    def seed(self, provider: str, completions: list[tuple[str | None, float]]) -> None:
+        """Start from the store's recent (model, seconds) of this provider's videos."""
+        for model, seconds in completions:
+            self._model(provider, model).observe(seconds)
+
+    def _model(self, provider: str, model: str | None) -> CompletionModel:
+        key = (provider, str(model or ""))
+        found = self._models.get(key)
+        if found is None:
+            found = self._models[key] = self._make()
+        return found
+
     def observe(self, task: TaskRow) -> None:
         if task.kind != "video" or task.state != "succeeded":
             return
         started = task.submitted_at or task.created_at
         if task.finished_at is None:
             return
-        key = (task.provider, str(task.request.get("model") or ""))
-        model = self._models.get(key)
-        if model is None:
-            model = self._models[key] = self._make()
-        model.observe(task.finished_at - started)
+        self._model(task.provider, task.request.get("model")).observe(
+            task.finished_at - started
+        )
 
     def model_for(
         self,

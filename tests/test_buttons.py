@@ -118,3 +118,11 @@ def test_modal_values_read_action_rows_and_labels() -> None:
         {"type": 1, "components": [{"type": 3, "custom_id": "pick", "values": ["x"]}]},
     ]
     assert modal_values(components) == {"prompt": "a fox", "provider": "hiapi"}
+
+
+def test_eta_book_starts_from_the_stores_completions() -> None:
+    book = buttons.EtaBook()
+    book.seed("hiapi", [("m1", 240.0)] * 30 + [(None, 30.0)] * 30)
+    assert book.text_for(row(state="running")) == "usually ready in about 4 min"
+    no_model = row(state="running", request={"prompt": "x"})
+    assert book.text_for(no_model) == "usually ready in under a minute"
