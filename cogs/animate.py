@@ -290,7 +290,10 @@ class Animate(commands.Cog):
         by the requester (looked up afresh)."""
         request = await self.bot.characters.request_for_rerun(task)
         if task.provider not in self.generations.providers:
-            raise UserError(f"its provider `{task.provider}` is no longer configured on this bot.")
+            raise UserError(
+                f"`{task.provider}` is not a provider this bot offers any more "
+                "(it is no longer configured)."
+            )
         return request
 
     async def run_again(

@@ -146,7 +146,7 @@ async def test_a_task_whose_provider_was_removed_says_why(world: World) -> None:
     await world.start_bot()
     for action in ("again", "remix"):
         ix = await click(world, final, action, task_id, "alice")
-        await refused(ix, "`foxapi` is no longer configured")
+        await refused(ix, "`foxapi` is not a provider this bot offers any more")
 
 
 # --- Vary ------------------------------------------------------------------------------------
