@@ -274,7 +274,7 @@ class Reelbot(commands.AutoShardedBot):
         await self._seed_eta()
         self.delivery.can_vary = self.generations.can_vary
         if role.gateway:
-            self.tree.on_error = self.on_app_command_error
+            self.tree.error(self.on_app_command_error)
             self.tree.interaction_check = _guild_only  # type: ignore[method-assign]
             for cog in COGS:
                 await self.load_extension(cog)

@@ -12,6 +12,7 @@ import time
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import discord
@@ -19,7 +20,6 @@ import discord
 from providers.base import ErrorKind, InputImage, Provider, ProviderError
 from reelbot import buttons, messages, text
 from reelbot.config import Config
-from reelbot.jobs.delivery import CANCEL_EMOJI, NO_PINGS
 from reelbot.jobs.downloads import sniff_content_type
 from reelbot.jobs.inputs import ALLOWED_IMAGE_TYPES, MAX_IMAGE_BYTES, InputStore
 from reelbot.jobs.model import VideoRequest
@@ -27,6 +27,7 @@ from reelbot.settings import ServerSettings, SettingsError
 from reelbot.spending import Spending
 from reelbot.store.base import Store
 from reelbot.store.models import NewTask, SubmissionRefused, TaskRow
+from reelbot.vocabulary import CANCEL_EMOJI, NO_PINGS
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,10 @@ OPTION_LABELS = {
 
 INPUT_SWEEP_GRACE = 3600.0  # seconds: an image written or re-used this recently stays
 DAY = 86400.0
+
+
+def _offers(option: str, provider: Provider) -> bool:
+    return option in provider.capabilities.options
 
 
 class UserError(Exception):
@@ -278,7 +283,7 @@ class Generations:
             if name not in caps.options:
                 raise UserError(
                     f"`{provider.id}` does not support the `{name}` option. Providers that do: "
-                    f"{self._who_can(lambda p, n=name: n in p.capabilities.options)}."
+                    f"{self._who_can(partial(_offers, name))}."
                 )
         if req.duration is not None and not 1 <= req.duration <= MAX_DURATION:
             raise UserError(f"`duration` must be between 1 and {MAX_DURATION} seconds.")

@@ -563,10 +563,11 @@ class PostgresStore(SharedQueries):
     async def next_due_at(self) -> float | None:
         # Leased rows are skipped by claim_due until the lease ends, so the next wake-up
         # is the later of the two times.
-        return await self.pool.fetchval(
+        due: float | None = await self.pool.fetchval(
             "SELECT MIN(GREATEST(next_action_at, COALESCE(lease_until, 0))) FROM tasks "
             "WHERE next_action_at IS NOT NULL"
         )
+        return due
 
     async def mark_delivered(self, task_id: int, result_message_id: int, *, now: float) -> bool:
         row = await self.pool.fetchval(

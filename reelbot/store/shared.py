@@ -80,8 +80,11 @@ class SharedQueries:
     """Mixin for SqliteStore and PostgresStore (see the module docstring)."""
 
     # Provided by the backend.
-    def _transaction(self) -> AbstractAsyncContextManager[Any]: ...
-    def _reading(self) -> AbstractAsyncContextManager[Any]: ...
+    def _transaction(self) -> AbstractAsyncContextManager[Any]:
+        raise NotImplementedError
+
+    def _reading(self) -> AbstractAsyncContextManager[Any]:
+        raise NotImplementedError
     async def _q(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         raise NotImplementedError
 

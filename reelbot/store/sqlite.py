@@ -431,6 +431,7 @@ class SqliteStore(SharedQueries):
         A lane is either one provider's in-flight tasks (submit and poll), or, with
         ``delivery``, the finished tasks whose final message is still to be posted.
         """
+        lane_params: tuple[str | None, ...]
         if delivery:
             lane, lane_params = "state IN ('succeeded', 'failed', 'cancelled')", ()
         else:
@@ -517,7 +518,7 @@ class SqliteStore(SharedQueries):
             (provider, limit),
         ) as cur:
             rows = await cur.fetchall()
-        return [float(r[0]) for r in reversed(rows)]
+        return [float(r[0]) for r in reversed(list(rows))]
 
     async def recent_completions(
         self, provider: str, *, limit: int
