@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
+from typing import Any, Literal, Protocol, cast
 
 import discord
 from discord.ext import commands
 
+from reelbot.jobs.scheduling import CompletionModel
 from reelbot.store.models import TaskRow
-
-if TYPE_CHECKING:
-    from reelbot.jobs.scheduling import CompletionModel
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +107,7 @@ class TaskButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=TEMPLA
 
     async def callback(self, interaction: discord.Interaction) -> None:
         client = interaction.client
-        handler = (
-            client.get_cog(HANDLER_COG) if isinstance(client, commands.bot.BotBase) else None
-        )
+        handler = client.get_cog(HANDLER_COG) if isinstance(client, commands.bot.BotBase) else None
         if handler is None:
             log.warning("%s on task %s, but no action bar is loaded", self.action, self.task_id)
             await interaction.response.send_message(
@@ -129,21 +125,30 @@ def _view(buttons: list[TaskButton]) -> discord.ui.View:
     return view
 
 
-def status_view(task: TaskRow) -> discord.ui.View | None:
-    """Cancel while the task is in flight (the same rules as ❌); nothing afterwards."""
+def status_view(task: TaskRow) -> discord.ui.View:
+    """Cancel while the task is in flight (the same rules as ❌); no buttons afterwards
+    (an empty view: an edit with it removes the Cancel button)."""
     if task.state not in IN_FLIGHT:
-        return None
+        return _view([])
     return _view([TaskButton("cancel", task.id)])
 
 
-def final_view(task: TaskRow, *, can_vary: bool) -> discord.ui.View | None:
-    """A finished video: Run again, Vary (when its provider takes a seed), Remix and
+def final_view(task: TaskRow, *, can_vary: bool) -> discord.ui.View:
+    """A finished video: Run again, Vary (when its model takes a seed), Remix and
     Delete. A failure or cancellation: Run again. Other kinds (training): none."""
     if task.kind != "video":
-        return None
+        return _view([])
     if task.state != "succeeded":
         return _view([TaskButton("again", task.id)])
-    actions: list[Action] = ["again", *(["vary"] if can_vary else []), "remix", "delete"]
+    actions: list[Action] = (
+        ["again", "vary", "remix", "delete"]
+        if can_vary
+        else [
+            "again",
+            "remix",
+            "delete",
+        ]
+    )
     return _view([TaskButton(a, task.id) for a in actions])
 
 
@@ -206,9 +211,8 @@ class EtaBook:
     """
 
     def __init__(self, min_samples: int = 30, capacity: int = 256) -> None:
-        from reelbot.jobs.scheduling import CompletionModel
-
-        self._make = lambda: CompletionModel(capacity=capacity, min_samples=min_samples)
+        self._capacity = capacity
+        self._min_samples = min_samples
         self._models: dict[tuple[str, str], CompletionModel] = {}
 
     def seed(self, provider: str, completions: list[tuple[str | None, float]]) -> None:
@@ -220,7 +224,9 @@ class EtaBook:
         key = (provider, str(model or ""))
         found = self._models.get(key)
         if found is None:
-            found = self._models[key] = self._make()
+            found = self._models[key] = CompletionModel(
+                capacity=self._capacity, min_samples=self._min_samples
+            )
         return found
 
     def observe(self, task: TaskRow) -> None:
@@ -229,9 +235,7 @@ class EtaBook:
         started = task.submitted_at or task.created_at
         if task.finished_at is None:
             return
-        self._model(task.provider, task.request.get("model")).observe(
-            task.finished_at - started
-        )
+        self._model(task.provider, task.request.get("model")).observe(task.finished_at - started)
 
     def model_for(
         self,

@@ -452,11 +452,14 @@ class Generations:
         """Whether Vary (the same request with another seed) can work: the provider
         takes a seed and its own checks accept one for this model."""
         provider = self.providers.get(task.provider)
-        if provider is None or "seed" not in provider.capabilities.options:
+        if task.kind != "video" or provider is None or "seed" not in provider.capabilities.options:
             return False
         try:
             await self.precheck(provider, dict(task.request, seed=0))
         except UserError:
+            return False
+        except (TypeError, KeyError, ValueError):  # a request stored in an older shape
+            log.debug("task %s: cannot tell whether it can vary", task.id, exc_info=True)
             return False
         return True
 
@@ -499,10 +502,9 @@ class Generations:
             import io
 
             files.append(discord.File(io.BytesIO(data), filename=f"first-frame.{ext}"))
-        view = buttons.status_view(task)  # Cancel, the same as ❌
         status = await where.send(
-            text, files=files, allowed_mentions=NO_PINGS, **({"view": view} if view else {})
-        )
+            text, files=files, allowed_mentions=NO_PINGS, view=buttons.status_view(task)
+        )  # with Cancel, the same as ❌
         fields: dict[str, Any] = {
             "thread_id": thread_id,
             "status_message_id": status.id,

@@ -389,14 +389,13 @@ class Delivery:
             try:
                 # discord.py closes the files after a send, even a failed one: open anew.
                 attachments = [discord.File(path, filename=name) for path, name in files]
-                view = await self.final_view(task)  # the action bar (reelbot/buttons.py)
                 return await channel.send(
                     content=_with_note(note, content),
                     files=attachments,
                     embeds=embeds or [],
                     allowed_mentions=mentions,
                     nonce=task_nonce(task.id),
-                    **({"view": view} if view is not None else {}),
+                    view=await self.final_view(task),  # the action bar (reelbot/buttons.py)
                 )
             except discord.HTTPException as exc:
                 if exc.status == 413 or exc.code == 40005:
@@ -423,13 +422,12 @@ class Delivery:
         # Missing permissions can be fixed by a moderator: keep the result and retry.
         raise _RetryLater(f"no channel accepted the message ({last_error})")
 
-    async def final_view(self, task: TaskRow) -> discord.ui.View | None:
+    async def final_view(self, task: TaskRow) -> discord.ui.View:
         """The action bar of a final message (reelbot/buttons.py): for a video; Vary
-        only where the provider and model take a seed."""
+        only where the provider and model take a seed. Other kinds (a training): none."""
         kind = self.kinds.get(task.kind)
-        if kind is not None and not kind.rerunnable:
-            return None
-        can_vary = task.state == "succeeded" and await self.can_vary(task)
+        rerunnable = kind is None or kind.rerunnable
+        can_vary = rerunnable and task.state == "succeeded" and await self.can_vary(task)
         return buttons.final_view(task, can_vary=can_vary)
 
     async def _takes_a_seed(self, task: TaskRow) -> bool:

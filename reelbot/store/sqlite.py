@@ -530,7 +530,9 @@ class SqliteStore(SharedQueries):
             (provider, limit),
         ) as cur:
             rows = await cur.fetchall()
-        return [(r[0] if r[0] is None else str(r[0]), float(r[1])) for r in reversed(rows)]
+        return [
+            (None if r[0] is None else str(r[0]), float(r[1])) for r in reversed(list(rows))
+        ]
 
     async def input_images_in_use(self, *, since: float) -> set[str]:
         async with self.db.execute(
