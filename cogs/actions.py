@@ -16,7 +16,7 @@ import logging
 import secrets
 import time
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import discord
 from discord import app_commands
@@ -319,7 +319,7 @@ class ActionBar(commands.Cog, name=HANDLER_COG):
         await _send_stateless_modal(interaction, modal)
 
     async def _remix_submitted(self, task_id: int, interaction: discord.Interaction) -> None:
-        values = modal_values((interaction.data or {}).get("components") or [])  # type: ignore[arg-type]
+        values = modal_values(_data(interaction).get("components") or [])
         task = await self._task_for(task_id, interaction)
         if not await self._first_press(interaction):
             return
@@ -362,7 +362,7 @@ class ActionBar(commands.Cog, name=HANDLER_COG):
     async def _animate_submitted(
         self, channel_id: int, message_id: int, interaction: discord.Interaction
     ) -> None:
-        values = modal_values((interaction.data or {}).get("components") or [])  # type: ignore[arg-type]
+        values = modal_values(_data(interaction).get("components") or [])
         if not await self._first_press(interaction):
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
@@ -398,7 +398,7 @@ class ActionBar(commands.Cog, name=HANDLER_COG):
         modal opened before a restart still works after it)."""
         if interaction.type is not discord.InteractionType.modal_submit:
             return
-        custom_id = str((interaction.data or {}).get("custom_id", ""))
+        custom_id = str(_data(interaction).get("custom_id", ""))
         try:
             if match := REMIX_MODAL.fullmatch(custom_id):
                 await self._remix_submitted(int(match["task_id"]), interaction)
@@ -418,6 +418,11 @@ async def _send_stateless_modal(interaction: discord.Interaction, modal: discord
     from the custom_id, by whichever process (and after whichever restart) gets it."""
     modal.stop()  # a finished modal is not stored by send_modal
     await interaction.response.send_modal(modal)
+
+
+def _data(interaction: discord.Interaction) -> dict[str, Any]:
+    """The interaction's raw ``data`` (a union of typed dicts) as a plain mapping."""
+    return cast(dict[str, Any], interaction.data or {})
 
 
 def _new_seed(old: object) -> int:
