@@ -412,3 +412,45 @@ async def test_a_redelivered_remix_click_and_submit_make_one_task(world: World) 
     await bot_reacted(world, finals(world, thread_id, task_id + 1)[0])
     assert await world.bot.store.get_task(task_id + 2) is None
     assert len(opened.responses) == 1 and len(submitted.responses) == 1
+
+
+async def test_buttons_work_in_a_new_process_after_a_sigkill(tmp_path) -> None:
+    """The buttons a killed process posted are handled by the next one (python bot.py)."""
+    import signal
+
+    from doubles.harness import build_world
+    from tests.e2e.test_multiprocess import BotProcess, stop_all
+
+    world = await build_world(tmp_path, start=False, provider_ids=("hiapi", "gptge"))
+    processes: list[BotProcess] = []
+    try:
+        first = BotProcess("first", [], world, tmp_path)
+        processes.append(first)
+        await first.logged("connected as")
+        await world.discord.wait_for(
+            lambda: world.discord.commands(world.guild_id), timeout=30, description="commands"
+        )
+        thread_id, task_id = await started(
+            world, await world.animate("alice", prompt="before the kill", provider="gptge")
+        )
+        final = await final_message(world, thread_id, task_id, timeout=30)
+        await bot_reacted(world, final)
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait(5)
+
+        second = BotProcess("second", [], world, tmp_path)
+        processes.append(second)
+        await second.logged("connected as")
+        ix = await click(world, final, "again", task_id, "mod")
+        await refused(ix, f"as task #{task_id + 1}")
+        await video_lands(world, thread_id, task_id + 1, timeout=30)
+        opened = await click(world, final, "remix", task_id, "alice")
+        await opened.wait_for_response(timeout=20)
+        submitted = await world.discord.submit_modal(opened, {"prompt": "after the kill"})
+        await refused(submitted, f"as task #{task_id + 2}")
+        await video_lands(world, thread_id, task_id + 2, timeout=30)
+    finally:
+        stop_all(processes)
+        await world.close()
+    prompts = [s["json"].get("prompt") for s in world.providers["gptge"].submissions]
+    assert "after the kill" in str(prompts)
