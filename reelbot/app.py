@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 COGS = (
     "cogs.animate",
+    "cogs.actions",
     "cogs.quota",
     "cogs.jobs",
     "cogs.characters",
@@ -137,6 +138,7 @@ async def wait_until_reachable(api_base: str, stopping: asyncio.Event) -> bool:
 RATELIMIT_SWEEP_SECONDS = 60.0
 INPUT_SWEEP_INTERVAL = 6 * 3600.0
 SUBMIT_GRACE_MARGIN = 5.0
+ETA_SEED_LIMIT = 2000  # recent completions per provider, shared among its models
 
 
 def throttle_ratelimit_sweep() -> None:
@@ -292,6 +294,9 @@ class Reelbot(commands.AutoShardedBot):
         self.poller.failover = SubmitFailover(
             book=self.health_book, policy_of=policy_of, price_of=spending.price
         )
+        self.generations.eta = self.delivery.eta = self.eta_for
+        await self._seed_eta()
+        self.delivery.can_vary = self.generations.can_vary
         if role.gateway:
             self.tree.error(self.on_app_command_error)
             self.tree.interaction_check = _guild_only  # type: ignore[method-assign]
@@ -320,6 +325,29 @@ class Reelbot(commands.AutoShardedBot):
             self._health = HealthServer(self, host=config.health_host, port=config.health_port)
             await self._health.start()
         log.info("running as %s", role.name)
+
+    async def _seed_eta(self) -> None:
+        """The status message's ETA starts from the store's recent completions."""
+        for pid in self.providers:
+            try:
+                completions = await self.store.recent_completions(pid, limit=ETA_SEED_LIMIT)
+            except Exception:
+                log.warning("could not read %s's recent completions", pid, exc_info=True)
+                continue
+            self.delivery.eta_book.seed(pid, completions)
+
+    def eta_for(self, task: Any) -> str | None:
+        """The ETA ("usually ready in about N min") of a video in flight: this provider's and
+        model's recent completion times; the provider's (the poller's model) stands in
+        only for a provider with a single model. None while there are too few."""
+        if task.kind != "video":
+            return None
+        provider = self.providers.get(task.provider)
+        return self.delivery.eta_book.text_for(
+            task,
+            provider_model=self.poller.completion_models.get(task.provider),
+            single_model=provider is not None and len(provider.models()) <= 1,
+        )
 
     async def _sweep_inputs(self) -> None:
         """At start and every few hours: remove first-frame images no task created

@@ -84,8 +84,9 @@ def failover_lines(request: dict[str, Any]) -> list[str]:
     return [f"↪️ {short(str(note), FAILOVER_NOTE_LIMIT)}"] if note else []
 
 
-def status_text(task: TaskRow) -> str:
-    """The status message: prompt, provider, model, requester, state, progress, elapsed."""
+def status_text(task: TaskRow, *, eta: str | None = None) -> str:
+    """The status message: prompt, provider, model, requester, state, progress, elapsed,
+    and while in flight ``eta`` ("usually ready in about 4 min", reelbot/buttons.py)."""
     req = task.request
     label = STATE_LABELS.get(task.state, task.state)
     if task.kind == "training":
@@ -112,8 +113,12 @@ def status_text(task: TaskRow) -> str:
         lines.append(f"**Took:** {format_duration(task.finished_at - task.created_at)}")
     if task.state == "failed" and task.error_code:
         lines.append(f"**Error:** `{short(task.error_code, CODE_LIMIT)}`")
+    if task.kind == "video" and isinstance(req.get("seed"), int):
+        lines.append(f"**Seed:** `{req['seed']}`")
     if task.state in ("submitting", "queued", "running"):
-        lines.append("-# React ❌ to cancel.")
+        if eta:
+            lines.append(f"-# ⏱️ {eta}")
+        lines.append("-# Press Cancel or react ❌ to cancel.")
     return text.clip_message("\n".join(lines), footer(task))
 
 
@@ -208,7 +213,9 @@ def success_message(task: TaskRow, links: list[tuple[str, str, float | None]]) -
             f"{len(url)} characters long, more than a Discord message can carry, so I "
             f"cannot post it. It is on {host}{ref}{expiry}."
         )
-    lines.append("React 🔁 to run it again.")
+    if isinstance(task.request.get("seed"), int):
+        lines.append(f"**Seed:** `{task.request['seed']}`")
+    lines.append("Use the buttons below, or react 🔁 to run it again.")
     return Outgoing(text.clip_message("\n".join(lines), footer(task)), embeds)
 
 

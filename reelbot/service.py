@@ -18,7 +18,7 @@ from typing import Any
 import discord
 
 from providers.base import ErrorKind, InputImage, Provider, ProviderError
-from reelbot import failover, messages, text
+from reelbot import buttons, failover, messages, text
 from reelbot.config import Config
 from reelbot.health_book import HealthBook, Move
 from reelbot.jobs.downloads import sniff_content_type
@@ -230,6 +230,8 @@ class Generations:
         # Server settings and spending: checked in create(), whatever the entry point.
         self.settings = ServerSettings(config=config, store=store, providers=providers)
         self.spending = Spending(config=config, store=store)
+        # "usually ready in about N min" (app.py wires Reelbot.eta_for in).
+        self.eta: Callable[[TaskRow], str | None] = lambda _task: None
 
     # --- validation -------------------------------------------------------------------------
     def provider_for(self, provider_id: str | None) -> Provider:
@@ -484,6 +486,21 @@ class Generations:
         except Exception:  # a check that needs more than we have: the real submit decides
             log.debug("precheck of a %s request was inconclusive", provider.id, exc_info=True)
 
+    async def can_vary(self, task: TaskRow) -> bool:
+        """Whether Vary (the same request with another seed) can work: the provider
+        takes a seed and its own checks accept one for this model."""
+        provider = self.providers.get(task.provider)
+        if task.kind != "video" or provider is None or "seed" not in provider.capabilities.options:
+            return False
+        try:
+            await self.precheck(provider, dict(task.request, seed=0))
+        except UserError:
+            return False
+        except (TypeError, KeyError, ValueError):  # a request stored in an older shape
+            log.debug("task %s: cannot tell whether it can vary", task.id, exc_info=True)
+            return False
+        return True
+
     async def open_thread(
         self, channel: discord.abc.Messageable, task: TaskRow, *, author_name: str
     ) -> discord.abc.Messageable:
@@ -513,7 +530,7 @@ class Generations:
         self, where: discord.abc.Messageable, task: TaskRow, *, thread_id: int | None
     ) -> TaskRow:
         """Post the status message and hand the task to the poller."""
-        text = messages.status_text(task)
+        text = messages.status_text(task, eta=self.eta(task))
         files = []
         image = task.request.get("image")
         if image:
@@ -523,7 +540,9 @@ class Generations:
             import io
 
             files.append(discord.File(io.BytesIO(data), filename=f"first-frame.{ext}"))
-        status = await where.send(text, files=files, allowed_mentions=NO_PINGS)
+        status = await where.send(
+            text, files=files, allowed_mentions=NO_PINGS, view=buttons.status_view(task)
+        )  # with Cancel, the same as ❌
         fields: dict[str, Any] = {
             "thread_id": thread_id,
             "status_message_id": status.id,

@@ -219,7 +219,15 @@ class Sandbox:
         double = world.discord
         action = body.get("action")
         user_id = int(body["user_id"]) if body.get("user_id") else None
-        needs_member = ("invoke", "autocomplete", "react", "unreact", "click", "message")
+        needs_member = (
+            "invoke",
+            "autocomplete",
+            "react",
+            "unreact",
+            "click",
+            "message",
+            "message_command",
+        )
         if action in needs_member and user_id not in world.users.values():
             raise ValueError("pick one of the sandbox's members first")
         assert user_id is not None or action in ("modal", "provider", "reset")
@@ -259,6 +267,13 @@ class Sandbox:
                 str(body["custom_id"]),
                 user_id=user_id,  # type: ignore[arg-type]
                 values=body.get("values"),
+            )
+            return {"interaction_id": str(ix.id)}
+        if action == "message_command":
+            ix = await double.message_command(
+                str(body["name"]),
+                int(body["message_id"]),
+                user_id=user_id,  # type: ignore[arg-type]
             )
             return {"interaction_id": str(ix.id)}
         if action == "modal":

@@ -198,6 +198,13 @@ class Store(Protocol):
         changes nothing); None when the task moved on meanwhile."""
         ...
 
+    async def recent_completions(
+        self, provider: str, *, limit: int
+    ) -> list[tuple[str | None, float]]:
+        """(model, seconds from submit to success) of the provider's latest ``limit``
+        videos, oldest first (what the status message's ETA per model starts from)."""
+        ...
+
     # --- quotas & moderation ----------------------------------------------------------
     async def quota_status(
         self,

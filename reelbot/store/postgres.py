@@ -632,6 +632,18 @@ class PostgresStore(SharedQueries):
         )
         return [float(r["took"]) for r in reversed(rows)]
 
+    async def recent_completions(
+        self, provider: str, *, limit: int
+    ) -> list[tuple[str | None, float]]:
+        rows = await self.pool.fetch(
+            "SELECT request_json::jsonb ->> 'model' AS model, finished_at - submitted_at AS took "
+            "FROM tasks WHERE provider = $1 AND kind = 'video' AND state = 'succeeded' "
+            "AND submitted_at IS NOT NULL AND finished_at IS NOT NULL ORDER BY id DESC LIMIT $2",
+            provider,
+            limit,
+        )
+        return [(r["model"], float(r["took"])) for r in reversed(rows)]
+
     async def input_images_in_use(self, *, since: float) -> set[str]:
         rows = await self.pool.fetch(
             "SELECT DISTINCT request_json::jsonb #>> '{image,sha256}' AS sha256 FROM tasks "

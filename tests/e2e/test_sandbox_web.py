@@ -182,7 +182,7 @@ async def test_a_visitor_uses_the_bot_end_to_end_in_the_browser(
     assert len(videos_delivered(world)) == 1
     assert "bob" not in (await final.locator(".reaction[data-emoji='🔁']").get_attribute("title"))
 
-    # Run again (alice's 🔁 on the final message, until the buttons land): a second video.
+    # Run again (alice's 🔁 on the final message; the buttons: see the action bar test).
     await page.select_option("#as-user", alice)
     await final.hover()
     await final.locator("[data-add-emoji='🔁']").click()
@@ -321,8 +321,8 @@ async def test_provider_behaviours_ephemeral_answers_and_reset(
 async def test_buttons_containers_galleries_and_modals_go_through_the_double(
     browser: Any, sandbox: tuple[Sandbox, str]
 ) -> None:
-    """Reelbot sends no buttons yet: the bot's side is played over the double's REST
-    (a Components V2 message, then a modal answer), the visitor's side in the page."""
+    """Components Reelbot does not send (a Components V2 message, a modal answer) are
+    played over the double's REST as the bot's side; the visitor's side in the page."""
     import aiohttp
 
     box, url = sandbox
@@ -452,3 +452,65 @@ async def test_a_stopped_provider_fails_over_in_the_sandbox(sandbox: tuple[Sandb
     # Back to normal: the double listens again on its old address.
     status, _ = await post(url, {"action": "provider", "provider": "hiapi", "behaviour": "normal"})
     assert status == 200 and world.providers["hiapi"]._runner is not None
+
+
+async def test_the_action_bar_and_the_animate_context_menu_in_the_browser(
+    browser: Any, sandbox: tuple[Sandbox, str]
+) -> None:
+    """Reelbot's own buttons, modals and message command, driven from the page."""
+    from doubles.harness import input_png
+    from tests.helpers import final_message, started
+
+    box, url = sandbox
+    world = box.world
+    assert world is not None
+    alice = str(world.users["alice"])
+    thread_id, task_id = await started(
+        world, await world.animate("alice", prompt="a paper boat", provider="gptge")
+    )
+    await final_message(world, thread_id, task_id, timeout=30)
+
+    page = await browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await page.goto(url)
+    await page.select_option("#as-user", alice)
+    await page.click(f'#channels [data-channel="{thread_id}"]')
+    again = page.locator(f"button[data-custom-id='reelbot:again:{task_id}']")
+    await again.wait_for()
+    remix = page.locator(f"button[data-custom-id='reelbot:remix:{task_id}']")
+    await remix.click()
+    await page.wait_for_selector(".modal textarea[name=prompt]")
+    assert await page.locator(".modal textarea[name=prompt]").input_value() == "a paper boat"
+    await page.locator(".modal textarea[name=prompt]").fill("a paper boat at night")
+    await page.click(".modal .submit")
+    await final_message(world, thread_id, task_id + 1, timeout=30)
+    remixed = await world.bot.store.get_task(task_id + 1)
+    assert remixed is not None and remixed.request["prompt"] == "a paper boat at night"
+
+    # Apps ▸ Animate on a member's picture in #videos.
+    posted = await world.discord.post_user_message(
+        world.channel_id, world.users["bob"], "my cat", [("cat.png", input_png(), "image/png")]
+    )
+    await page.click(f'#channels [data-channel="{world.channel_id}"]')
+    message = page.locator(f'[data-message-id="{posted}"]')
+    await message.hover()
+    await message.locator("[data-message-command='Animate']").click()
+    await page.wait_for_selector(".modal textarea[name=prompt]")
+    await page.locator(".modal textarea[name=prompt]").fill("the cat waves")
+    await page.locator(".modal input[name=provider]").fill("hiapi")
+    await page.click(".modal .submit")
+    submitted = await world.discord.wait_for(
+        lambda: next(
+            (
+                i
+                for i in world.discord.interactions
+                if i.type == 5 and "animate-modal" in i.payload["data"]["custom_id"]
+            ),
+            None,
+        ),
+        timeout=10,
+    )
+    thread2, made = await started(world, submitted)
+    await final_message(world, thread2, made, timeout=30)
+    assert errors == []
