@@ -22,6 +22,7 @@ import pytest
 from doubles.harness import World, build_world
 from doubles.sandbox.run import SANDBOX_ENV as RUN_ENV
 from doubles.sandbox.web import Sandbox, WebApp
+from tests.helpers import all_tasks
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.browser]
 
@@ -196,6 +197,23 @@ async def test_a_visitor_uses_the_bot_end_to_end_in_the_browser(
     await page.locator(f'[data-message-id="{second.id}"] video').wait_for()
     src = await page.locator(f'[data-message-id="{second.id}"] video').get_attribute("src")
     assert src and src.startswith(world.discord.base_url)
+
+    # The same through the action bar: bob's press of Run again is refused (privately,
+    # and nothing runs); alice's press makes a third video.
+    [_, second_task] = [t.id for t in sorted(await all_tasks(world), key=lambda t: t.id)]
+    again = page.locator(f"button[data-custom-id='reelbot:again:{second_task}']")
+    await page.select_option("#as-user", bob)
+    await again.click()
+    refusal = page.locator("#messages .msg.ephemeral", has_text="who asked for task")
+    await refusal.wait_for(timeout=10_000)
+    assert len(await all_tasks(world)) == 2
+    await page.select_option("#as-user", alice)
+    await again.click()
+    await world.discord.wait_for(lambda: len(videos_delivered(world)) == 3, timeout=40)
+    third = videos_delivered(world)[2]
+    await page.locator(f'[data-message-id="{third.id}"] video').wait_for(timeout=20_000)
+    here = sum(1 for v in videos_delivered(world) if v.channel_id == third.channel_id)
+    await page.wait_for_function(PLAYABLE, arg=here, timeout=20_000)
 
     assert errors == []
     shot = artifacts() / "sandbox.png"
