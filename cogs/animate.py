@@ -12,6 +12,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from cogs.choices import choices
+from providers.base import Provider
 from reelbot import messages, text
 from reelbot.characters import character_ref
 from reelbot.motions import MotionCache
@@ -34,10 +36,6 @@ Prompt = app_commands.Range[str, 1, PROMPT_MAX]
 Name = app_commands.Range[str, 1, NAME_MAX]
 Choice = app_commands.Range[str, 1, 32]  # provider ids, aspect ratios, resolutions
 
-
-def _choices(items) -> list[app_commands.Choice[str]]:
-    """Autocomplete answers within Discord's limits (see reelbot.text.choices)."""
-    return [app_commands.Choice(name=n, value=v) for n, v in text.choices(items)]
 
 
 class Animate(commands.Cog):
@@ -167,7 +165,7 @@ class Animate(commands.Cog):
         return task
 
     # --- autocomplete -------------------------------------------------------------------------
-    def _chosen_provider(self, interaction: discord.Interaction):
+    def _chosen_provider(self, interaction: discord.Interaction) -> Provider | None:
         chosen = getattr(interaction.namespace, "provider", None)
         try:
             return self.generations.provider_for(chosen)
@@ -186,7 +184,7 @@ class Animate(commands.Cog):
         # say when that provider is down right now (SPEC §4 "Failover").
         down = await self.bot.health_book.down(provider.id)
         mark = f"{provider.id} is down · " if down is not None else ""
-        return _choices((f"{mark}{m}", m) for m in provider.models() if needle in m.lower())
+        return choices((f"{mark}{m}", m) for m in provider.models() if needle in m.lower())
 
     @animate.autocomplete("motion")
     async def motion_autocomplete(
@@ -196,7 +194,7 @@ class Animate(commands.Cog):
         if provider is None or "motion" not in provider.capabilities.options:
             return []
         motions = await self.motions.lookup(provider, current)
-        return _choices((m.name, m.id) for m in motions)
+        return choices((m.name, m.id) for m in motions)
 
     @animate.autocomplete("character")
     async def character_autocomplete(
@@ -206,7 +204,7 @@ class Animate(commands.Cog):
         usable = await self.bot.characters.usable(
             interaction.guild_id, interaction.user.id, current
         )
-        return _choices(
+        return choices(
             (
                 c.name if c.owner_id == interaction.user.id else f"{c.name} (shared)",
                 character_ref(c),
