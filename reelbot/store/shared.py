@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -80,20 +81,23 @@ def check_charge(status: QuotaStatus, price: int, *, enforce: bool) -> None:
         raise QuotaExceeded(status)
 
 
-class SharedQueries:
-    """Mixin for SqliteStore and PostgresStore (see the module docstring)."""
+class SharedQueries(ABC):
+    """Base of SqliteStore and PostgresStore (see the module docstring): the queries
+    written once, over the four primitives each backend provides."""
 
-    # Provided by the backend.
-    def _transaction(self) -> AbstractAsyncContextManager[Any]:
-        raise NotImplementedError
+    @abstractmethod
+    def _transaction(self) -> AbstractAsyncContextManager[Any]: ...
 
-    def _reading(self) -> AbstractAsyncContextManager[Any]:
-        raise NotImplementedError
-    async def _q(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        raise NotImplementedError
+    @abstractmethod
+    def _reading(self) -> AbstractAsyncContextManager[Any]: ...
 
-    async def _x(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    async def _q(
+        self, conn: Any, sql: str, params: Sequence[Any] = ()
+    ) -> list[dict[str, Any]]: ...
+
+    @abstractmethod
+    async def _x(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> None: ...
 
     # --- quotas ---------------------------------------------------------------------------
     async def set_user_limit(self, guild_id: int, user_id: int, limit: int) -> None:
@@ -407,6 +411,7 @@ class SharedQueries:
     async def _lock_quota(self, conn: Any, guild_id: int) -> None:
         """Serialise charges in one guild (PostgreSQL: an advisory lock; SQLite's write
         transaction already is one)."""
+        return  # SQLite's default; PostgresStore overrides it
 
     _FOR_UPDATE = ""  # PostgreSQL: " FOR UPDATE"
 
