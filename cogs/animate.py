@@ -5,17 +5,21 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
+from cogs.choices import choices
+from providers.base import Provider
 from reelbot import messages, text
 from reelbot.characters import character_ref
 from reelbot.motions import MotionCache
 from reelbot.permissions import interaction_is_moderator, member_is_moderator
 from reelbot.service import AnimateRequest, UserError
+from reelbot.store.models import TaskRow
 from reelbot.vocabulary import CANCEL_EMOJI, NO_PINGS, RETRY_EMOJI
 
 if TYPE_CHECKING:
@@ -32,10 +36,6 @@ Prompt = app_commands.Range[str, 1, PROMPT_MAX]
 Name = app_commands.Range[str, 1, NAME_MAX]
 Choice = app_commands.Range[str, 1, 32]  # provider ids, aspect ratios, resolutions
 
-
-def _choices(items) -> list[app_commands.Choice[str]]:
-    """Autocomplete answers within Discord's limits (see reelbot.text.choices)."""
-    return [app_commands.Choice(name=n, value=v) for n, v in text.choices(items)]
 
 
 class Animate(commands.Cog):
@@ -88,7 +88,6 @@ class Animate(commands.Cog):
     ) -> None:
         # Acknowledge first: everything below may take longer than Discord's 3 s.
         await interaction.response.defer(ephemeral=True, thinking=True)
-        assert interaction.guild_id is not None and interaction.channel is not None
         request = AnimateRequest(
             prompt=prompt,
             provider=provider,
@@ -102,10 +101,24 @@ class Animate(commands.Cog):
             character=character,
             has_image=image is not None,
         )
+        await self.start(interaction, request, image)
+
+    async def start(
+        self,
+        interaction: discord.Interaction,
+        request: AnimateRequest,
+        image: discord.Attachment | None,
+    ) -> TaskRow:
+        """A new request, from /animate or the Animate context menu (already deferred):
+        checked, recorded, posted in a new thread, then answered "On it"."""
+        assert interaction.guild_id is not None and interaction.channel is not None
         chosen = None
-        if character:
+        if request.character:
             chosen = await self.bot.characters.for_use(
-                interaction.guild_id, interaction.user.id, character, provider=provider
+                interaction.guild_id,
+                interaction.user.id,
+                request.character,
+                provider=request.provider,
             )
             request.provider = chosen.provider
             request.character = chosen.name
@@ -149,9 +162,10 @@ class Animate(commands.Cog):
         await interaction.edit_original_response(
             content=f"✅ On it! Follow your video in <#{task.reply_channel_id}> (task #{task.id})."
         )
+        return task
 
     # --- autocomplete -------------------------------------------------------------------------
-    def _chosen_provider(self, interaction: discord.Interaction):
+    def _chosen_provider(self, interaction: discord.Interaction) -> Provider | None:
         chosen = getattr(interaction.namespace, "provider", None)
         try:
             return self.generations.provider_for(chosen)
@@ -166,7 +180,11 @@ class Animate(commands.Cog):
         if provider is None:
             return []
         needle = current.lower()
-        return _choices((m, m) for m in provider.models() if needle in m.lower())
+        # The provider choices are fixed when commands are synced; the models it lists
+        # say when that provider is down right now (SPEC §4 "Failover").
+        down = await self.bot.health_book.down(provider.id)
+        mark = f"{provider.id} is down · " if down is not None else ""
+        return choices((f"{mark}{m}", m) for m in provider.models() if needle in m.lower())
 
     @animate.autocomplete("motion")
     async def motion_autocomplete(
@@ -176,7 +194,7 @@ class Animate(commands.Cog):
         if provider is None or "motion" not in provider.capabilities.options:
             return []
         motions = await self.motions.lookup(provider, current)
-        return _choices((m.name, m.id) for m in motions)
+        return choices((m.name, m.id) for m in motions)
 
     @animate.autocomplete("character")
     async def character_autocomplete(
@@ -186,7 +204,7 @@ class Animate(commands.Cog):
         usable = await self.bot.characters.usable(
             interaction.guild_id, interaction.user.id, current
         )
-        return _choices(
+        return choices(
             (
                 c.name if c.owner_id == interaction.user.id else f"{c.name} (shared)",
                 character_ref(c),
@@ -250,31 +268,14 @@ class Animate(commands.Cog):
         except discord.HTTPException:
             log.warning("could not post a notice in %s", channel_id)
 
-    async def _run_again(self, task, payload: discord.RawReactionActionEvent) -> None:
-        gens = self.generations
+    async def _run_again(self, task: TaskRow, payload: discord.RawReactionActionEvent) -> None:
+        member = payload.member
         try:
-            # Checked like a new request: only a video, a character it used still usable
-            # by the requester (looked up afresh), then quota, cooldown, in-flight cap.
-            request = await self.bot.characters.request_for_rerun(task)
-            provider = gens.provider_for(task.provider)
-            new_task = await gens.create(
-                provider=provider,
-                request=request,
-                guild_id=task.guild_id,
-                channel_id=task.channel_id,
-                requester_id=task.requester_id,
-                is_moderator=member_is_moderator(
-                    payload.member, self.bot.config.moderator_role_ids
-                ),
-                thread_id=task.thread_id,
-                retry_of=task.id,
-                # The requester's roles (their limit is charged); looked up when
-                # a moderator re-runs someone else's request.
-                role_ids=(
-                    [r.id for r in payload.member.roles]
-                    if payload.member is not None and payload.user_id == task.requester_id
-                    else None
-                ),
+            await self.run_again(
+                task,
+                actor_id=payload.user_id,
+                actor_is_moderator=member_is_moderator(member, self.bot.config.moderator_role_ids),
+                actor_role_ids=[r.id for r in member.roles] if member is not None else None,
             )
         except UserError as exc:
             await self._remove_reaction(payload)  # nothing ran: the 🔁 does not stay lit
@@ -284,33 +285,83 @@ class Animate(commands.Cog):
                 f"<@{payload.user_id}> I can't run task #{task.id} again: {exc}",
                 payload.user_id,
             )
-            return
+
+    async def rerun_request(self, task: TaskRow) -> dict[str, Any]:
+        """The request of ``task`` to run again, or UserError saying why it cannot be:
+        only a video, its provider still configured, a character it used still usable
+        by the requester (looked up afresh)."""
+        request = await self.bot.characters.request_for_rerun(task)
+        if task.provider not in self.generations.providers:
+            raise UserError(
+                f"`{task.provider}` is not a provider this bot offers any more "
+                "(it is no longer configured)."
+            )
+        return request
+
+    async def run_again(
+        self,
+        task: TaskRow,
+        *,
+        actor_id: int,
+        actor_is_moderator: bool,
+        actor_role_ids: Sequence[int] | None,
+        request: dict[str, Any] | None = None,
+    ) -> TaskRow | None:
+        """🔁, Run again, Vary and Remix: ``request`` (default: the same one) as a new
+        task of the same requester in the same thread, checked like a new request
+        (quota, cooldown, in-flight cap, server settings, banned words). A moderator's
+        re-run counts against the requester. None when the status could not be posted.
+        """
+        gens = self.generations
+        if request is None:
+            request = await self.rerun_request(task)
+        provider = gens.provider_for(task.provider)
+        new_task = await gens.create(
+            provider=provider,
+            request=request,
+            guild_id=task.guild_id,
+            channel_id=task.channel_id,
+            requester_id=task.requester_id,
+            is_moderator=actor_is_moderator,
+            thread_id=task.thread_id,
+            retry_of=task.id,
+            # The requester's roles (their limit is charged); looked up when
+            # a moderator re-runs someone else's request.
+            role_ids=actor_role_ids if actor_id == task.requester_id else None,
+        )
         where = self.bot.get_partial_messageable(task.reply_channel_id, guild_id=task.guild_id)
         try:
-            await gens.post_status(where, new_task, thread_id=task.thread_id)
+            posted = await gens.post_status(where, new_task, thread_id=task.thread_id)
         except discord.HTTPException as exc:
             await gens.abandon(new_task, f"cannot post the status message ({exc.status})")
-            return
-        log.info("task %s: run again as task %s by %s", task.id, new_task.id, payload.user_id)
+            return None
+        log.info("task %s: run again as task %s by %s", task.id, new_task.id, actor_id)
+        return posted
 
-    async def _cancel(self, task, payload: discord.RawReactionActionEvent) -> None:
+    async def _cancel(self, task: TaskRow, payload: discord.RawReactionActionEvent) -> None:
+        await self.cancel(task, actor_id=payload.user_id)
+
+    async def cancel(self, task: TaskRow, *, actor_id: int) -> bool:
+        """❌ and Cancel: stop an in-flight task (a moderator's cancel is audited).
+        False when it was no longer in flight."""
         if not task.in_flight:
-            return
+            return False
         if task.kind == "training":
             cancelled = await self.bot.characters.cancel_training(task)
         else:
             cancelled = await self.generations.cancel(task)
         if cancelled:
-            if payload.user_id != task.requester_id:
+            if actor_id != task.requester_id:
                 await self.bot.store.audit(
                     task.guild_id,
-                    payload.user_id,
+                    actor_id,
                     "cancel",
                     target_id=task.requester_id,
                     details=f"task #{task.id}",
                     now=time.time(),
                 )
-            log.info("task %s cancelled by %s", task.id, payload.user_id)
+            log.info("task %s cancelled by %s", task.id, actor_id)
+        return cancelled
 
 
 async def setup(bot: Reelbot) -> None:

@@ -10,6 +10,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from cogs.choices import choices
 from reelbot import text
 from reelbot.characters import MAX_IMAGES, MIN_IMAGES, character_ref, panel_text
 from reelbot.permissions import interaction_is_moderator
@@ -27,9 +28,6 @@ NewName = app_commands.Range[str, 1, 32]  # reelbot.characters.validate_name all
 Name = app_commands.Range[str, 1, 100]  # a name, or the id autocomplete sends
 ProviderId = app_commands.Range[str, 1, 32]
 
-
-def _choices(items) -> list[app_commands.Choice[str]]:
-    return [app_commands.Choice(name=n, value=v) for n, v in text.choices(items)]
 
 
 @app_commands.guild_only()
@@ -53,7 +51,7 @@ class Characters(
             interaction.guild_id, interaction.user.id, moderator=moderator
         )
         mine_only = [c for c in found if c.owner_id == interaction.user.id or moderator]
-        return _choices(
+        return choices(
             (f"{c.name} ({c.state})", character_ref(c))
             for c in mine_only
             if current.lower() in c.name.lower()
@@ -98,7 +96,7 @@ class Characters(
     async def provider_autocomplete(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
-        return _choices((p, p) for p in self.characters.training_providers() if current in p)
+        return choices((p, p) for p in self.characters.training_providers() if current in p)
 
     # --- collecting photos ----------------------------------------------------------------------
     @commands.Cog.listener()

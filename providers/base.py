@@ -13,8 +13,29 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 # The error types live below this module and the HTTP layer; re-exported from here.
-from providers.errors import RETRYABLE_KINDS, Delivery, ErrorKind, ProviderError  # noqa: F401
+from providers.errors import RETRYABLE_KINDS, Delivery, ErrorKind, ProviderError
 from providers.http import ProviderHttp
+
+# The error types live in providers.errors (providers.http needs them too); adapters
+# and the bot import them from here along with the rest of the interface.
+__all__ = [
+    "ALL_OPTIONS",
+    "RETRYABLE_KINDS",
+    "Capabilities",
+    "Delivery",
+    "ErrorKind",
+    "GenerationRequest",
+    "InputImage",
+    "Motion",
+    "Output",
+    "Provider",
+    "ProviderError",
+    "ProviderHttp",
+    "SubmitCall",
+    "TaskState",
+    "TaskStatus",
+    "TrainingRequest",
+]
 
 TaskState = Literal["queued", "running", "succeeded", "failed"]
 

@@ -28,8 +28,10 @@ from reelbot.characters import Characters, TrainingKind
 from reelbot.config import DEFAULT_API_BASE, Config
 from reelbot.generations.kind import VideoKind
 from reelbot.health import HealthServer
+from reelbot.health_book import HealthBook
 from reelbot.jobs.delivery import Delivery, DeliverySettings
 from reelbot.jobs.downloads import download_session
+from reelbot.jobs.failover import SubmitFailover
 from reelbot.jobs.inputs import InputStore
 from reelbot.jobs.kinds import JobKinds
 from reelbot.jobs.poller import Poller, PollerSettings
@@ -37,11 +39,20 @@ from reelbot.roles import ALL_IN_ONE, Role
 from reelbot.service import Generations, UserError
 from reelbot.spending import member_roles_via
 from reelbot.store import Store, open_store
+from reelbot.store.models import QuotaPolicy, TaskRow
 from reelbot.text import clip, clip_message
 
 log = logging.getLogger(__name__)
 
-COGS = ("cogs.animate", "cogs.quota", "cogs.jobs", "cogs.characters", "cogs.settings")
+COGS = (
+    "cogs.animate",
+    "cogs.actions",
+    "cogs.quota",
+    "cogs.jobs",
+    "cogs.characters",
+    "cogs.settings",
+    "cogs.providers",
+)
 
 
 def build_providers(config: Config, session: aiohttp.ClientSession) -> dict[str, Provider]:
@@ -127,6 +138,7 @@ async def wait_until_reachable(api_base: str, stopping: asyncio.Event) -> bool:
 RATELIMIT_SWEEP_SECONDS = 60.0
 INPUT_SWEEP_INTERVAL = 6 * 3600.0
 SUBMIT_GRACE_MARGIN = 5.0
+ETA_SEED_LIMIT = 2000  # recent completions per provider, shared among its models
 
 
 def throttle_ratelimit_sweep() -> None:
@@ -162,6 +174,7 @@ class Reelbot(commands.AutoShardedBot):
     poller: Poller
     delivery: Delivery
     characters: Characters
+    health_book: HealthBook
 
     def __init__(self, config: Config, *, role: Role = ALL_IN_ONE, **options: Any) -> None:
         intents = discord.Intents.default()
@@ -211,6 +224,13 @@ class Reelbot(commands.AutoShardedBot):
             "store ready: %d unfinished task(s) to resume (%d leases reset)", pending, released
         )
         self.providers = build_providers(config, self.session)
+        # Health per provider, shared by every process through the store (SPEC §4).
+        self.health_book = HealthBook(
+            store=self.store,
+            providers=self.providers,
+            order=config.failover_providers,
+            cooloff=config.provider_cooloff,
+        )
         inputs = InputStore(config.data_dir / "inputs", refresher=self._refresh_input_url)
         kinds = JobKinds()
         self.delivery = Delivery(
@@ -260,10 +280,25 @@ class Reelbot(commands.AutoShardedBot):
             providers=self.providers,
             inputs=inputs,
             wake=self.poller.wake,
+            health=self.health_book,
         )
         self.generations.spending.roles_of = member_roles_via(self)
+        spending = self.generations.spending
+
+        async def policy_of(task: TaskRow) -> QuotaPolicy:
+            # A moved request is re-priced under the member's limits (role limits too).
+            return await spending.policy(
+                task.guild_id, task.requester_id, is_moderator=False, cooldown=False
+            )
+
+        self.poller.failover = SubmitFailover(
+            book=self.health_book, policy_of=policy_of, price_of=spending.price
+        )
+        self.generations.eta = self.delivery.eta = self.eta_for
+        await self._seed_eta()
+        self.delivery.can_vary = self.generations.can_vary
         if role.gateway:
-            self.tree.on_error = self.on_app_command_error
+            self.tree.error(self.on_app_command_error)
             self.tree.interaction_check = _guild_only  # type: ignore[method-assign]
             for cog in COGS:
                 await self.load_extension(cog)
@@ -290,6 +325,29 @@ class Reelbot(commands.AutoShardedBot):
             self._health = HealthServer(self, host=config.health_host, port=config.health_port)
             await self._health.start()
         log.info("running as %s", role.name)
+
+    async def _seed_eta(self) -> None:
+        """The status message's ETA starts from the store's recent completions."""
+        for pid in self.providers:
+            try:
+                completions = await self.store.recent_completions(pid, limit=ETA_SEED_LIMIT)
+            except Exception:
+                log.warning("could not read %s's recent completions", pid, exc_info=True)
+                continue
+            self.delivery.eta_book.seed(pid, completions)
+
+    def eta_for(self, task: Any) -> str | None:
+        """The ETA ("usually ready in about N min") of a video in flight: this provider's and
+        model's recent completion times; the provider's (the poller's model) stands in
+        only for a provider with a single model. None while there are too few."""
+        if task.kind != "video":
+            return None
+        provider = self.providers.get(task.provider)
+        return self.delivery.eta_book.text_for(
+            task,
+            provider_model=self.poller.completion_models.get(task.provider),
+            single_model=provider is not None and len(provider.models()) <= 1,
+        )
 
     async def _sweep_inputs(self) -> None:
         """At start and every few hours: remove first-frame images no task created

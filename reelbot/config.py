@@ -102,6 +102,11 @@ class Config:
     webhook_host: str = "127.0.0.1"
     webhook_port: int = 8088
     hiapi_webhook_secret: str = field(default="", repr=False)
+    # Failover (SPEC §4): where a request that named no provider goes when its own
+    # cannot take it, in order; empty = no failover. The first cool-off of a provider
+    # that went down (it doubles while the provider stays down).
+    failover_providers: tuple[str, ...] = ()
+    provider_cooloff: float = 30.0
 
     @property
     def callbacks_enabled(self) -> bool:
@@ -258,6 +263,21 @@ def load_config(env: Mapping[str, str] | None = None, *, require_token: bool = T
     elif configured:
         default_provider = configured[0]
 
+    failover: list[str] = []
+    for pid in (p.strip() for p in env.get("FAILOVER_PROVIDERS", "").split(",")):
+        if not pid or pid in failover:
+            continue
+        if pid not in PROVIDER_IDS:
+            raise ConfigError(
+                f"FAILOVER_PROVIDERS must list provider ids among {', '.join(PROVIDER_IDS)} "
+                f"(got {pid[:40]!r})"
+            )
+        if pid not in configured:
+            raise ConfigError(
+                f"FAILOVER_PROVIDERS names {pid} but {pid.upper()}_API_KEY is not set"
+            )
+        failover.append(pid)
+
     poll = _float(env, "POLL_INTERVAL_SECONDS", 5.0, minimum=0.05)
     poll_max = _float(env, "POLL_MAX_INTERVAL_SECONDS", 60.0, minimum=0.05)
     if poll_max < poll:
@@ -321,4 +341,6 @@ def load_config(env: Mapping[str, str] | None = None, *, require_token: bool = T
         webhook_host=env.get("WEBHOOK_HOST", "").strip() or "127.0.0.1",
         webhook_port=_int(env, "WEBHOOK_PORT", 8088),
         hiapi_webhook_secret=hiapi_secret,
+        failover_providers=tuple(failover),
+        provider_cooloff=_float(env, "PROVIDER_COOLOFF_SECONDS", 30.0, minimum=0.01),
     )

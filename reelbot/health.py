@@ -104,5 +104,26 @@ class HealthServer:
             "uptime_s": round(time.time() - self.started, 1),
         }
 
+    async def provider_states(self) -> dict[str, dict[str, Any]]:
+        """Each configured provider's state from the store (SPEC §4 "Failover")."""
+        book = getattr(self.bot, "health_book", None)
+        if book is None:
+            return {}
+        return {
+            row["provider"]: {
+                "state": row["state"],
+                "down_since": row["down_since"],
+                "out_of_credits": row["out_of_credits"],
+                "success_rate": row["success_rate"],
+            }
+            for row in await book.rows()
+        }
+
     async def _health(self, _request: web.Request) -> web.Response:
-        return web.json_response(self.snapshot())
+        body = self.snapshot()
+        try:
+            body["providers"] = await self.provider_states()
+        except Exception:  # the endpoint answers while the loop does, store or not
+            log.warning("could not read provider health for /health", exc_info=True)
+            body["providers"] = None
+        return web.json_response(body)

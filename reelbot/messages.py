@@ -6,6 +6,7 @@ Pure functions of a task row, so they are easy to test and the same everywhere.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import discord
@@ -48,6 +49,7 @@ PROMPT_PREVIEW = 300
 CODE_LIMIT = 100  # provider error code
 STATE_LIMIT = 60  # provider's raw state word
 MODEL_LIMIT = 100  # model name
+FAILOVER_NOTE_LIMIT = 200  # "hiapi is unavailable: sent to foxapi"
 NAME_LIMIT = 100  # character name
 DETAIL_LIMIT = 400  # provider error message
 # A link longer than this goes into an embed as a masked link, not into the text.
@@ -75,8 +77,16 @@ def preview(value: str, limit: int = PROMPT_PREVIEW) -> str:
     return text.clip(" ".join(value.split()), limit)
 
 
-def status_text(task: TaskRow) -> str:
-    """The status message: prompt, provider, model, requester, state, progress, elapsed."""
+def failover_lines(request: dict[str, Any]) -> list[str]:
+    """The note "hiapi is unavailable: sent to foxapi" when failover moved a request."""
+    info = request.get("failover")
+    note = info.get("note") if isinstance(info, dict) else None
+    return [f"↪️ {short(str(note), FAILOVER_NOTE_LIMIT)}"] if note else []
+
+
+def status_text(task: TaskRow, *, eta: str | None = None) -> str:
+    """The status message: prompt, provider, model, requester, state, progress, elapsed,
+    and while in flight ``eta`` ("usually ready in about 4 min", reelbot/buttons.py)."""
     req = task.request
     label = STATE_LABELS.get(task.state, task.state)
     if task.kind == "training":
@@ -87,6 +97,7 @@ def status_text(task: TaskRow) -> str:
         title,
         f"**Provider:** {task.provider}"
         + (f" · **Model:** {short(req['model'], MODEL_LIMIT)}" if req.get("model") else ""),
+        *failover_lines(req),
         f"**Requested by:** <@{task.requester_id}> · started <t:{int(task.created_at)}:R>",
         f"**State:** {label}"
         + (
@@ -102,8 +113,12 @@ def status_text(task: TaskRow) -> str:
         lines.append(f"**Took:** {format_duration(task.finished_at - task.created_at)}")
     if task.state == "failed" and task.error_code:
         lines.append(f"**Error:** `{short(task.error_code, CODE_LIMIT)}`")
+    if task.kind == "video" and isinstance(req.get("seed"), int):
+        lines.append(f"**Seed:** `{req['seed']}`")
     if task.state in ("submitting", "queued", "running"):
-        lines.append("-# React ❌ to cancel.")
+        if eta:
+            lines.append(f"-# ⏱️ {eta}")
+        lines.append("-# Press Cancel or react ❌ to cancel.")
     return text.clip_message("\n".join(lines), footer(task))
 
 
@@ -198,7 +213,9 @@ def success_message(task: TaskRow, links: list[tuple[str, str, float | None]]) -
             f"{len(url)} characters long, more than a Discord message can carry, so I "
             f"cannot post it. It is on {host}{ref}{expiry}."
         )
-    lines.append("React 🔁 to run it again.")
+    if isinstance(task.request.get("seed"), int):
+        lines.append(f"**Seed:** `{task.request['seed']}`")
+    lines.append("Use the buttons below, or react 🔁 to run it again.")
     return Outgoing(text.clip_message("\n".join(lines), footer(task)), embeds)
 
 

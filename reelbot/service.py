@@ -12,21 +12,24 @@ import time
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import discord
 
 from providers.base import ErrorKind, InputImage, Provider, ProviderError
-from reelbot import messages, text
+from reelbot import buttons, failover, messages, text
 from reelbot.config import Config
-from reelbot.jobs.delivery import CANCEL_EMOJI, NO_PINGS
+from reelbot.health_book import HealthBook, Move
 from reelbot.jobs.downloads import sniff_content_type
 from reelbot.jobs.inputs import ALLOWED_IMAGE_TYPES, MAX_IMAGE_BYTES, InputStore
 from reelbot.jobs.model import VideoRequest
+from reelbot.provider_health import describe
 from reelbot.settings import ServerSettings, SettingsError
 from reelbot.spending import Spending
 from reelbot.store.base import Store
 from reelbot.store.models import NewTask, SubmissionRefused, TaskRow
+from reelbot.vocabulary import CANCEL_EMOJI, NO_PINGS
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,10 @@ OPTION_LABELS = {
 
 INPUT_SWEEP_GRACE = 3600.0  # seconds: an image written or re-used this recently stays
 DAY = 86400.0
+
+
+def _offers(option: str, provider: Provider) -> bool:
+    return option in provider.capabilities.options
 
 
 class UserError(Exception):
@@ -210,8 +217,12 @@ class Generations:
         providers: Mapping[str, Provider],
         inputs: InputStore,
         wake: Callable[[], None],
+        health: HealthBook | None = None,
     ) -> None:
         self.config = config
+        # Provider health (SPEC §4 "Failover"): a request for a provider that is down is
+        # refused here when it cannot go elsewhere; None = not tracked (unit tests).
+        self.health = health
         self.store = store
         self.providers = providers
         self.inputs = inputs
@@ -219,6 +230,8 @@ class Generations:
         # Server settings and spending: checked in create(), whatever the entry point.
         self.settings = ServerSettings(config=config, store=store, providers=providers)
         self.spending = Spending(config=config, store=store)
+        # "usually ready in about N min" (app.py wires Reelbot.eta_for in).
+        self.eta: Callable[[TaskRow], str | None] = lambda _task: None
 
     # --- validation -------------------------------------------------------------------------
     def provider_for(self, provider_id: str | None) -> Provider:
@@ -243,13 +256,18 @@ class Generations:
 
     async def prepare(self, guild_id: int, req: AnimateRequest) -> tuple[Provider, dict[str, Any]]:
         """``validate`` after this server's default provider and model (/settings
-        defaults) fill what the request left open."""
+        defaults) fill what the request left open. The stored request remembers whether
+        the member chose the provider (``provider_chosen``): only a request that named
+        none may fail over to another provider (SPEC §4)."""
+        chosen = req.provider is not None
         if req.provider is None:
-            provider, model = await self.settings.defaults(guild_id)
-            if provider is not None:
-                req.provider = provider
+            default, model = await self.settings.defaults(guild_id)
+            if default is not None:
+                req.provider = default
                 req.model = req.model or model
-        return self.validate(req)
+        provider, request = self.validate(req)
+        request["provider_chosen"] = chosen
+        return provider, request
 
     def validate(self, req: AnimateRequest) -> tuple[Provider, dict[str, Any]]:
         """Check a request against the provider; return it with the stored request dict."""
@@ -276,7 +294,7 @@ class Generations:
             if name not in caps.options:
                 raise UserError(
                     f"`{provider.id}` does not support the `{name}` option. Providers that do: "
-                    f"{self._who_can(lambda p, n=name: n in p.capabilities.options)}."
+                    f"{self._who_can(partial(_offers, name))}."
                 )
         if req.duration is not None and not 1 <= req.duration <= MAX_DURATION:
             raise UserError(f"`duration` must be between 1 and {MAX_DURATION} seconds.")
@@ -352,6 +370,9 @@ class Generations:
         for role limits.
         """
         await self._check_settings(guild_id, channel_id, requester_id, request)
+        # A re-run of a request that failover moved starts where it ended up, without
+        # the old note ("hiapi is unavailable: sent to foxapi" was about that task).
+        request = {k: v for k, v in request.items() if k != "failover"}
         if image is not None:
             request = dict(request, image=image.meta)
         elif request.get("image") and not await self.inputs.touch(request["image"]):
@@ -361,6 +382,7 @@ class Generations:
                 f"{days} days after their last use). Start a new /animate with the image."
             )
         await self.precheck(provider, request)
+        await self._check_health(provider, request)
         price = await self.spending.price(guild_id, provider.id)
         policy = await self.spending.policy(
             guild_id, requester_id, is_moderator=is_moderator, role_ids=role_ids
@@ -400,6 +422,29 @@ class Generations:
         # a grace period and delivers it in the channel: a recorded intent is never lost.
         await self.store.update_task(task.id, next_action_at=time.time() + ANNOUNCE_GRACE)
         return task
+
+    async def _check_health(self, provider: Provider, request: Mapping[str, Any]) -> None:
+        """A provider that is down (and not due for its probe) takes nothing: a request
+        that named it is refused naming providers that are up; one that did not is
+        refused only when no FAILOVER_PROVIDERS provider can take it instead."""
+        if self.health is None:
+            return
+        down = await self.health.down(provider.id, fresh=True)
+        if down is None:
+            return
+        state = describe(down)
+        if failover.may_move("video", request) and request.get("character_id") is None:
+            found = await self.health.find_move(provider.id, request)
+            if isinstance(found, Move):
+                return  # the worker sends it there (and says so in the status message)
+        up = await self.health.up_providers(exclude=provider.id)
+        others = (
+            f"Providers that are up: {', '.join(f'`{p}`' for p in up)}; choose one with "
+            "the `provider` option."
+            if up
+            else "No other provider is up right now; try again later."
+        )
+        raise UserError(f"`{provider.id}` is {state}. {others} Your quota was not used.")
 
     async def _check_settings(
         self, guild_id: int, channel_id: int, requester_id: int, request: Mapping[str, Any]
@@ -441,6 +486,21 @@ class Generations:
         except Exception:  # a check that needs more than we have: the real submit decides
             log.debug("precheck of a %s request was inconclusive", provider.id, exc_info=True)
 
+    async def can_vary(self, task: TaskRow) -> bool:
+        """Whether Vary (the same request with another seed) can work: the provider
+        takes a seed and its own checks accept one for this model."""
+        provider = self.providers.get(task.provider)
+        if task.kind != "video" or provider is None or "seed" not in provider.capabilities.options:
+            return False
+        try:
+            await self.precheck(provider, dict(task.request, seed=0))
+        except UserError:
+            return False
+        except (TypeError, KeyError, ValueError):  # a request stored in an older shape
+            log.debug("task %s: cannot tell whether it can vary", task.id, exc_info=True)
+            return False
+        return True
+
     async def open_thread(
         self, channel: discord.abc.Messageable, task: TaskRow, *, author_name: str
     ) -> discord.abc.Messageable:
@@ -470,7 +530,7 @@ class Generations:
         self, where: discord.abc.Messageable, task: TaskRow, *, thread_id: int | None
     ) -> TaskRow:
         """Post the status message and hand the task to the poller."""
-        text = messages.status_text(task)
+        text = messages.status_text(task, eta=self.eta(task))
         files = []
         image = task.request.get("image")
         if image:
@@ -480,7 +540,9 @@ class Generations:
             import io
 
             files.append(discord.File(io.BytesIO(data), filename=f"first-frame.{ext}"))
-        status = await where.send(text, files=files, allowed_mentions=NO_PINGS)
+        status = await where.send(
+            text, files=files, allowed_mentions=NO_PINGS, view=buttons.status_view(task)
+        )  # with Cancel, the same as ❌
         fields: dict[str, Any] = {
             "thread_id": thread_id,
             "status_message_id": status.id,

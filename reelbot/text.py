@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
+from typing import Literal
 
 # Limits (shared/DISCORD.md §6).
 CONTENT = 2000
@@ -31,7 +32,8 @@ CHOICE_VALUE = 100
 MAX_CHOICES = 25
 BUTTON_LABEL = 80
 OPTION_MAX_LENGTH = 6000  # the most a string option may declare, and what Discord accepts
-THREAD_ARCHIVE_DURATIONS = (60, 1440, 4320, 10080)
+ArchiveDuration = Literal[60, 1440, 4320, 10080]
+THREAD_ARCHIVE_DURATIONS: tuple[ArchiveDuration, ...] = (60, 1440, 4320, 10080)
 
 ELLIPSIS = "…"
 SHORTENED = "\n-# (shortened to fit Discord's limit)"
@@ -132,7 +134,7 @@ def clip_thread_name(name: str, fallback: str) -> str:
     return clip(name, THREAD_NAME) if name else clip(fallback, THREAD_NAME)
 
 
-def archive_duration(minutes: int) -> int:
+def archive_duration(minutes: int) -> ArchiveDuration:
     """The nearest ``auto_archive_duration`` Discord accepts, not shorter than asked."""
     for allowed in THREAD_ARCHIVE_DURATIONS:
         if minutes <= allowed:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
@@ -860,3 +861,23 @@ async def test_a_training_is_charged_its_weight_against_the_server_budget(store:
         _training(cid, weight=5), now=NOW, policy=POLICY_10, min_images=3
     )
     assert task.quota_weight == 5 and await store.server_spend(G, now=NOW) == 7
+
+
+async def test_recent_completions_name_the_model(store: AnyStore) -> None:
+    for model, took in (("m1", 100.0), (None, 50.0), ("m2", 300.0)):
+        request = {"prompt": "a cat", **({"model": model} if model else {})}
+        task = await store.create_task(
+            dataclasses.replace(new_task("foxapi"), request=request), now=NOW, policy=POLICY_10
+        )
+        await store.update_task(
+            task.id, state="succeeded", submitted_at=NOW, finished_at=NOW + took
+        )
+    failed = await store.create_task(new_task("foxapi"), now=NOW, policy=POLICY_10)
+    await store.update_task(failed.id, state="failed", submitted_at=NOW, finished_at=NOW + 9)
+    assert await store.recent_completions("foxapi", limit=10) == [
+        ("m1", 100.0),
+        (None, 50.0),
+        ("m2", 300.0),
+    ]
+    assert await store.recent_completions("foxapi", limit=1) == [("m2", 300.0)]
+    assert await store.recent_completions("hiapi", limit=10) == []

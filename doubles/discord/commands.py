@@ -33,6 +33,7 @@ class CommandRegistry:
         command_id = previous["id"] if previous else str(self._snowflakes.next())
         stored = {
             "type": 1,
+            "description": "",  # context-menu commands have none; Discord answers ""
             "options": [],
             "default_member_permissions": None,
             "nsfw": False,
@@ -84,10 +85,11 @@ class CommandRegistry:
     def get(self, guild_id: int | None, command_id: str) -> dict[str, Any] | None:
         return next((c for c in self.in_scope(guild_id) if c["id"] == command_id), None)
 
-    def find(self, name: str, guild_id: int | None) -> dict[str, Any] | None:
-        """A chat-input command as Discord resolves it: guild scope first, then global."""
+    def find(self, name: str, guild_id: int | None, command_type: int = 1) -> dict[str, Any] | None:
+        """A command as Discord resolves it: guild scope first, then global. Type 1 is
+        chat input (slash), 2 a user and 3 a message context-menu command."""
         for scope in (guild_id, None) if guild_id is not None else (None,):
-            command = self._scopes.get(scope, {}).get((name, 1))
+            command = self._scopes.get(scope, {}).get((name, command_type))
             if command is not None:
                 return command
         return None

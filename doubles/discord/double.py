@@ -426,6 +426,36 @@ class DiscordDouble:
         await self._gateway.flush()
         return interaction
 
+    async def message_command(
+        self,
+        name: str,
+        message_id: int,
+        *,
+        user_id: int,
+        connect_timeout: float = 5.0,
+    ) -> Interaction:
+        """A member picks the message context-menu command ``name`` (Apps → name) on a
+        message: APPLICATION_COMMAND (type 2) with ``data.type`` 3, ``target_id`` and
+        ``resolved.messages``, as Discord sends it."""
+        message = self._state.messages[message_id]
+        channel = self._state.channels[message.channel_id]
+        await self.wait_for_gateway(channel.guild_id, timeout=connect_timeout)
+        interaction = self._interactions.create_message_command(
+            name, message, guild_id=channel.guild_id, user_id=user_id
+        )
+        self._gateway.dispatch("INTERACTION_CREATE", interaction.payload, guild_id=channel.guild_id)
+        await self._gateway.flush()
+        return interaction
+
+    async def redeliver(self, interaction: Interaction) -> None:
+        """Send ``interaction``'s INTERACTION_CREATE again, same id and token: Discord
+        can deliver an event twice (a resumed session replays it). Only the first
+        response is accepted (a second is 400 / 40060)."""
+        assert interaction.guild_id is not None
+        guild_id = interaction.guild_id
+        self._gateway.dispatch("INTERACTION_CREATE", interaction.payload, guild_id=guild_id)
+        await self._gateway.flush()
+
     async def post_user_message(
         self,
         channel_id: int,

@@ -219,6 +219,50 @@ class InteractionService:
         self._state.notifier.notify()
         return interaction
 
+    def create_message_command(
+        self,
+        name: str,
+        message: Message,
+        *,
+        guild_id: int,
+        user_id: int,
+        locale: str = "en-US",
+    ) -> Interaction:
+        """A message context-menu command (interaction type 2, ``data.type`` 3) on
+        ``message``, as Discord sends it: ``target_id`` and the message under
+        ``resolved.messages``, no options."""
+        guild, channel = self._context(guild_id, message.channel_id, user_id)
+        command = self._registry.find(name, guild_id, command_type=3)
+        if command is None:
+            raise CommandContractError(
+                f"message command {name!r} was never synced for guild {guild_id} or "
+                f"globally; recorded commands: {self._registry.describe(guild_id)}"
+            )
+        interaction_id, token, payload = self._payload(
+            APPLICATION_COMMAND, command, [], Resolved(), guild, channel, user_id, locale
+        )
+        data = payload["data"]
+        data.pop("options", None)  # context-menu commands carry none
+        data["target_id"] = str(message.id)
+        data["resolved"] = {"messages": {str(message.id): self._ops.payloads.message(message)}}
+        interaction = Interaction(
+            id=interaction_id,
+            token=token,
+            type=APPLICATION_COMMAND,
+            application_id=self._state.application_id,
+            guild_id=guild.id,
+            channel_id=channel.id,
+            user_id=user_id,
+            command_name=name,
+            payload=payload,
+            attachment_size_limit=guild.upload_limit,
+            _state=self._state,
+        )
+        self._state.interactions[interaction.id] = interaction
+        self._by_token[token] = interaction
+        self._state.notifier.notify()
+        return interaction
+
     def create_from_message(
         self,
         interaction_type: int,

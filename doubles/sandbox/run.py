@@ -110,7 +110,16 @@ def _video_for(world: World, pid: str):
     return None
 
 
-SANDBOX_ENV = {"POLL_INTERVAL_SECONDS": "0.3", "POLL_MAX_INTERVAL_SECONDS": "2"}
+SANDBOX_ENV = {
+    "POLL_INTERVAL_SECONDS": "0.3",
+    "POLL_MAX_INTERVAL_SECONDS": "2",
+    # Failover (SPEC §4): set a provider "out of credits" or "stopped" in the page and
+    # requests that name no provider keep arriving from the next of these; /providers
+    # tells the story. A short cool-off, so a recovered provider is probed soon.
+    "DEFAULT_PROVIDER": "hiapi",
+    "FAILOVER_PROVIDERS": "foxapi,gptge,higgsfield",
+    "PROVIDER_COOLOFF_SECONDS": "15",
+}
 # hiapi, foxapi and gptge call the bot back, as they would with PUBLIC_BASE_URL set.
 CALLBACKS = {"callbacks": True, "hiapi_webhook_secret": "sandbox-webhook-key-0123"}
 

@@ -42,6 +42,7 @@ BEHAVIOURS: dict[str, str] = {
     "failing": "failing (the model crashes)",
     "out_of_credits": "out of credits (402)",
     "down": "down (503 on submit)",
+    "stopped": "stopped (connection refused: fails over)",
 }
 FOREVER = 10_000  # submit faults queued for a persistent mode
 
@@ -66,6 +67,17 @@ def apply_behaviour(double: ProviderDouble, behaviour: str) -> None:
         double.fail_next_submit(402, times=FOREVER)
     elif behaviour == "down":
         double.fail_next_submit(503, times=FOREVER)
+
+
+async def set_listening(double: ProviderDouble, listening: bool) -> None:
+    """"stopped": the double stops listening (a connection refused, as a provider that is
+    down); any other mode listens again, on the same port (its base URL stays valid)."""
+    running = double._runner is not None
+    if not listening and running:
+        double.port = int(double.root_url.rsplit(":", 1)[1])
+        await double.close()
+    elif listening and not running:
+        await double.start()
 
 
 class Sandbox:
@@ -207,7 +219,15 @@ class Sandbox:
         double = world.discord
         action = body.get("action")
         user_id = int(body["user_id"]) if body.get("user_id") else None
-        needs_member = ("invoke", "autocomplete", "react", "unreact", "click", "message")
+        needs_member = (
+            "invoke",
+            "autocomplete",
+            "react",
+            "unreact",
+            "click",
+            "message",
+            "message_command",
+        )
         if action in needs_member and user_id not in world.users.values():
             raise ValueError("pick one of the sandbox's members first")
         assert user_id is not None or action in ("modal", "provider", "reset")
@@ -249,6 +269,13 @@ class Sandbox:
                 values=body.get("values"),
             )
             return {"interaction_id": str(ix.id)}
+        if action == "message_command":
+            ix = await double.message_command(
+                str(body["name"]),
+                int(body["message_id"]),
+                user_id=user_id,  # type: ignore[arg-type]
+            )
+            return {"interaction_id": str(ix.id)}
         if action == "modal":
             opened_by = double._state.interactions[int(body["interaction_id"])]
             if body.get("dismiss"):
@@ -273,8 +300,10 @@ class Sandbox:
             pid = str(body["provider"])
             if pid not in world.providers:
                 raise ValueError(f"no provider double {pid!r}")
-            apply_behaviour(world.providers[pid], str(body["behaviour"]))
-            self.behaviours[pid] = str(body["behaviour"])
+            behaviour = str(body["behaviour"])
+            apply_behaviour(world.providers[pid], behaviour)
+            await set_listening(world.providers[pid], behaviour != "stopped")
+            self.behaviours[pid] = behaviour
             double._notifier.notify()
             return {}
         if action == "reset":

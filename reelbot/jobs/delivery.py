@@ -27,7 +27,7 @@ import aiohttp
 import discord
 
 from providers.base import Output, Provider, ProviderError
-from reelbot import messages, text, vocabulary
+from reelbot import buttons, messages, text, vocabulary
 from reelbot.jobs.downloads import DownloadedFile, DownloadError, decode_inline, download_to_temp
 from reelbot.jobs.kinds import JobKind, JobKinds
 from reelbot.jobs.lease import Lease, applied
@@ -73,6 +73,12 @@ class Delivery:
         self.shorten: Callable[[int, str, float | None], Awaitable[str]] | None = None
         # What each kind of task says at the end (its owner registers it).
         self.kinds: Mapping[str, JobKind] = kinds if kinds is not None else JobKinds()
+        # "usually ready in about N min" for a task in flight (app.py: Reelbot.eta_for).
+        self.eta: Callable[[TaskRow], str | None] = lambda _task: None
+        # Whether a final message gets Vary (app.py: Generations.can_vary).
+        self.can_vary: Callable[[TaskRow], Awaitable[bool]] = self._takes_a_seed
+        # Recent completion times per provider and model, fed as videos are delivered.
+        self.eta_book = buttons.EtaBook()
 
     # --- status message -------------------------------------------------------------------
     async def update_status(self, task: TaskRow, *, force: bool = False) -> dict[str, Any]:
@@ -80,7 +86,7 @@ class Delivery:
         fields to record (the poller writes them)."""
         if task.status_message_id is None:
             return {}
-        text = messages.status_text(task)
+        text = messages.status_text(task, eta=self.eta(task))
         if text == task.status_text:
             return {}
         now = time.time()
@@ -93,8 +99,9 @@ class Delivery:
             return {}
         channel = self.client.get_partial_messageable(task.reply_channel_id, guild_id=task.guild_id)
         try:
+            # The Cancel button while in flight; none once the task is over.
             await channel.get_partial_message(task.status_message_id).edit(
-                content=text, allowed_mentions=NO_PINGS
+                content=text, allowed_mentions=NO_PINGS, view=buttons.status_view(task)
             )
         except discord.NotFound:
             log.info("task %s: status message is gone; not editing it again", task.id)
@@ -179,6 +186,7 @@ class Delivery:
             return failed | await self.deliver(lease)
 
         log.info("task %s delivered as message %s", task.id, message.id)
+        self.eta_book.observe(task)
         # The status message and the 🔁 affordance follow once the poller recorded this.
         return {"delivered": True, "result_message_id": message.id, "next_action_at": None}
 
@@ -387,6 +395,7 @@ class Delivery:
                     embeds=embeds or [],
                     allowed_mentions=mentions,
                     nonce=task_nonce(task.id),
+                    view=await self.final_view(task),  # the action bar (reelbot/buttons.py)
                 )
             except discord.HTTPException as exc:
                 if exc.status == 413 or exc.code == 40005:
@@ -412,6 +421,18 @@ class Delivery:
             raise _Nowhere("the thread and the channel of the request are gone")
         # Missing permissions can be fixed by a moderator: keep the result and retry.
         raise _RetryLater(f"no channel accepted the message ({last_error})")
+
+    async def final_view(self, task: TaskRow) -> discord.ui.View:
+        """The action bar of a final message (reelbot/buttons.py): for a video; Vary
+        only where the provider and model take a seed. Other kinds (a training): none."""
+        kind = self.kinds.get(task.kind)
+        rerunnable = kind is None or kind.rerunnable
+        can_vary = rerunnable and task.state == "succeeded" and await self.can_vary(task)
+        return buttons.final_view(task, can_vary=can_vary)
+
+    async def _takes_a_seed(self, task: TaskRow) -> bool:
+        provider = self.providers.get(task.provider)
+        return provider is not None and "seed" in provider.capabilities.options
 
     async def _post_refused_fallback(
         self,

@@ -95,7 +95,7 @@ class InputStore:
         return InputImage(url=url, data=data, content_type=meta["content_type"])
 
     async def _fresh_url(self, meta: dict[str, Any]) -> str | None:
-        url = meta.get("url")
+        url: str | None = meta.get("url")
         expires = meta.get("url_expires_at")
         if url and (expires is None or expires - time.time() > URL_MARGIN):
             return url

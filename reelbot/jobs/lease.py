@@ -15,7 +15,7 @@ import dataclasses
 from typing import Any
 
 from reelbot.store.base import Store
-from reelbot.store.models import TaskRow
+from reelbot.store.models import QuotaPolicy, TaskRow
 
 _TASK_FIELDS = frozenset(f.name for f in dataclasses.fields(TaskRow))
 
@@ -45,3 +45,23 @@ class Lease:
         if done:
             self.task = dataclasses.replace(self.task, refunded=True)
         return done
+
+    async def move(
+        self,
+        *,
+        provider: str,
+        request: dict[str, Any],
+        price: int,
+        policy: QuotaPolicy,
+        now: float,
+    ) -> bool:
+        """Failover: the task goes to ``provider`` with ``request`` and its charge to
+        ``price``, atomically (raises BudgetExceeded / QuotaExceeded and changes
+        nothing); False when the task moved on meanwhile."""
+        moved = await self._store.move_task(
+            self.task.id, provider=provider, request=request, price=price, policy=policy, now=now
+        )
+        if moved is None:
+            return False
+        self.task = moved
+        return True

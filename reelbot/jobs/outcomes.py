@@ -100,10 +100,17 @@ def submitted(provider_task_id: str, *, sent_at: float, now: float, interval: fl
 
 
 def submit_error(
-    task: TaskRow, exc: ProviderError, *, idempotent: bool, now: float, schedule: Schedule
+    task: TaskRow,
+    exc: ProviderError,
+    *,
+    idempotent: bool,
+    now: float,
+    schedule: Schedule,
+    also: str = "",
 ) -> Outcome:
     """SPEC §4 "Never pay twice": a refused or never-sent submit may be retried; an
-    ambiguous one only to a provider that deduplicates (hiapi's Idempotency-Key)."""
+    ambiguous one only to a provider that deduplicates (hiapi's Idempotency-Key).
+    ``also``: said after the reason of a failure (failover: "providers that are up: …")."""
     # submitted_at is cleared after every attempt known to have made nothing, so a
     # task claimed with it set had an earlier attempt the provider may have taken.
     unsure = exc.ambiguous or task.submitted_at is not None
@@ -139,6 +146,8 @@ def submit_error(
     reason = messages.ERROR_REASONS.get(exc.kind.value)
     if code.lower() not in messages.ERROR_REASONS and reason and reason not in message:
         message = f"{reason}: {message}"
+    if also:
+        message = f"{message}; {also}"
     return failed(now, code, message)
 
 

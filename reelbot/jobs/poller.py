@@ -28,7 +28,9 @@ from providers.base import (
     ProviderError,
     TaskStatus,
 )
+from reelbot.failover import refused_by_provider
 from reelbot.jobs import outcomes
+from reelbot.jobs.failover import SubmitFailover, up_note
 from reelbot.jobs.inputs import InputStore
 from reelbot.jobs.kinds import Attempt, JobKind, JobKinds
 from reelbot.jobs.lease import Lease, applied
@@ -144,7 +146,10 @@ class Poller:
         # What each kind of task does (its owner registers it); the loop knows none.
         kinds: Mapping[str, JobKind] | None = None,
         owner: str | None = None,
+        # Provider health and failover around each submit (SPEC §4 "Failover").
+        failover: SubmitFailover | None = None,
     ) -> None:
+        self.failover = failover
         self.store = store
         self.providers = providers
         self.settings = settings
@@ -424,6 +429,12 @@ class Poller:
         if refused is not None:
             return refused
         assert provider is not None
+        probe = False
+        if self.failover is not None:
+            gate = await self.failover.before(lease)
+            if gate.fields is not None:  # its provider is down: moved, or refused
+                return gate.fields
+            probe = gate.probe
         remaining = task.created_at + self.settings.task_timeout - now
         attempt = Attempt(sent=task.submitted_at is not None)
         try:
@@ -431,6 +442,8 @@ class Poller:
             async with asyncio.timeout(remaining):
                 provider_task_id = await self._send(lease, provider, now, attempt)
         except ProviderError as exc:
+            if self.failover is not None:
+                return await self._refused(task, lease, provider, exc, probe=probe)
             return self._submit_error(task, provider, exc)
         except TimeoutError:
             return self._submit_error(
@@ -456,6 +469,8 @@ class Poller:
             )
             return self._submit_error(task, provider, error)
         log.info("task %s submitted to %s as %s", task.id, task.provider, provider_task_id)
+        if self.failover is not None:
+            await self.failover.succeeded(task, probe=probe)
         return outcomes.submitted(
             provider_task_id, sent_at=now, now=time.time(), interval=self.settings.poll_interval
         )
@@ -471,14 +486,39 @@ class Poller:
             raise ProviderError(ErrorKind.INVALID, f"{task.kind} tasks are not available")
         return kind
 
-    def _submit_error(self, task: TaskRow, provider: Provider, exc: ProviderError) -> Outcome:
+    def _submit_error(
+        self, task: TaskRow, provider: Provider, exc: ProviderError, *, also: str = ""
+    ) -> Outcome:
         return outcomes.submit_error(
             task,
             exc,
             idempotent=provider.capabilities.idempotent_submit,
             now=time.time(),
             schedule=self._schedule,
+            also=also,
         )
+
+    async def _refused(
+        self, task: TaskRow, lease: Lease, provider: Provider, exc: ProviderError, *, probe: bool
+    ) -> Outcome:
+        """A failed submit, with failover: recorded in the provider's health; a refusal
+        of a request that named no provider may move it (never an ambiguous one); a
+        request that named its provider fails naming the providers that are up."""
+        assert self.failover is not None
+        moved = await self.failover.failed(
+            lease,
+            exc,
+            probe=probe,
+            # As outcomes.submit_error: an earlier attempt may have been taken.
+            unsure=exc.ambiguous or task.submitted_at is not None,
+            retries_left=task.error_streak < outcomes.MAX_SUBMIT_RETRIES,
+        )
+        if moved is not None:
+            return moved
+        also = ""
+        if refused_by_provider(exc):
+            also = up_note(await self.failover.up_providers(exclude=task.provider))
+        return self._submit_error(task, provider, exc, also=also)
 
     async def _poll(self, task: TaskRow) -> Outcome:
         now = time.time()
@@ -496,7 +536,14 @@ class Poller:
         try:
             status = await self._kind(task).status(provider, task.provider_task_id)
         except ProviderError as exc:
+            if self.failover is not None:
+                await self.failover.polled(task, good=False, error=f"{exc.code}: {exc.message}")
             return outcomes.poll_error(task, exc, now=time.time(), schedule=self._schedule)
+        if self.failover is not None and status.finished:
+            # The recent success rate counts how tasks end (one write per task, not per poll).
+            await self.failover.polled(
+                task, good=status.state == "succeeded", error=status.error_code
+            )
         return self._apply_status(task, status, now)
 
     def _apply_status(self, task: TaskRow, status: TaskStatus, now: float) -> Outcome:

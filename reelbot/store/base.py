@@ -6,9 +6,10 @@ Discord or a provider.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Protocol
 
+from reelbot.provider_health import Health, Outcome, Transition
 from reelbot.store.models import (
     CallbackHint,
     CharacterImage,
@@ -156,6 +157,52 @@ class Store(Protocol):
     async def recent_durations(self, provider: str, *, limit: int) -> list[float]:
         """Seconds from submit to success of the provider's latest ``limit`` videos, oldest
         first (what the poller's completion model starts from)."""
+        ...
+
+    # --- provider health and failover (SPEC §4 "Failover") -----------------------------
+    async def provider_health(self) -> dict[str, Health]:
+        """Every provider's health record that was ever written (absent = up)."""
+        ...
+
+    async def record_provider_outcome(
+        self,
+        provider: str,
+        outcome: Outcome,
+        *,
+        now: float,
+        submit: bool = True,
+        probe: bool = False,
+        error: str | None = None,
+        cooloff_base: float = ...,
+    ) -> tuple[Health, Transition | None]:
+        """Apply one outcome (reelbot/provider_health.apply) atomically; the new record
+        and the transition it caused, seen by exactly one caller."""
+        ...
+
+    async def claim_probe(self, provider: str, *, now: float, lease: float = ...) -> bool:
+        """Take the single probe of a down provider whose cool-off has ended."""
+        ...
+
+    async def move_task(
+        self,
+        task_id: int,
+        *,
+        provider: str,
+        request: Mapping[str, Any],
+        price: int,
+        policy: QuotaPolicy,
+        now: float,
+    ) -> TaskRow | None:
+        """Failover: hand a never-sent submit to ``provider`` with ``request``, its
+        charge moved to ``price`` atomically (raises BudgetExceeded / QuotaExceeded and
+        changes nothing); None when the task moved on meanwhile."""
+        ...
+
+    async def recent_completions(
+        self, provider: str, *, limit: int
+    ) -> list[tuple[str | None, float]]:
+        """(model, seconds from submit to success) of the provider's latest ``limit``
+        videos, oldest first (what the status message's ETA per model starts from)."""
         ...
 
     # --- quotas & moderation ----------------------------------------------------------

@@ -83,6 +83,10 @@ class PostgresStore(SharedQueries):
     # Several processes may share the database: a starting process must not void the
     # leases of the others (expired leases are re-claimed instead).
     single_process = False
+    _FOR_UPDATE = " FOR UPDATE"  # provider health, failover moves: take turns on the row
+
+    async def _lock_quota(self, conn: Any, guild_id: int) -> None:
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _lock_key("quota", guild_id))
 
     def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10) -> None:
         self.dsn = dsn
@@ -563,10 +567,11 @@ class PostgresStore(SharedQueries):
     async def next_due_at(self) -> float | None:
         # Leased rows are skipped by claim_due until the lease ends, so the next wake-up
         # is the later of the two times.
-        return await self.pool.fetchval(
+        due: float | None = await self.pool.fetchval(
             "SELECT MIN(GREATEST(next_action_at, COALESCE(lease_until, 0))) FROM tasks "
             "WHERE next_action_at IS NOT NULL"
         )
+        return due
 
     async def mark_delivered(self, task_id: int, result_message_id: int, *, now: float) -> bool:
         row = await self.pool.fetchval(
@@ -626,6 +631,18 @@ class PostgresStore(SharedQueries):
             limit,
         )
         return [float(r["took"]) for r in reversed(rows)]
+
+    async def recent_completions(
+        self, provider: str, *, limit: int
+    ) -> list[tuple[str | None, float]]:
+        rows = await self.pool.fetch(
+            "SELECT request_json::jsonb ->> 'model' AS model, finished_at - submitted_at AS took "
+            "FROM tasks WHERE provider = $1 AND kind = 'video' AND state = 'succeeded' "
+            "AND submitted_at IS NOT NULL AND finished_at IS NOT NULL ORDER BY id DESC LIMIT $2",
+            provider,
+            limit,
+        )
+        return [(r["model"], float(r["took"])) for r in reversed(rows)]
 
     async def input_images_in_use(self, *, since: float) -> set[str]:
         rows = await self.pool.fetch(

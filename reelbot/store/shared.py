@@ -13,11 +13,15 @@ provides four primitives and keeps only the SQL that really differs:
 
 from __future__ import annotations
 
+import json
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+from reelbot.provider_health import COOLOFF_BASE, PROBE_LEASE, Health, Outcome, Transition
+from reelbot.provider_health import apply as apply_outcome
 from reelbot.store.models import (
     BudgetExceeded,
     CharacterImage,
@@ -27,6 +31,7 @@ from reelbot.store.models import (
     QuotaExceeded,
     QuotaPolicy,
     QuotaStatus,
+    TaskRow,
     next_utc_midnight,
     utc_day,
 )
@@ -76,17 +81,23 @@ def check_charge(status: QuotaStatus, price: int, *, enforce: bool) -> None:
         raise QuotaExceeded(status)
 
 
-class SharedQueries:
-    """Mixin for SqliteStore and PostgresStore (see the module docstring)."""
+class SharedQueries(ABC):
+    """Base of SqliteStore and PostgresStore (see the module docstring): the queries
+    written once, over the four primitives each backend provides."""
 
-    # Provided by the backend.
+    @abstractmethod
     def _transaction(self) -> AbstractAsyncContextManager[Any]: ...
-    def _reading(self) -> AbstractAsyncContextManager[Any]: ...
-    async def _q(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        raise NotImplementedError
 
-    async def _x(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def _reading(self) -> AbstractAsyncContextManager[Any]: ...
+
+    @abstractmethod
+    async def _q(
+        self, conn: Any, sql: str, params: Sequence[Any] = ()
+    ) -> list[dict[str, Any]]: ...
+
+    @abstractmethod
+    async def _x(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> None: ...
 
     # --- quotas ---------------------------------------------------------------------------
     async def set_user_limit(self, guild_id: int, user_id: int, limit: int) -> None:
@@ -395,3 +406,166 @@ class SharedQueries:
             )
             for r in rows
         ]
+
+    # --- provider health (reelbot/provider_health.py decides; SPEC §4 "Failover") ------------
+    async def _lock_quota(self, conn: Any, guild_id: int) -> None:
+        """Serialise charges in one guild (PostgreSQL: an advisory lock; SQLite's write
+        transaction already is one)."""
+        return  # SQLite's default; PostgresStore overrides it
+
+    _FOR_UPDATE = ""  # PostgreSQL: " FOR UPDATE"
+
+    async def provider_health(self) -> dict[str, Health]:
+        async with self._reading() as conn:
+            rows = await self._q(conn, "SELECT * FROM provider_health ORDER BY provider")
+        return {r["provider"]: _health_of(r) for r in rows}
+
+    async def record_provider_outcome(
+        self,
+        provider: str,
+        outcome: Outcome,
+        *,
+        now: float,
+        submit: bool = True,
+        probe: bool = False,
+        error: str | None = None,
+        cooloff_base: float = COOLOFF_BASE,
+    ) -> tuple[Health, Transition | None]:
+        """Apply one outcome to the provider's record, in one transaction: processes
+        recording at once take turns on the row, so exactly one sees a transition."""
+        async with self._transaction() as conn:
+            await self._x(
+                conn,
+                "INSERT INTO provider_health (provider) VALUES (?) ON CONFLICT (provider) "
+                "DO NOTHING",
+                (provider,),
+            )
+            rows = await self._q(
+                conn,
+                "SELECT * FROM provider_health WHERE provider = ?" + self._FOR_UPDATE,  # noqa: S608
+                (provider,),
+            )
+            before = _health_of(rows[0])
+            after, transition = apply_outcome(
+                before,
+                outcome,
+                now=now,
+                submit=submit,
+                probe=probe,
+                error=error,
+                cooloff_base=cooloff_base,
+            )
+            await self._x(
+                conn,
+                "UPDATE provider_health SET state = ?, streak = ?, down_since = ?, "
+                "retry_at = ?, cooloff = ?, reason = ?, last_error = ?, recent = ?, "
+                "probe_until = ?, updated_at = ? WHERE provider = ?",
+                (
+                    after.state,
+                    after.streak,
+                    after.down_since,
+                    after.retry_at,
+                    after.cooloff,
+                    after.reason,
+                    after.last_error,
+                    after.recent,
+                    after.probe_until,
+                    after.updated_at,
+                    provider,
+                ),
+            )
+        return after, transition
+
+    async def claim_probe(self, provider: str, *, now: float, lease: float = PROBE_LEASE) -> bool:
+        """Take the one probe of a down provider whose cool-off has ended; False when it
+        is not down, still cooling off, or another process holds the probe."""
+        async with self._transaction() as conn:
+            rows = await self._q(
+                conn,
+                "UPDATE provider_health SET probe_until = ? WHERE provider = ? "
+                "AND state = 'down' AND (retry_at IS NULL OR retry_at <= ?) "
+                "AND (probe_until IS NULL OR probe_until <= ?) RETURNING provider",
+                (now + lease, provider, now, now),
+            )
+        return bool(rows)
+
+    async def move_task(
+        self,
+        task_id: int,
+        *,
+        provider: str,
+        request: Mapping[str, Any],
+        price: int,
+        policy: QuotaPolicy,
+        now: float,
+    ) -> TaskRow | None:
+        """Failover: give a task that was never sent anywhere to another provider, and
+        its charge that provider's price, in one transaction: the old price back, the
+        new one taken under the same rules as a new request (server budget always, the
+        member's limit unless ``policy.enforce`` is off). Raises BudgetExceeded or
+        QuotaExceeded and changes nothing; None when the task is no longer a submit
+        that made nothing (it moved on meanwhile)."""
+        async with self._transaction() as conn:
+            rows = await self._q(
+                conn,
+                "SELECT * FROM tasks WHERE id = ?" + self._FOR_UPDATE,  # noqa: S608
+                (task_id,),
+            )
+            if not rows:
+                return None
+            task = rows[0]
+            if task["state"] != "submitting" or task["provider_task_id"]:
+                return None
+            await self._lock_quota(conn, task["guild_id"])
+            delta = price - int(task["quota_weight"])
+            if delta and not task["refunded"]:
+                if delta > 0:
+                    status = await self._quota_status(
+                        conn,
+                        task["guild_id"],
+                        task["requester_id"],
+                        now=now,
+                        default_limit=policy.default_limit,
+                        role_ids=policy.role_ids,
+                    )
+                    check_charge(status, delta, enforce=policy.enforce)
+                # Within the epoch it was charged in (a /quota reset since gave it back).
+                await self._x(
+                    conn,
+                    "UPDATE quota_usage SET used = CASE WHEN used + ? < 0 THEN 0 "
+                    "ELSE used + ? END "
+                    "WHERE guild_id = ? AND user_id = ? AND day = ? AND resets = ?",
+                    (
+                        delta,
+                        delta,
+                        task["guild_id"],
+                        task["requester_id"],
+                        task["quota_day"],
+                        task["quota_epoch"],
+                    ),
+                )
+            moved = await self._q(
+                conn,
+                "UPDATE tasks SET provider = ?, request_json = ?, quota_weight = ?, "
+                "submitted_at = NULL, submit_key = NULL, submit_call = NULL, "
+                "callback_token = NULL, error_streak = 0, updated_at = ? "
+                "WHERE id = ? RETURNING *",
+                (provider, json.dumps(dict(request)), price, now, task_id),
+            )
+        return TaskRow.from_mapping(moved[0])
+
+
+def _health_of(row: Mapping[str, Any]) -> Health:
+    return Health(
+        provider=row["provider"],
+        state=row["state"],
+        streak=int(row["streak"] or 0),
+        down_since=row["down_since"],
+        retry_at=row["retry_at"],
+        cooloff=float(row["cooloff"] or 0.0),
+        reason=row["reason"],
+        last_error=row["last_error"],
+        recent=row["recent"] or "",
+        probe_until=row["probe_until"],
+        updated_at=float(row["updated_at"] or 0.0),
+    )

@@ -509,6 +509,7 @@ class SqliteStore(SharedQueries):
         A lane is either one provider's in-flight tasks (submit and poll), or, with
         ``delivery``, the finished tasks whose final message is still to be posted.
         """
+        lane_params: tuple[str | None, ...]
         if delivery:
             lane, lane_params = "state IN ('succeeded', 'failed', 'cancelled')", ()
         else:
@@ -595,7 +596,21 @@ class SqliteStore(SharedQueries):
             (provider, limit),
         ) as cur:
             rows = await cur.fetchall()
-        return [float(r[0]) for r in reversed(rows)]
+        return [float(r[0]) for r in reversed(list(rows))]
+
+    async def recent_completions(
+        self, provider: str, *, limit: int
+    ) -> list[tuple[str | None, float]]:
+        async with self.db.execute(
+            "SELECT json_extract(request_json, '$.model'), finished_at - submitted_at "
+            "FROM tasks WHERE provider = ? AND kind = 'video' AND state = 'succeeded' "
+            "AND submitted_at IS NOT NULL AND finished_at IS NOT NULL ORDER BY id DESC LIMIT ?",
+            (provider, limit),
+        ) as cur:
+            rows = await cur.fetchall()
+        return [
+            (None if r[0] is None else str(r[0]), float(r[1])) for r in reversed(list(rows))
+        ]
 
     async def input_images_in_use(self, *, since: float) -> set[str]:
         async with self.db.execute(

@@ -13,6 +13,7 @@ from tests.doubles.test_discord_double import (  # noqa: F401 - fixtures
     restore_route_base,
     running_bot,
 )
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -95,3 +96,43 @@ async def test_clicks_selects_and_modals_reach_the_bot(
 
         with pytest.raises(ValueError, match="no component"):
             await double.click(sent.id, "nope", user_id=guild["alice"])
+
+
+async def test_message_commands_and_redelivered_interactions(
+    double: DiscordDouble,  # noqa: F811
+    guild: dict[str, int],  # noqa: F811
+) -> None:
+    """A message context-menu command arrives as Discord sends it (type 2, ``data.type``
+    3, ``target_id``, ``resolved.messages``); a redelivered interaction has the same id
+    and token, and only its first response is accepted."""
+    async with running_bot(double) as bot:
+        seen: list[tuple[int, str]] = []
+        errors: list[int] = []
+
+        async def animate(interaction: discord.Interaction, message: discord.Message) -> None:
+            seen.append((message.id, message.content))
+            try:
+                await interaction.response.send_message("got it", ephemeral=True)
+            except discord.HTTPException as exc:
+                errors.append(exc.code)
+
+        bot.tree.add_command(discord.app_commands.ContextMenu(name="Animate", callback=animate))
+        await bot.tree.sync()
+        [menu] = [c for c in double.commands() if c["type"] == 3]
+        assert menu["name"] == "Animate" and menu["description"] == ""
+
+        posted = await double.post_user_message(guild["channel"], guild["alice"], "a cat")
+        ix = await double.message_command("Animate", posted, user_id=guild["alice"])
+        assert ix.payload["type"] == 2
+        data = ix.payload["data"]
+        assert data["type"] == 3 and data["target_id"] == str(posted) and "options" not in data
+        assert data["resolved"]["messages"][str(posted)]["content"] == "a cat"
+        assert await ix.wait_for_content("got it")
+        assert seen == [(posted, "a cat")]
+
+        await double.redeliver(ix)
+        await eventually(lambda: errors, description="the second response refused")
+        assert errors == [40060] and len(ix.responses) == 1 and len(seen) == 2
+
+        with pytest.raises(Exception, match="never synced"):
+            await double.message_command("Nope", posted, user_id=guild["alice"])

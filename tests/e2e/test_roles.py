@@ -82,6 +82,9 @@ async def test_health_endpoint_reports_role_and_work(world_factory) -> None:
     assert body["status"] == "ok" and body["role"] == "all-in-one"
     assert body["shards"] is None and body["tasks_in_hand"] == 0
     assert isinstance(body["loop_lag_ms"], float)
+    # Each configured provider's state (SPEC §4 "Failover"), from the shared store.
+    assert set(body["providers"]) == {"higgsfield", "higgsfield_feed", "hiapi", "foxapi", "gptge"}
+    assert {p["state"] for p in body["providers"].values()} == {"up"}
 
 
 def test_json_logs_carry_task_context() -> None:

@@ -20,7 +20,9 @@ from typing import Any
 import pytest
 
 from doubles.harness import World, build_world
+from doubles.sandbox.run import SANDBOX_ENV as RUN_ENV
 from doubles.sandbox.web import Sandbox, WebApp
+from tests.helpers import all_tasks
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.browser]
 
@@ -36,7 +38,12 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SANDBOX_ENV = {"POLL_INTERVAL_SECONDS": "0.2", "POLL_MAX_INTERVAL_SECONDS": "0.5"}
+# The sandbox's own failover settings (doubles/sandbox/run.py), faster polls.
+SANDBOX_ENV = {
+    **RUN_ENV,
+    "POLL_INTERVAL_SECONDS": "0.2",
+    "POLL_MAX_INTERVAL_SECONDS": "0.5",
+}
 
 
 @pytest.fixture
@@ -176,7 +183,7 @@ async def test_a_visitor_uses_the_bot_end_to_end_in_the_browser(
     assert len(videos_delivered(world)) == 1
     assert "bob" not in (await final.locator(".reaction[data-emoji='🔁']").get_attribute("title"))
 
-    # Run again (alice's 🔁 on the final message, until the buttons land): a second video.
+    # Run again (alice's 🔁 on the final message; the buttons: see the action bar test).
     await page.select_option("#as-user", alice)
     await final.hover()
     await final.locator("[data-add-emoji='🔁']").click()
@@ -190,6 +197,23 @@ async def test_a_visitor_uses_the_bot_end_to_end_in_the_browser(
     await page.locator(f'[data-message-id="{second.id}"] video').wait_for()
     src = await page.locator(f'[data-message-id="{second.id}"] video').get_attribute("src")
     assert src and src.startswith(world.discord.base_url)
+
+    # The same through the action bar: bob's press of Run again is refused (privately,
+    # and nothing runs); alice's press makes a third video.
+    [_, second_task] = [t.id for t in sorted(await all_tasks(world), key=lambda t: t.id)]
+    again = page.locator(f"button[data-custom-id='reelbot:again:{second_task}']")
+    await page.select_option("#as-user", bob)
+    await again.click()
+    refusal = page.locator("#messages .msg.ephemeral", has_text="who asked for task")
+    await refusal.wait_for(timeout=10_000)
+    assert len(await all_tasks(world)) == 2
+    await page.select_option("#as-user", alice)
+    await again.click()
+    await world.discord.wait_for(lambda: len(videos_delivered(world)) == 3, timeout=40)
+    third = videos_delivered(world)[2]
+    await page.locator(f'[data-message-id="{third.id}"] video').wait_for(timeout=20_000)
+    here = sum(1 for v in videos_delivered(world) if v.channel_id == third.channel_id)
+    await page.wait_for_function(PLAYABLE, arg=here, timeout=20_000)
 
     assert errors == []
     shot = artifacts() / "sandbox.png"
@@ -315,8 +339,8 @@ async def test_provider_behaviours_ephemeral_answers_and_reset(
 async def test_buttons_containers_galleries_and_modals_go_through_the_double(
     browser: Any, sandbox: tuple[Sandbox, str]
 ) -> None:
-    """Reelbot sends no buttons yet: the bot's side is played over the double's REST
-    (a Components V2 message, then a modal answer), the visitor's side in the page."""
+    """Components Reelbot does not send (a Components V2 message, a modal answer) are
+    played over the double's REST as the bot's side; the visitor's side in the page."""
     import aiohttp
 
     box, url = sandbox
@@ -407,3 +431,104 @@ async def test_buttons_containers_galleries_and_modals_go_through_the_double(
     [row] = submit.payload["data"]["components"]
     assert row["components"] == [{"type": 4, "custom_id": "prompt", "value": "a cat, at night"}]
     await page.wait_for_selector(".modal", state="detached")
+
+
+async def test_a_stopped_provider_fails_over_in_the_sandbox(sandbox: tuple[Sandbox, str]) -> None:
+    """The operator's story (issue 16): stop hiapi's double in the controls, keep asking
+    without a provider, and the videos arrive from foxapi; /providers says why."""
+    box, url = sandbox
+    world = box.world
+    assert world is not None
+    alice = str(world.users["alice"])
+    status, _ = await post(url, {"action": "provider", "provider": "hiapi", "behaviour": "stopped"})
+    assert status == 200 and box.snapshot()["providers"]["hiapi"] == "stopped"
+    status, _ = await post(
+        url,
+        {
+            "action": "invoke",
+            "user_id": alice,
+            "command": "animate",
+            "options": {"prompt": "a lighthouse in a storm"},
+        },
+    )
+    assert status == 200
+    await world.discord.wait_for(
+        lambda: videos_delivered(world), timeout=30, description="a video from foxapi"
+    )
+    notes = [
+        m.content
+        for m in world.discord._state.messages.values()
+        if "hiapi is unavailable: sent to foxapi" in m.content
+    ]
+    assert notes, "the status message says where the request went"
+    assert world.providers["hiapi"].created_ids() == []
+    assert len(world.providers["foxapi"].created_ids()) == 1
+    status, answer = await post(url, {"action": "invoke", "user_id": alice, "command": "providers"})
+    shown = next(i for i in world.discord.interactions if str(i.id) == answer["interaction_id"])
+    text = await shown.wait_for_content("hiapi", timeout=10)
+    assert "degraded" in text or "down since" in text, text
+    # Back to normal: the double listens again on its old address.
+    status, _ = await post(url, {"action": "provider", "provider": "hiapi", "behaviour": "normal"})
+    assert status == 200 and world.providers["hiapi"]._runner is not None
+
+
+async def test_the_action_bar_and_the_animate_context_menu_in_the_browser(
+    browser: Any, sandbox: tuple[Sandbox, str]
+) -> None:
+    """Reelbot's own buttons, modals and message command, driven from the page."""
+    from doubles.harness import input_png
+    from tests.helpers import final_message, started
+
+    box, url = sandbox
+    world = box.world
+    assert world is not None
+    alice = str(world.users["alice"])
+    thread_id, task_id = await started(
+        world, await world.animate("alice", prompt="a paper boat", provider="gptge")
+    )
+    await final_message(world, thread_id, task_id, timeout=30)
+
+    page = await browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await page.goto(url)
+    await page.select_option("#as-user", alice)
+    await page.click(f'#channels [data-channel="{thread_id}"]')
+    again = page.locator(f"button[data-custom-id='reelbot:again:{task_id}']")
+    await again.wait_for()
+    remix = page.locator(f"button[data-custom-id='reelbot:remix:{task_id}']")
+    await remix.click()
+    await page.wait_for_selector(".modal textarea[name=prompt]")
+    assert await page.locator(".modal textarea[name=prompt]").input_value() == "a paper boat"
+    await page.locator(".modal textarea[name=prompt]").fill("a paper boat at night")
+    await page.click(".modal .submit")
+    await final_message(world, thread_id, task_id + 1, timeout=30)
+    remixed = await world.bot.store.get_task(task_id + 1)
+    assert remixed is not None and remixed.request["prompt"] == "a paper boat at night"
+
+    # Apps ▸ Animate on a member's picture in #videos.
+    posted = await world.discord.post_user_message(
+        world.channel_id, world.users["bob"], "my cat", [("cat.png", input_png(), "image/png")]
+    )
+    await page.click(f'#channels [data-channel="{world.channel_id}"]')
+    message = page.locator(f'[data-message-id="{posted}"]')
+    await message.hover()
+    await message.locator("[data-message-command='Animate']").click()
+    await page.wait_for_selector(".modal textarea[name=prompt]")
+    await page.locator(".modal textarea[name=prompt]").fill("the cat waves")
+    await page.locator(".modal input[name=provider]").fill("hiapi")
+    await page.click(".modal .submit")
+    submitted = await world.discord.wait_for(
+        lambda: next(
+            (
+                i
+                for i in world.discord.interactions
+                if i.type == 5 and "animate-modal" in i.payload["data"]["custom_id"]
+            ),
+            None,
+        ),
+        timeout=10,
+    )
+    thread2, made = await started(world, submitted)
+    await final_message(world, thread2, made, timeout=30)
+    assert errors == []

@@ -131,7 +131,9 @@ def test_a_success_without_output_fails_a_video_but_not_a_training() -> None:
 
 def test_a_success_records_the_outputs() -> None:
     status = TaskStatus(
-        state="succeeded", progress=100, raw_state="x" * 500,
+        state="succeeded",
+        progress=100,
+        raw_state="x" * 500,
         outputs=(Output(kind="video", url="https://cdn.example/v.mp4"),),
     )
     out = outcomes.from_status(task(state="running"), status, now=NOW, interval=1)
@@ -144,3 +146,23 @@ def test_provider_words_are_clipped() -> None:
     out = outcomes.failed(NOW, "c" * 500, "m" * 5000)
     assert len(out["error_code"]) == outcomes.MAX_PROVIDER_WORD
     assert len(out["error_message"]) == outcomes.MAX_ERROR_MESSAGE
+
+
+def test_a_refusal_of_a_named_provider_fails_naming_providers_that_are_up() -> None:
+    """Failover (SPEC §4): a request that named its provider is never moved; its failure
+    says which providers are up. A retry says nothing yet."""
+    credits = ProviderError(
+        ErrorKind.CREDITS, "balance too low", http_status=402, delivery=Delivery.REFUSED
+    )
+    up = "providers that are up: foxapi, gptge"
+    out = outcomes.submit_error(
+        task(provider="hiapi"), credits, idempotent=True, now=NOW, schedule=SCHEDULE, also=up
+    )
+    assert out["state"] == "failed" and out["error_message"].endswith(up)
+    limited = ProviderError(
+        ErrorKind.RATE_LIMITED, "slow", http_status=429, delivery=Delivery.REFUSED
+    )
+    retry = outcomes.submit_error(
+        task(provider="hiapi"), limited, idempotent=True, now=NOW, schedule=SCHEDULE, also=up
+    )
+    assert "state" not in retry and retry["error_streak"] == 1

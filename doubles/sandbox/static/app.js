@@ -404,6 +404,18 @@
       add.appendChild(b);
     }
     box.appendChild(add);
+    // Message context-menu commands the bot synced (Apps → name on this message).
+    for (const cmd of snap.commands || []) {
+      if (cmd.type !== 3) continue;
+      const b = el("button", "app-command", `Apps ▸ ${cmd.name}`);
+      b.type = "button";
+      b.dataset.messageCommand = cmd.name;
+      b.title = `Use the message command "${cmd.name}" on this message as you`;
+      b.onclick = () =>
+        act({ action: "message_command", name: cmd.name, channel_id: m.channel_id, message_id: m.id })
+          .then(() => showError(null), showError);
+      add.appendChild(b);
+    }
     return box;
   }
 
