@@ -306,7 +306,7 @@ class SqliteStore(SharedQueries):
         sql, params = self._update_statement(
             task_id, fields, release_owner=owner, expected_state=expected_state
         )
-        count = await self._batched(sql, params, fetch=False)
+        count: int = await self._batched(sql, params, fetch=False)
         return count == 1
 
     async def _batched(self, sql: str, params: Any, *, fetch: bool) -> Any:
@@ -330,7 +330,8 @@ class SqliteStore(SharedQueries):
                 try:
                     # aiosqlite's own queue to its thread (what execute() uses), with
                     # a function that runs the whole batch there.
-                    results = await self.db._execute(_write_batch, self.db, batch)
+                    run = self.db._execute  # untyped in aiosqlite
+                    results: list[Any] = await run(_write_batch, self.db, batch)  # type: ignore[no-untyped-call]
                 except sqlite3.Error:
                     # One bad statement must not fail its neighbours: one at a time.
                     log.warning(
@@ -608,9 +609,7 @@ class SqliteStore(SharedQueries):
             (provider, limit),
         ) as cur:
             rows = await cur.fetchall()
-        return [
-            (None if r[0] is None else str(r[0]), float(r[1])) for r in reversed(list(rows))
-        ]
+        return [(None if r[0] is None else str(r[0]), float(r[1])) for r in reversed(list(rows))]
 
     async def input_images_in_use(self, *, since: float) -> set[str]:
         async with self.db.execute(
