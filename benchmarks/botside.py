@@ -54,8 +54,8 @@ from benchmarks.workload import Workload
 from doubles.harness import free_port
 from providers import PROVIDER_IDS
 from providers.base import GenerationRequest, InputImage, Provider, TaskStatus
-from reelbot import messages
-from reelbot.app import Reelbot, build_providers, use_api_base
+from reelbot import buttons, messages
+from reelbot.app import ETA_SEED_LIMIT, Reelbot, build_providers, use_api_base
 from reelbot.config import load_config
 from reelbot.generations.kind import CALLBACK_TOKEN_BYTES, VideoKind, callback_url
 from reelbot.jobs import poller as poller_module
@@ -103,6 +103,31 @@ def bot_env(world: dict[str, Any], data_dir: Path, args: argparse.Namespace) -> 
         env[f"{pid.upper()}_API_KEY"] = world["api_key"]
         env[f"{pid.upper()}_BASE_URL"] = base
     return env
+
+
+async def eta_as_the_bot_shows(
+    store: SqliteStore, providers: dict[str, Provider]
+) -> Callable[[TaskRow], str | None]:
+    """The ETA phrase the bot will put in each status text (Reelbot.eta_for, seeded from
+    the same history), so the set-up's status texts are what the bot renders."""
+    book = buttons.EtaBook()
+    models: dict[str, Any] = {}
+    for pid in providers:
+        book.seed(pid, await store.recent_completions(pid, limit=ETA_SEED_LIMIT))
+        model = poller_module.CompletionModel()
+        for seconds in await store.recent_durations(pid, limit=model.capacity):
+            model.observe(seconds)
+        models[pid] = model
+
+    def eta(task: TaskRow) -> str | None:
+        provider = providers.get(task.provider)
+        if task.kind != "video" or provider is None:
+            return None
+        return book.text_for(
+            task, provider_model=models[task.provider], single_model=len(provider.models()) <= 1
+        )
+
+    return eta
 
 
 def callback_net(age: float, floor: float, ceiling: float, model: Any) -> float:
@@ -207,6 +232,7 @@ class Population:
         self.rng = rng
         self.serial_to_task: dict[int, int] = {}
         self.callback_base = ""  # PUBLIC_BASE_URL when the world calls back
+        self.eta: Callable[[TaskRow], str | None] | None = None  # the status's ETA phrase
         self.raw_words: dict[str, dict[str, str | None]] = {}  # pid -> state -> word
         self.next_serial = 0
         self.next_thread = 0
@@ -458,7 +484,9 @@ def _row_dict(row: TaskRow) -> dict[str, Any]:
     return {name: getattr(row, name) for name in row.__dataclass_fields__}
 
 
-def shift_times(db_path: Path, delta: float) -> None:
+def shift_times(
+    db_path: Path, delta: float, eta: Callable[[TaskRow], str | None] | None = None
+) -> None:
     """Move the set-up's timestamps by ``delta`` seconds (set-up time is not task age)."""
     with contextlib.closing(sqlite3.connect(db_path)) as db, db:
         db.execute(
@@ -469,13 +497,16 @@ def shift_times(db_path: Path, delta: float) -> None:
         )
         # The status text shows the start time: render it again, as the bot would have
         # (otherwise every task's first poll costs a Discord edit a steady state does not).
+        def render(task: TaskRow) -> str:
+            return messages.status_text(task, eta=eta(task) if eta else None)
+
         db.row_factory = sqlite3.Row
         rows = db.execute(
             "SELECT * FROM tasks WHERE status_text IS NOT NULL AND delivered = 0"
         ).fetchall()
         db.executemany(
             "UPDATE tasks SET status_text = ? WHERE id = ?",
-            [(messages.status_text(TaskRow.from_mapping(r)), r["id"]) for r in rows],
+            [(render(TaskRow.from_mapping(r)), r["id"]) for r in rows],
         )
 
 
@@ -511,6 +542,7 @@ async def prepare(
         providers = build_providers(config, session)
         await population.probe_raw_words(providers)
         await population.in_flight(store, providers, args.tasks, ref_wall)
+        population.eta = await eta_as_the_bot_shows(store, providers)
     finally:
         await store.close()
     log.warning("set-up of %d tasks took %.1f s", args.tasks, time.monotonic() - t0)
@@ -531,7 +563,7 @@ async def poller_round(args: argparse.Namespace, world: dict[str, Any]) -> dict[
             t_setup = time.monotonic()
             population, env, ref_wall = await prepare(world, args, data_dir, session)
             # Set-up took a while; the tasks' ages are as of now, when their clocks start.
-            shift_times(data_dir / "reelbot.db", time.time() - ref_wall)
+            shift_times(data_dir / "reelbot.db", time.time() - ref_wall, population.eta)
             await control(session, world, "POST", "/epoch", at=time.monotonic())
             setup_s = time.monotonic() - t_setup
             lag = LagMonitor()
