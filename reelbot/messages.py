@@ -84,6 +84,19 @@ def failover_lines(request: dict[str, Any]) -> list[str]:
     return [f"↪️ {short(str(note), FAILOVER_NOTE_LIMIT)}"] if note else []
 
 
+ETA_MARK = "-# ⏱️ "
+
+
+def shown_eta(status: str | None) -> str | None:
+    """The ETA phrase a status message already shows, if any: a task keeps the estimate
+    it was given (recomputing it as the medians drift would edit every message in
+    flight each time a rounded figure flips)."""
+    for line in (status or "").splitlines():
+        if line.startswith(ETA_MARK):
+            return line.removeprefix(ETA_MARK)
+    return None
+
+
 def status_text(task: TaskRow, *, eta: str | None = None) -> str:
     """The status message: prompt, provider, model, requester, state, progress, elapsed,
     and while in flight ``eta`` ("usually ready in about 4 min", reelbot/buttons.py)."""
@@ -117,7 +130,7 @@ def status_text(task: TaskRow, *, eta: str | None = None) -> str:
         lines.append(f"**Seed:** `{req['seed']}`")
     if task.state in ("submitting", "queued", "running"):
         if eta:
-            lines.append(f"-# ⏱️ {eta}")
+            lines.append(f"{ETA_MARK}{eta}")
         lines.append("-# Press Cancel or react ❌ to cancel.")
     return text.clip_message("\n".join(lines), footer(task))
 

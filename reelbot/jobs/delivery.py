@@ -86,7 +86,8 @@ class Delivery:
         fields to record (the poller writes them)."""
         if task.status_message_id is None:
             return {}
-        text = messages.status_text(task, eta=self.eta(task))
+        eta = messages.shown_eta(task.status_text) or self.eta(task)
+        text = messages.status_text(task, eta=eta)
         if text == task.status_text:
             return {}
         now = time.time()

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 
 import pytest
 
 from doubles.discord.model import Message
 from doubles.harness import World, input_png
 from doubles.providers import Step
+from reelbot.store.models import TaskRow
 from tests.helpers import (
     bot_reacted,
+    eventually,
     final_message,
     finals,
     refused,
@@ -355,6 +358,37 @@ async def test_the_status_shows_a_typical_wait_once_there_are_enough_completions
     ix = await world.animate("alice", prompt="how long", provider="hiapi")
     thread_id, task_id = await started(world, ix)
     await status_shows(world, thread_id, task_id, "usually ready in about 4 min")
+
+
+async def test_a_task_keeps_the_estimate_it_was_shown(world: World) -> None:
+    """Defect: the estimate was recomputed at every poll, so each time a rounded median
+    flipped (4 → 9 min here) every status message in flight was edited again."""
+    assert world.bot is not None
+    hiapi = world.bot.providers["hiapi"]
+    double = world.providers["hiapi"]
+    double.script_next([Step.running(10, polls=10_000)])
+    model = hiapi.default_model()
+    book = world.bot.delivery.eta_book
+    for _ in range(30):
+        book.observe(_finished("hiapi", model, seconds=250))
+    ix = await world.animate("alice", prompt="how long now", provider="hiapi")
+    thread_id, task_id = await started(world, ix)
+    status = await status_shows(world, thread_id, task_id, "Generating")
+    assert "usually ready in about 4 min" in status.content
+    edits = len(status.edits)
+    for _ in range(200):
+        book.observe(_finished("hiapi", model, seconds=540))
+    store = world.bot.store
+
+    async def recorded() -> TaskRow | None:  # the store knows what the message shows
+        row = await store.get_task(task_id)
+        return row if row is not None and row.status_text == status.content else None
+
+    task = await eventually(recorded, description="the shown status recorded")
+    # The next poll's re-render, with no throttle to hide an edit.
+    fields = await world.bot.delivery.update_status(replace(task, status_edited_at=0.0))
+    assert fields == {} and len(status.edits) == edits, [e.content for e in status.edits[edits:]]
+    assert "about 4 min" in status.content
 
 
 def _finished(provider: str, model: str | None, *, seconds: float):
