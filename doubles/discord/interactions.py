@@ -201,23 +201,9 @@ class InteractionService:
         interaction_id, token, payload = self._payload(
             interaction_type, command, options_payload, resolved, guild, channel, user_id, locale
         )
-        interaction = Interaction(
-            id=interaction_id,
-            token=token,
-            type=interaction_type,
-            application_id=self._state.application_id,
-            guild_id=guild.id,
-            channel_id=channel.id,
-            user_id=user_id,
-            command_name=path,
-            payload=payload,
-            attachment_size_limit=guild.upload_limit,
-            _state=self._state,
+        return self._record(
+            interaction_id, token, interaction_type, path, payload, guild, channel, user_id
         )
-        self._state.interactions[interaction.id] = interaction
-        self._by_token[token] = interaction
-        self._state.notifier.notify()
-        return interaction
 
     def create_message_command(
         self,
@@ -245,23 +231,9 @@ class InteractionService:
         data.pop("options", None)  # context-menu commands carry none
         data["target_id"] = str(message.id)
         data["resolved"] = {"messages": {str(message.id): self._ops.payloads.message(message)}}
-        interaction = Interaction(
-            id=interaction_id,
-            token=token,
-            type=APPLICATION_COMMAND,
-            application_id=self._state.application_id,
-            guild_id=guild.id,
-            channel_id=channel.id,
-            user_id=user_id,
-            command_name=name,
-            payload=payload,
-            attachment_size_limit=guild.upload_limit,
-            _state=self._state,
+        return self._record(
+            interaction_id, token, APPLICATION_COMMAND, name, payload, guild, channel, user_id
         )
-        self._state.interactions[interaction.id] = interaction
-        self._by_token[token] = interaction
-        self._state.notifier.notify()
-        return interaction
 
     def create_from_message(
         self,
@@ -286,6 +258,31 @@ class InteractionService:
         payload["data"] = data
         if message is not None:
             payload["message"] = self._ops.payloads.message(message)
+        return self._record(
+            interaction_id,
+            token,
+            interaction_type,
+            str(data.get("custom_id", "")),
+            payload,
+            guild,
+            channel,
+            user_id,
+            source_message_id=None if message is None else message.id,
+        )
+
+    def _record(
+        self,
+        interaction_id: int,
+        token: str,
+        interaction_type: int,
+        name: str,
+        payload: dict[str, Any],
+        guild: Any,
+        channel: Any,
+        user_id: int,
+        source_message_id: int | None = None,
+    ) -> Interaction:
+        """Keep a new interaction (by id and by token) and announce the change."""
         interaction = Interaction(
             id=interaction_id,
             token=token,
@@ -294,10 +291,10 @@ class InteractionService:
             guild_id=guild.id,
             channel_id=channel.id,
             user_id=user_id,
-            command_name=str(data.get("custom_id", "")),
+            command_name=name,
             payload=payload,
             attachment_size_limit=guild.upload_limit,
-            source_message_id=None if message is None else message.id,
+            source_message_id=source_message_id,
             _state=self._state,
         )
         self._state.interactions[interaction.id] = interaction
