@@ -12,8 +12,8 @@ import aiohttp
 from dotenv import load_dotenv
 
 from reelbot.config import Config, ConfigError, load_config
-from reelbot.logs import setup_logging
-from reelbot.roles import ALL_IN_ONE, WORKER, Role, parse_shards
+from reelbot.ops.logs import setup_logging
+from reelbot.ops.roles import ALL_IN_ONE, WORKER, Role, parse_shards
 
 log = logging.getLogger("reelbot")
 

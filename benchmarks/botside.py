@@ -495,6 +495,7 @@ def shift_times(
             "updated_at = updated_at + ?",
             (delta,) * 5,
         )
+
         # The status text shows the start time: render it again, as the bot would have
         # (otherwise every task's first poll costs a Discord edit a steady state does not).
         def render(task: TaskRow) -> str:

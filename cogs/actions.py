@@ -24,9 +24,9 @@ from discord.ext import commands
 
 from reelbot import buttons, text, vocabulary
 from reelbot.buttons import ANIMATE_MODAL, HANDLER_COG, REMIX_MODAL, Action
+from reelbot.generations.service import MAX_PROMPT, MAX_SEED, AnimateRequest, UserError, clean_text
 from reelbot.jobs.inputs import ALLOWED_IMAGE_TYPES
 from reelbot.permissions import interaction_is_moderator
-from reelbot.service import MAX_PROMPT, MAX_SEED, AnimateRequest, UserError, clean_text
 from reelbot.store.models import TaskRow
 
 if TYPE_CHECKING:

@@ -15,10 +15,10 @@ from discord.ext import commands
 from cogs.choices import choices
 from providers.base import Provider
 from reelbot import messages, text
-from reelbot.characters import character_ref
+from reelbot.characters.service import character_ref
+from reelbot.generations.service import AnimateRequest, UserError
 from reelbot.motions import MotionCache
 from reelbot.permissions import interaction_is_moderator, member_is_moderator
-from reelbot.service import AnimateRequest, UserError
 from reelbot.store.models import TaskRow
 from reelbot.vocabulary import CANCEL_EMOJI, NO_PINGS, RETRY_EMOJI
 
@@ -35,7 +35,6 @@ NAME_MAX = 100  # model, character and motion names / ids
 Prompt = app_commands.Range[str, 1, PROMPT_MAX]
 Name = app_commands.Range[str, 1, NAME_MAX]
 Choice = app_commands.Range[str, 1, 32]  # provider ids, aspect ratios, resolutions
-
 
 
 class Animate(commands.Cog):

@@ -12,9 +12,9 @@ from discord.ext import commands
 
 from cogs.choices import choices
 from reelbot import text
-from reelbot.characters import MAX_IMAGES, MIN_IMAGES, character_ref, panel_text
+from reelbot.characters.service import MAX_IMAGES, MIN_IMAGES, character_ref, panel_text
+from reelbot.generations.service import UserError
 from reelbot.permissions import interaction_is_moderator
-from reelbot.service import UserError
 from reelbot.vocabulary import NO_PINGS
 
 if TYPE_CHECKING:
@@ -24,10 +24,9 @@ log = logging.getLogger(__name__)
 
 STATE_ICONS = {"collecting": "📸", "training": "⏳", "ready": "✅", "failed": "❌"}
 # max_length of the string options (without one Discord accepts 6000 characters).
-NewName = app_commands.Range[str, 1, 32]  # reelbot.characters.validate_name allows 32
+NewName = app_commands.Range[str, 1, 32]  # reelbot.characters.service.validate_name allows 32
 Name = app_commands.Range[str, 1, 100]  # a name, or the id autocomplete sends
 ProviderId = app_commands.Range[str, 1, 32]
-
 
 
 @app_commands.guild_only()

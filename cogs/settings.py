@@ -11,8 +11,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from reelbot import text
+from reelbot.generations.service import UserError
 from reelbot.permissions import interaction_is_moderator
-from reelbot.service import UserError
 from reelbot.settings import ServerSettings, SettingsError
 
 if TYPE_CHECKING:

@@ -25,7 +25,7 @@ from doubles.providers import ProviderDouble, make_double
 from providers import PROVIDER_IDS
 from reelbot.app import Reelbot, use_api_base
 from reelbot.config import DEFAULT_API_BASE, Config, load_config
-from reelbot.roles import Role
+from reelbot.ops.roles import Role
 from reelbot.store import open_store
 from reelbot.store.models import TaskRow
 

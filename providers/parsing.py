@@ -23,6 +23,7 @@ MODERATION_MESSAGE = "blocked by the provider's content filter"
 NO_OUTPUT_MESSAGE = "the provider reported success but returned no output"
 MAX_MESSAGE = 300
 
+
 # --- reading values ------------------------------------------------------------------------
 def malformed(what: str, *, http_status: int | None = 200) -> ProviderError:
     """A 2xx answer we cannot use: after a submit, the task may exist all the same."""

@@ -24,19 +24,19 @@ from providers import provider_class
 from providers.base import Provider
 from providers.http import ProviderHttp
 from reelbot.callbacks import CallbackServer, ShortLinks
-from reelbot.characters import Characters, TrainingKind
+from reelbot.characters.service import Characters, TrainingKind
 from reelbot.config import DEFAULT_API_BASE, Config
+from reelbot.failover.book import HealthBook
 from reelbot.generations.kind import VideoKind
-from reelbot.health import HealthServer
-from reelbot.health_book import HealthBook
+from reelbot.generations.service import Generations, UserError
 from reelbot.jobs.delivery import Delivery, DeliverySettings
 from reelbot.jobs.downloads import download_session
 from reelbot.jobs.failover import SubmitFailover
 from reelbot.jobs.inputs import InputStore
 from reelbot.jobs.kinds import JobKinds
 from reelbot.jobs.poller import Poller, PollerSettings
-from reelbot.roles import ALL_IN_ONE, Role
-from reelbot.service import Generations, UserError
+from reelbot.ops.health import HealthServer
+from reelbot.ops.roles import ALL_IN_ONE, Role
 from reelbot.spending import member_roles_via
 from reelbot.store import Store, open_store
 from reelbot.store.models import QuotaPolicy, TaskRow

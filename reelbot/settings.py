@@ -27,7 +27,7 @@ AUDIT_PAGE = 10
 class SettingsError(Exception):
     """A refused request or setting; the message is shown to the user, ephemerally.
 
-    Callers turn it into ``reelbot.service.UserError`` (this module cannot import the
+    Callers turn it into ``reelbot.generations.service.UserError`` (this module cannot import the
     service, which calls it)."""
 
 

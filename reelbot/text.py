@@ -48,6 +48,7 @@ _TOKEN = re.compile(
 # would leave a base without its accent, skin tone or joined emoji.
 _JOINERS = {"\u200d", "\ufe0e", "\ufe0f"}
 
+
 def utf16_len(text: str) -> int:
     return len(text.encode("utf-16-le", "surrogatepass")) // 2
 

@@ -77,9 +77,7 @@ async def final_message(
 
 def finals(world: World, channel_id: int, task_id: int) -> list[Message]:
     return [
-        m
-        for m in bot_messages(world, channel_id)
-        if vocabulary.is_final_text(m.content, task_id)
+        m for m in bot_messages(world, channel_id) if vocabulary.is_final_text(m.content, task_id)
     ]
 
 
@@ -157,8 +155,11 @@ class Gate:
 
     async def wait_reached(self, calls: int = 1, timeout: float = TIMEOUT) -> None:
         await asyncio.wait_for(self.reached.wait(), timeout)
-        await eventually(lambda: self.calls >= calls, timeout=timeout,
-                         description=f"{calls} call(s) to reach the gate")
+        await eventually(
+            lambda: self.calls >= calls,
+            timeout=timeout,
+            description=f"{calls} call(s) to reach the gate",
+        )
 
     def release(self) -> None:
         self._open = True
@@ -320,7 +321,10 @@ class MediaHost:
     at a :class:`Gate` once the response has started (a download in progress)."""
 
     def __init__(
-        self, *, gate: Gate | None = None, body: bytes | None = None,
+        self,
+        *,
+        gate: Gate | None = None,
+        body: bytes | None = None,
         content_type: str = "video/mp4",
     ) -> None:
         self.gate = gate
@@ -371,8 +375,12 @@ async def invoke_in_dm(world: World, command: str, user: str = "alice", **option
     double = world.discord
     await double.wait_for_gateway(None)
     ix = double._interactions.create(
-        command, guild_id=world.guild_id, channel_id=world.channel_id,
-        user_id=world.users[user], options=options, attachments={},
+        command,
+        guild_id=world.guild_id,
+        channel_id=world.channel_id,
+        user_id=world.users[user],
+        options=options,
+        attachments={},
     )
     payload = ix.payload
     member = payload.pop("member")

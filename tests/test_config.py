@@ -104,13 +104,20 @@ def test_a_bad_database_url_names_both_backends_but_not_its_secrets() -> None:
     assert "hunter2" not in str(info.value)
 
 
-@pytest.mark.parametrize("url, shown", [
-    ("postgresql://reel:s3cr%23t@db:5432/reelbot", "postgresql://reel:***@db:5432/reelbot"),
-    ("postgres://reel:s3cr%23t@db/reelbot?sslmode=require",
-     "postgres://reel:***@db/reelbot?sslmode=require"),
-    ("postgresql://reel@db/reelbot?password=s3cr%23t&sslmode=require",
-     "postgresql://reel@db/reelbot?password=***&sslmode=require"),
-])
+@pytest.mark.parametrize(
+    "url, shown",
+    [
+        ("postgresql://reel:s3cr%23t@db:5432/reelbot", "postgresql://reel:***@db:5432/reelbot"),
+        (
+            "postgres://reel:s3cr%23t@db/reelbot?sslmode=require",
+            "postgres://reel:***@db/reelbot?sslmode=require",
+        ),
+        (
+            "postgresql://reel@db/reelbot?password=s3cr%23t&sslmode=require",
+            "postgresql://reel@db/reelbot?password=***&sslmode=require",
+        ),
+    ],
+)
 def test_no_database_password_in_the_config_repr(url: str, shown: str) -> None:
     config = load_config({"DISCORD_TOKEN": "tok-en", "DATABASE_URL": url})
     assert config.database_url == url  # the store still gets the real URL
@@ -120,11 +127,13 @@ def test_no_database_password_in_the_config_repr(url: str, shown: str) -> None:
 
 
 def test_no_credentials_of_a_provider_base_url_in_the_config_repr() -> None:
-    config = load_config({
-        "DISCORD_TOKEN": "t",
-        "HIAPI_API_KEY": "key-1",
-        "HIAPI_BASE_URL": "https://user:pa55@proxy.example/hiapi",
-    })
+    config = load_config(
+        {
+            "DISCORD_TOKEN": "t",
+            "HIAPI_API_KEY": "key-1",
+            "HIAPI_BASE_URL": "https://user:pa55@proxy.example/hiapi",
+        }
+    )
     text = repr(config)
     assert "pa55" not in text and "key-1" not in text
     assert "https://user:***@proxy.example/hiapi" in text
@@ -132,7 +141,11 @@ def test_no_credentials_of_a_provider_base_url_in_the_config_repr() -> None:
 
 def test_a_bad_base_url_error_does_not_echo_its_credentials() -> None:
     with pytest.raises(ConfigError) as info:
-        load_config({
-            "DISCORD_TOKEN": "t", "HIAPI_API_KEY": "k", "HIAPI_BASE_URL": "ftp://u:hunter2@h/x",
-        })
+        load_config(
+            {
+                "DISCORD_TOKEN": "t",
+                "HIAPI_API_KEY": "k",
+                "HIAPI_BASE_URL": "ftp://u:hunter2@h/x",
+            }
+        )
     assert "HIAPI_BASE_URL" in str(info.value) and "hunter2" not in str(info.value)

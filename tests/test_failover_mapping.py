@@ -1,4 +1,4 @@
-"""Failover's options mapping and decisions (reelbot/failover.py), at unit level: for
+"""Failover's options mapping and decisions (reelbot/failover/mapping.py), at unit level: for
 each pair of providers, a request made for the first, as the second takes it; and
 whatever the mapping gives passes the second adapter's own local checks."""
 
@@ -10,7 +10,8 @@ import pytest
 
 from providers import PROVIDER_IDS, provider_class
 from providers.base import Delivery, ErrorKind, ProviderError
-from reelbot.failover import (
+from reelbot.failover.health import Health, Outcome, apply
+from reelbot.failover.mapping import (
     ACCEPTS,
     Unfit,
     candidates,
@@ -22,7 +23,6 @@ from reelbot.failover import (
     options,
     refusal_moves,
 )
-from reelbot.provider_health import Health, Outcome, apply
 
 IMG = {"sha256": "ab", "content_type": "image/png", "url": "https://cdn.example/a.png"}
 # A request each provider could have been given by /animate.

@@ -89,7 +89,7 @@ TASK_WRITES = {"update_task", "release", "mark_delivered", "refund", "claim_due"
 ALLOWED_WRITERS = {
     "reelbot.jobs.poller",  # the only writer of a claimed row
     "reelbot.jobs.lease",  # the poller's handle, passed to the step it runs
-    "reelbot.service",  # the request half: before the poller ever sees the task
+    "reelbot.generations.service",  # the request half: before the poller ever sees the task
     "reelbot.app",  # start-up: release_all_leases in a single process
 }
 

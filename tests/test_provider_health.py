@@ -1,4 +1,4 @@
-"""The health model per provider (reelbot/provider_health.py): thresholds, cool-off
+"""The health model per provider (reelbot/failover/health.py): thresholds, cool-off
 growth, the single probe; and its store table on both backends, shared by processes."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from providers.base import Delivery
 from providers.base import ErrorKind as K
 from providers.base import ProviderError as E
-from reelbot.provider_health import (
+from reelbot.failover.health import (
     COOLOFF_BASE,
     COOLOFF_MAX,
     DOWN_AFTER,

@@ -34,7 +34,7 @@ def test_no_voice_warnings_at_start(tmp_path: Path) -> None:
     # fresh process (discord.py warns once per process).
     code = (
         "from reelbot.config import load_config\n"
-        "from reelbot.logs import setup_logging\n"
+        "from reelbot.ops.logs import setup_logging\n"
         "from reelbot.app import Reelbot\n"
         "import logging\n"
         "config = load_config()\n"
@@ -43,8 +43,12 @@ def test_no_voice_warnings_at_start(tmp_path: Path) -> None:
         "logging.getLogger('discord.client').warning('another discord warning')\n"
     )
     proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=_env(tmp_path),
-        capture_output=True, text=True, timeout=30,
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert proc.returncode == 0, proc.stderr
     assert "voice will NOT be supported" not in proc.stderr
@@ -67,8 +71,12 @@ def test_discord_unreachable_at_start_is_one_line_retried_and_sigterm_exits_0(
         else "http://discord.reelbot-test.invalid/api/v10"
     )
     proc = subprocess.Popen(
-        [sys.executable, "bot.py"], cwd=ROOT, env=_env(tmp_path, DISCORD_API_BASE=base),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [sys.executable, "bot.py"],
+        cwd=ROOT,
+        env=_env(tmp_path, DISCORD_API_BASE=base),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     lines: list[str] = []
     try:
@@ -91,7 +99,8 @@ def test_discord_unreachable_at_start_is_one_line_retried_and_sigterm_exits_0(
     assert all(host in line and "retrying in" in line for line in tries), tries
     # one line per attempt, nothing else between them but the INFO lines of start/stop
     noise = [
-        line for line in output.splitlines()
+        line
+        for line in output.splitlines()
         if line.strip() and "cannot reach Discord" not in line and " INFO " not in line
     ]
     assert noise == [], output

@@ -48,6 +48,8 @@ def find_component(components: Sequence[dict[str, Any]], custom_id: str) -> dict
         if found is not None:
             return found
     return None
+
+
 # Called with every DiscordDouble built (tests check each one's refusals at teardown).
 _created_hooks: list[Callable[[DiscordDouble], None]] = []
 AttachmentSpec = tuple[str, bytes, str | None]  # (filename, data, content_type)
@@ -378,7 +380,11 @@ class DiscordDouble:
         if values is not None:
             data["values"] = list(values)
         interaction = self._interactions.create_from_message(
-            3, message, guild_id=channel.guild_id, channel_id=channel.id, user_id=user_id,
+            3,
+            message,
+            guild_id=channel.guild_id,
+            channel_id=channel.id,
+            user_id=user_id,
             data=data,
         )
         self._gateway.dispatch("INTERACTION_CREATE", interaction.payload, guild_id=channel.guild_id)
@@ -404,19 +410,27 @@ class DiscordDouble:
             # Action rows of text inputs, or Components V2 labels wrapping one.
             inner = row.get("components") or ([row["component"]] if "component" in row else [])
             fields = [
-                {"type": c.get("type", 4), "custom_id": c["custom_id"],
-                 "value": values.get(c["custom_id"], "")}
-                for c in inner if "custom_id" in c
+                {
+                    "type": c.get("type", 4),
+                    "custom_id": c["custom_id"],
+                    "value": values.get(c["custom_id"], ""),
+                }
+                for c in inner
+                if "custom_id" in c
             ]
             rows.append({"type": row.get("type", 1), "components": fields})
         assert opened_by.guild_id is not None
         await self.wait_for_gateway(opened_by.guild_id, timeout=connect_timeout)
         source = (
-            None if opened_by.source_message_id is None
+            None
+            if opened_by.source_message_id is None
             else self._state.messages[opened_by.source_message_id]
         )
         interaction = self._interactions.create_from_message(
-            5, source, guild_id=opened_by.guild_id, channel_id=opened_by.channel_id,
+            5,
+            source,
+            guild_id=opened_by.guild_id,
+            channel_id=opened_by.channel_id,
             user_id=opened_by.user_id,
             data={"custom_id": modal.get("custom_id", ""), "components": rows},
         )

@@ -300,9 +300,7 @@ def check_components(payload: dict[str, Any], errors: Errors) -> None:
         _check_classic(components, errors)
 
 
-def check_attachments(
-    payload: dict[str, Any], upload_names: Sequence[str], errors: Errors
-) -> None:
+def check_attachments(payload: dict[str, Any], upload_names: Sequence[str], errors: Errors) -> None:
     for index, entry in enumerate(payload.get("attachments") or []):
         if isinstance(entry, dict) and "filename" in entry:
             max_text(errors, ["attachments", index, "filename"], entry["filename"], FILENAME)

@@ -29,7 +29,6 @@ ROLE_MENTION_RE = re.compile(r"<@&(\d+)>")
 UNSAFE_FILENAME_RE = re.compile(r"[^\w.\-]")
 
 
-
 @dataclass
 class UploadedFile:
     index: int

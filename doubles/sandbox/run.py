@@ -150,9 +150,7 @@ async def serve(tmp: Path, *, port: int = 0, stop: asyncio.Event | None = None) 
     async def build() -> World:
         data_dir = tmp / f"world-{next(worlds)}"
         data_dir.mkdir()
-        return await build_world(
-            data_dir, provider_ids=PROVIDER_IDS, env=SANDBOX_ENV, **CALLBACKS
-        )
+        return await build_world(data_dir, provider_ids=PROVIDER_IDS, env=SANDBOX_ENV, **CALLBACKS)
 
     sandbox = Sandbox(build)
     narrators: list[asyncio.Task[None]] = []

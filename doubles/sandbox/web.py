@@ -70,7 +70,7 @@ def apply_behaviour(double: ProviderDouble, behaviour: str) -> None:
 
 
 async def set_listening(double: ProviderDouble, listening: bool) -> None:
-    """"stopped": the double stops listening (a connection refused, as a provider that is
+    """ "stopped": the double stops listening (a connection refused, as a provider that is
     down); any other mode listens again, on the same port (its base URL stays valid)."""
     running = double._runner is not None
     if not listening and running:

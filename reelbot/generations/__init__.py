@@ -1,1 +1,1 @@
-"""Videos: the request half (reelbot/service.py) and their job kind."""
+"""Videos: the request half (service.py) and their job kind (kind.py)."""

@@ -39,9 +39,7 @@ class VideoKind(JobKind):
             req = VideoRequest.from_stored(task.request)
             image = None
             if req.image:
-                image = await self.inputs.input_image(
-                    req.image, refresh=task.retry_of is not None
-                )
+                image = await self.inputs.input_image(req.image, refresh=task.retry_of is not None)
             request = req.generation(image)
             token = self._callback_token(provider)
             url = None

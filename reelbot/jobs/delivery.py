@@ -216,9 +216,7 @@ class Delivery:
         channel = self.client.get_partial_messageable(
             task.delivery_channel_id, guild_id=task.guild_id
         )
-        since = discord.utils.time_snowflake(
-            _utc(task.delivery_sent_at - CLOCK_SKEW), high=False
-        )
+        since = discord.utils.time_snowflake(_utc(task.delivery_sent_at - CLOCK_SKEW), high=False)
         until = task.delivery_sent_at + SEND_WINDOW + CLOCK_SKEW
         try:
             async for message in channel.history(

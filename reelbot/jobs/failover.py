@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from providers.base import ProviderError
-from reelbot import failover
-from reelbot.health_book import HealthBook, Move, NoMove
+from reelbot.failover import mapping
+from reelbot.failover.book import HealthBook, Move, NoMove
+from reelbot.failover.health import Outcome, describe
 from reelbot.jobs.lease import Lease
-from reelbot.provider_health import Outcome, describe
 from reelbot.store.models import BudgetExceeded, QuotaExceeded, QuotaPolicy, TaskRow
 
 log = logging.getLogger(__name__)
@@ -78,14 +78,14 @@ class SubmitFailover:
         # that may move is gated on every attempt (moved as soon as its provider is down).
         if task.kind != "video" or task.submitted_at is not None:
             return Gate()
-        if task.error_streak and not failover.may_move(task.kind, task.request):
+        if task.error_streak and not mapping.may_move(task.kind, task.request):
             return Gate()
         seen = await self.book.gate(task.provider)
         if seen != "skip":
             return Gate(probe=seen == "probe")
         health = (await self.book.snapshot()).get(task.provider)
         state = describe(health)
-        if failover.may_move(task.kind, task.request):
+        if mapping.may_move(task.kind, task.request):
             found = await self.book.find_move(
                 task.provider, task.request, exclude=_tried(task.request)
             )
@@ -123,9 +123,9 @@ class SubmitFailover:
         await self.book.record_submit_error(task.provider, exc, probe=probe)
         if unsure or exc.ambiguous:
             return None  # never pay twice: the provider may have it
-        if not failover.may_move(task.kind, task.request):
+        if not mapping.may_move(task.kind, task.request):
             return None
-        if not failover.refusal_moves(exc, retries_left=retries_left):
+        if not mapping.refusal_moves(exc, retries_left=retries_left):
             return None
         found = await self.book.find_move(
             task.provider, task.request, exc, exclude=_tried(task.request)

@@ -128,9 +128,7 @@ def submit_error(
                 fields |= {"submit_call": None, "submit_key": None}
         return fields
     if exc.kind is ErrorKind.AUTH:
-        log.error(
-            "%s rejected the API key: check %s_API_KEY", task.provider, task.provider.upper()
-        )
+        log.error("%s rejected the API key: check %s_API_KEY", task.provider, task.provider.upper())
     if unsure:
         log.warning(
             "task %s: %s may have received the submit (%r); not sending it again",

@@ -28,7 +28,7 @@ from providers.base import (
     ProviderError,
     TaskStatus,
 )
-from reelbot.failover import refused_by_provider
+from reelbot.failover.mapping import refused_by_provider
 from reelbot.jobs import outcomes
 from reelbot.jobs.failover import SubmitFailover, up_note
 from reelbot.jobs.inputs import InputStore

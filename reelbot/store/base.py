@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Protocol
 
-from reelbot.provider_health import Health, Outcome, Transition
+from reelbot.failover.health import Health, Outcome, Transition
 from reelbot.store.models import (
     CallbackHint,
     CharacterImage,
@@ -175,7 +175,7 @@ class Store(Protocol):
         error: str | None = None,
         cooloff_base: float = ...,
     ) -> tuple[Health, Transition | None]:
-        """Apply one outcome (reelbot/provider_health.apply) atomically; the new record
+        """Apply one outcome (reelbot/failover/health.apply) atomically; the new record
         and the transition it caused, seen by exactly one caller."""
         ...
 

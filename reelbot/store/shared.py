@@ -20,8 +20,8 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from reelbot.provider_health import COOLOFF_BASE, PROBE_LEASE, Health, Outcome, Transition
-from reelbot.provider_health import apply as apply_outcome
+from reelbot.failover.health import COOLOFF_BASE, PROBE_LEASE, Health, Outcome, Transition
+from reelbot.failover.health import apply as apply_outcome
 from reelbot.store.models import (
     BudgetExceeded,
     CharacterImage,
@@ -92,9 +92,7 @@ class SharedQueries(ABC):
     def _reading(self) -> AbstractAsyncContextManager[Any]: ...
 
     @abstractmethod
-    async def _q(
-        self, conn: Any, sql: str, params: Sequence[Any] = ()
-    ) -> list[dict[str, Any]]: ...
+    async def _q(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]: ...
 
     @abstractmethod
     async def _x(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> None: ...
@@ -407,7 +405,7 @@ class SharedQueries(ABC):
             for r in rows
         ]
 
-    # --- provider health (reelbot/provider_health.py decides; SPEC §4 "Failover") ------------
+    # --- provider health (reelbot/failover/health.py decides; SPEC §4 "Failover") ------------
     async def _lock_quota(self, conn: Any, guild_id: int) -> None:
         """Serialise charges in one guild (PostgreSQL: an advisory lock; SQLite's write
         transaction already is one)."""

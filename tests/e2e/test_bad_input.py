@@ -38,7 +38,9 @@ BAD_OPTIONS = {
     "seed_over_int32": ({"prompt": "a cat", "seed": 2**31}, ["`seed`"]),
     "unknown_model": ({"prompt": "a cat", "model": "sora-9000"}, ["`sora-9000`", "not a model"]),
     "model_of_another_provider": (
-        {"prompt": "a cat", "provider": "foxapi", "model": "seedance-2-0"}, ["not a model"]),
+        {"prompt": "a cat", "provider": "foxapi", "model": "seedance-2-0"},
+        ["not a model"],
+    ),
     "option_the_provider_lacks": (
         {"prompt": "a cat", "provider": "hiapi", "negative_prompt": "dogs"},
         ["does not support", "`negative_prompt`", "gptge"],
@@ -48,23 +50,35 @@ BAD_OPTIONS = {
         ["does not support", "`motion`"],
     ),
     "text_only_to_image_only_provider": (
-        {"prompt": "a cat", "provider": "higgsfield_feed"}, ["only animates an image"]),
+        {"prompt": "a cat", "provider": "higgsfield_feed"},
+        ["only animates an image"],
+    ),
     "duration_the_provider_cannot_make": (
-        {"prompt": "a cat", "provider": "gptge", "duration": 7}, ["`gptge`", "6 or 10"]),
+        {"prompt": "a cat", "provider": "gptge", "duration": 7},
+        ["`gptge`", "6 or 10"],
+    ),
     "seed_out_of_the_providers_range": (
         {"prompt": "a cat", "provider": "higgsfield_feed", "seed": 0, "image": PNG},
         ["`higgsfield_feed`", "seeds from 1"],
-        ),
+    ),
 }
 
 # name: (filename, bytes, declared content type, needles)
 BAD_ATTACHMENTS = {
     "text_file": ("notes.txt", b"just some text", "text/plain", ["notes.txt", "not a PNG"]),
-    "png_name_but_not_an_image": ("cat.png", b"MZ\x90\x00 not an image", "image/png",
-                                  ["cat.png", "not a PNG"]),
+    "png_name_but_not_an_image": (
+        "cat.png",
+        b"MZ\x90\x00 not an image",
+        "image/png",
+        ["cat.png", "not a PNG"],
+    ),
     "gif": ("cat.gif", b"GIF89a" + b"\x00" * 32, "image/gif", ["not a PNG"]),
-    "svg": ("cat.svg", b"<svg xmlns='http://www.w3.org/2000/svg'/>", "image/svg+xml",
-            ["not a PNG"]),
+    "svg": (
+        "cat.svg",
+        b"<svg xmlns='http://www.w3.org/2000/svg'/>",
+        "image/svg+xml",
+        ["not a PNG"],
+    ),
     "over_20_mib": ("huge.png", PNG + b"\x00" * (20 * MiB), "image/png", ["20 MiB"]),
 }
 
@@ -73,8 +87,11 @@ def assert_nothing_happened(world: World) -> None:
     """No provider call, no thread, no bot message in the channel."""
     assert not [d.protocol for d in world.providers.values() if d.request_count], "provider called"
     assert not world.discord.threads(world.channel_id)
-    assert not [m for m in world.discord.messages(world.channel_id)
-                if m.author_id == world.discord.bot_user_id]
+    assert not [
+        m
+        for m in world.discord.messages(world.channel_id)
+        if m.author_id == world.discord.bot_user_id
+    ]
 
 
 async def assert_no_task_and_no_quota(world: World, user: str = "alice") -> None:
@@ -101,8 +118,11 @@ async def test_bad_options_are_refused(world: World, case: str) -> None:
 async def test_bad_attachments_are_refused(world: World, case: str) -> None:
     filename, data, content_type, needles = BAD_ATTACHMENTS[case]
     ix = await world.discord.invoke(
-        "animate", guild_id=world.guild_id, channel_id=world.channel_id,
-        user_id=world.users["alice"], options={"prompt": "animate this", "provider": "hiapi"},
+        "animate",
+        guild_id=world.guild_id,
+        channel_id=world.channel_id,
+        user_id=world.users["alice"],
+        options={"prompt": "animate this", "provider": "hiapi"},
         attachments={"image": (filename, data, content_type)},
     )
     await refused(ix, *needles)
@@ -168,8 +188,9 @@ async def test_rerun_on_a_provider_that_was_removed_is_refused(
     submitted = len(fox.submissions)
     await world.discord.add_reaction(thread_id, final.id, world.users["alice"], "🔁")
     notice = await world.discord.wait_for(
-        lambda: next((m for m in world.discord.messages(thread_id)
-                      if "can't run task" in m.content), None),
+        lambda: next(
+            (m for m in world.discord.messages(thread_id) if "can't run task" in m.content), None
+        ),
         description="the bot's notice",
     )
     assert "`foxapi` is not a provider this bot offers" in notice.content
@@ -177,11 +198,14 @@ async def test_rerun_on_a_provider_that_was_removed_is_refused(
     assert len(await all_tasks(world)) == 1
 
 
-@pytest.mark.parametrize("command, options", [
-    ("animate", {"prompt": "a cat"}),
-    ("jobs", {}),
-    ("quota show", {}),
-])
+@pytest.mark.parametrize(
+    "command, options",
+    [
+        ("animate", {"prompt": "a cat"}),
+        ("jobs", {}),
+        ("quota show", {}),
+    ],
+)
 async def test_commands_in_dms_are_refused(world_factory, command: str, options: dict) -> None:
     """A slash command arriving from a DM (the commands are guild-only, so Discord hides
     them there; a stale client or a user install could still send one)."""

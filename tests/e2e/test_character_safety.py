@@ -14,7 +14,7 @@ import zipfile
 
 import pytest
 
-import reelbot.characters as characters_module
+import reelbot.characters.service as characters_module
 from doubles.harness import World
 from doubles.providers import Step
 from tests.e2e.test_characters import create, png, post_photos, train_until_ready

@@ -143,6 +143,4 @@ async def test_the_retry_affordance_appears_only_once_the_delivery_is_recorded(
     await world.discord.add_reaction(thread_id, posted.id, world.users["alice"], "🔁")
     assert world.bot is not None
     store = world.bot.store
-    await eventually(
-        lambda: store.get_task(task_id + 1), description="the re-run pressed at once"
-    )
+    await eventually(lambda: store.get_task(task_id + 1), description="the re-run pressed at once")

@@ -161,11 +161,12 @@ async def test_a_long_motion_list_is_offered_within_discords_limits(world: World
     another motion, or none), so it is left out."""
     feed = world.providers["higgsfield_feed"]
     long_id = "x" * 150
-    feed.motions = [
-        {"id": f"motion-{i}", "name": f"Spin {i} " + "very long name " * 20} for i in range(15)
-    ] + [{"id": f"emoji-{i}", "name": "🌀" * 100} for i in range(5)] + [
-        {"id": long_id + str(i), "name": f"Spin long id {i}"} for i in range(5)
-    ] + [{"id": f"short-{i}", "name": f"Spin {i}"} for i in range(15)]
+    feed.motions = (
+        [{"id": f"motion-{i}", "name": f"Spin {i} " + "very long name " * 20} for i in range(15)]
+        + [{"id": f"emoji-{i}", "name": "🌀" * 100} for i in range(5)]
+        + [{"id": long_id + str(i), "name": f"Spin long id {i}"} for i in range(5)]
+        + [{"id": f"short-{i}", "name": f"Spin {i}"} for i in range(15)]
+    )
     choices = await motion_choices(world, "")
     assert len(choices) == 25
     assert all(within_limit(c["name"], 100) and c["name"] for c in choices)
@@ -280,8 +281,9 @@ async def test_a_400_on_the_final_message_posts_a_fallback_and_refunds(world: Wo
     (the same body would be refused every time): it posts a short fallback at once,
     tells the requester, and gives the quota back."""
     double, thread_id, task_id = await held_task(world)
-    world.discord.fail_next("POST", posts_to(thread_id), 400, code=50035,
-                            message="Invalid Form Body")
+    world.discord.fail_next(
+        "POST", posts_to(thread_id), 400, code=50035, message="Invalid Form Body"
+    )
     finish(double)
     final = await final_message(world, thread_id, task_id)
     assert final.mention_ids == [world.users["alice"]]
@@ -324,7 +326,8 @@ def test_clipper_keeps_tokens_and_counts_utf16() -> None:
     assert within_limit(text.clip("🌀" * 100, 100), 100)
     link = "see [video](https://x.example/" + "a" * 50 + ")"
     assert text.clip(link, 30) == "see…"
-    assert text.clip_message("x" * 3000, "\n-# Task #7").endswith("shortened to fit Discord's "
-                                                                  "limit)\n-# Task #7")
+    assert text.clip_message("x" * 3000, "\n-# Task #7").endswith(
+        "shortened to fit Discord's limit)\n-# Task #7"
+    )
     assert text.clip_filename("a" * 2000 + ".jpg").endswith(".jpg")
     assert text.choices([("n", "v" * 101), ("", "ok")]) == [("ok", "ok")]

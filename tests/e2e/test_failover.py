@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from doubles.harness import World, build_world, free_port
-from reelbot.roles import WORKER, Role
+from reelbot.ops.roles import WORKER, Role
 from tests.helpers import (
     bot_reacted,
     eventually,

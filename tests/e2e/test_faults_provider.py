@@ -81,22 +81,39 @@ async def outcome(world: World, thread_id: int, task_id: int, expected: str, *ne
 POLL_FAULTS = {
     "http_429_with_retry_after": (
         [Step.rate_limit(0.1), Step.running(50), Step.rate_limit(0.1), Step.succeed()],
-        DELIVERED, ()),
+        DELIVERED,
+        (),
+    ),
     "5xx_burst_with_html_pages": (
-        [Step.server_error(500), Step.server_error(502, html=True), Step.server_error(503),
-         Step.server_error(504, html=True), Step.running(70), Step.server_error(503),
-         Step.succeed()],
-        DELIVERED, ()),
+        [
+            Step.server_error(500),
+            Step.server_error(502, html=True),
+            Step.server_error(503),
+            Step.server_error(504, html=True),
+            Step.running(70),
+            Step.server_error(503),
+            Step.succeed(),
+        ],
+        DELIVERED,
+        (),
+    ),
     "truncated_and_wrong_shape_json": (
         [Step.running(30), Step.malformed(), Step.malformed(truncated=False), Step.succeed()],
-        DELIVERED, ()),
+        DELIVERED,
+        (),
+    ),
     "unknown_state": (
-        [Step.unknown_state("thinking_hard", polls=2), Step.succeed()], DELIVERED, ()),
+        [Step.unknown_state("thinking_hard", polls=2), Step.succeed()],
+        DELIVERED,
+        (),
+    ),
     "task_404_once": ([Step.running(20), Step.not_found(), Step.succeed()], DELIVERED, ()),
     "task_404_for_good": ([Step.running(20), Step.not_found()], FAILED, ("not_found",)),
     "generation_failed": (
         [Step.running(20), Step.fail(code="2013", message="the model crashed")],
-        FAILED, ("the model crashed",)),
+        FAILED,
+        ("the model crashed",),
+    ),
     "output_url_404": ([Step.output_404()], FAILED, ("download", "expired")),
 }
 
@@ -115,10 +132,17 @@ async def test_poll_fault(world: World, pid: str, fault: str) -> None:
 # --- faults on submit ----------------------------------------------------------------------
 CREDITS_IN_A_200 = {
     "hiapi": {"code": 402, "message": "insufficient balance", "data": None},
-    "foxapi": {"error": {"message": "insufficient balance", "type": "insufficient_quota",
-                         "code": "insufficient_quota"}},
-    "gptge": {"task_id": "", "base_resp": {"status_code": 1008,
-                                           "status_msg": "insufficient balance"}},
+    "foxapi": {
+        "error": {
+            "message": "insufficient balance",
+            "type": "insufficient_quota",
+            "code": "insufficient_quota",
+        }
+    },
+    "gptge": {
+        "task_id": "",
+        "base_resp": {"status_code": 1008, "status_msg": "insufficient balance"},
+    },
     "higgsfield": {"success": False, "error": "insufficient credits"},
     "higgsfield_feed": {"code": 402, "message": "insufficient balance", "data": None},
 }
@@ -236,8 +260,12 @@ async def linked(tmp_path: Path):
     made: list[tuple[World, FlakyLink]] = []
 
     async def make(pid: str, **env: str) -> tuple[World, FlakyLink]:
-        world = await build_world(tmp_path / f"w{len(made)}", start=False,
-                                  provider_ids=tuple(dict.fromkeys((pid, "hiapi"))), env=env)
+        world = await build_world(
+            tmp_path / f"w{len(made)}",
+            start=False,
+            provider_ids=tuple(dict.fromkeys((pid, "hiapi"))),
+            env=env,
+        )
         link = await FlakyLink(world.providers[pid].base_url).start()
         made.append((world, link))
         world.env[f"{pid.upper()}_BASE_URL"] = link.url
@@ -386,9 +414,15 @@ async def test_a_provider_fault_is_logged_without_crashing_the_poller(world: Wor
     and a task on another provider, started afterwards, is delivered."""
     caplog.set_level(logging.WARNING)
     world.providers["gptge"].script_next(
-        [Step.malformed(), Step.server_error(500, html=True), Step.rate_limit(0.05),
-         Step.not_found(), Step.unknown_state("???"), Step.malformed(truncated=False),
-         Step.succeed()]
+        [
+            Step.malformed(),
+            Step.server_error(500, html=True),
+            Step.rate_limit(0.05),
+            Step.not_found(),
+            Step.unknown_state("???"),
+            Step.malformed(truncated=False),
+            Step.succeed(),
+        ]
     )
     thread_id, task_id = await animate(world, "gptge")
     await task_state(world, task_id, "succeeded")

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from doubles.harness import free_port
-from reelbot.roles import WORKER, Role
+from reelbot.ops.roles import WORKER, Role
 from tests.helpers import (
     assert_exactly_once,
     eventually,
@@ -113,9 +113,7 @@ async def test_settings_and_the_server_budget_on_postgres(postgres_url: str, wor
 
     world = await world_factory(env={"DATABASE_URL": postgres_url})
     await refused(await world.command("settings banned-words add", "mod", words="gore"), "1 new")
-    await refused(
-        await world.animate("alice", prompt="Gore!", provider="foxapi"), "does not allow"
-    )
+    await refused(await world.animate("alice", prompt="Gore!", provider="foxapi"), "does not allow")
     vip = world.discord.add_role(world.guild_id, "VIP")
     world.users["vera"] = world.discord.add_member(world.guild_id, "vera", roles=[vip])
     await refused(await world.command("quota role", "mod", role=vip, limit=0), "VIP")

@@ -213,13 +213,19 @@ async def test_repeated_crashes_with_many_tasks_in_flight(world: World) -> None:
     point they happen to be (submitting, polling, downloading, uploading). Every task
     ends exactly once, and no provider is ever sent the same task twice."""
     for double in world.providers.values():
-        double.default_timeline = [Step.queued(), Step.running(30), Step.running(60),
-                                   Step.running(90), Step.succeed()]
+        double.default_timeline = [
+            Step.queued(),
+            Step.running(30),
+            Step.running(60),
+            Step.running(90),
+            Step.succeed(),
+        ]
     for n in range(10):
         pid = list(world.providers)[n % 5]
         image = input_png() if pid == "higgsfield_feed" else None
-        ix = await world.animate("alice" if n < 5 else "bob", prompt=f"crash test {n}",
-                                 provider=pid, image=image)
+        ix = await world.animate(
+            "alice" if n < 5 else "bob", prompt=f"crash test {n}", provider=pid, image=image
+        )
         await started(world, ix)
         if n in (3, 7):
             await restart(world)
@@ -269,15 +275,17 @@ class BotProcess:
         # Ready when it holds a gateway session and has synced /animate.
         await self.world.discord.wait_for_gateway(self.world.guild_id, timeout=30)
         await self.world.discord.wait_for(
-            lambda: self.world.discord.commands(self.world.guild_id), timeout=30,
+            lambda: self.world.discord.commands(self.world.guild_id),
+            timeout=30,
             description="the subprocess to sync its commands",
         )
 
     async def wait(self, timeout: float = 15.0) -> int:
         assert self.proc is not None
         proc = self.proc
-        code = await eventually(lambda: proc.poll() is not None, timeout=timeout,
-                                description="the bot process to exit")
+        code = await eventually(
+            lambda: proc.poll() is not None, timeout=timeout, description="the bot process to exit"
+        )
         assert code
         return proc.returncode
 
@@ -298,7 +306,9 @@ class BotProcess:
 async def offline_world(tmp_path: Path):
     """The doubles only: the bot runs as a subprocess (or is started by the test)."""
     world = await build_world(
-        tmp_path, provider_ids=("hiapi", "foxapi"), start=False,
+        tmp_path,
+        provider_ids=("hiapi", "foxapi"),
+        start=False,
         env={"LOG_LEVEL": "DEBUG"},
     )
     try:
@@ -408,7 +418,9 @@ async def test_sigkill_during_store_writes_leaves_a_consistent_store(tmp_path: P
 
     db = str(tmp_path / "crash.db")
     proc = subprocess.Popen(  # noqa: ASYNC220
-        [sys.executable, "-c", WRITER, db], cwd=REPO, stdout=subprocess.PIPE,
+        [sys.executable, "-c", WRITER, db],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     try:
@@ -431,9 +443,12 @@ async def test_sigkill_during_store_writes_leaves_a_consistent_store(tmp_path: P
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         used = {u: n for u, n in conn.execute("SELECT user_id, used FROM quota_usage") if n}
-        owed = dict(conn.execute(
-            "SELECT requester_id, SUM(quota_weight) FROM tasks WHERE refunded = 0 "
-            "GROUP BY requester_id").fetchall())
+        owed = dict(
+            conn.execute(
+                "SELECT requester_id, SUM(quota_weight) FROM tasks WHERE refunded = 0 "
+                "GROUP BY requester_id"
+            ).fetchall()
+        )
     assert used == owed, "quota usage and tasks disagree after the crash"
 
     store = SqliteStore(db)  # reopening runs the migrations again: a no-op

@@ -9,8 +9,8 @@ import socket
 import aiohttp
 import pytest
 
-from reelbot.logs import JsonFormatter
-from reelbot.roles import WORKER, Role, parse_shards
+from reelbot.ops.logs import JsonFormatter
+from reelbot.ops.roles import WORKER, Role, parse_shards
 from tests.helpers import started, video_lands
 
 pytestmark = pytest.mark.timeout(60)

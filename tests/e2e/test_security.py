@@ -75,19 +75,23 @@ def everything_discord_saw(world: World) -> str:
     return "\n".join(parts)
 
 
-async def test_secrets_never_leak_even_when_providers_echo_them(
-    keyed_world: World, caplog
-) -> None:
+async def test_secrets_never_leak_even_when_providers_echo_them(keyed_world: World, caplog) -> None:
     """Faults: providers echo our API key back in a 401 body, in an HTTP 200 envelope
     error and in a task's failure message; one answers with an HTML 502 page."""
     world = keyed_world
     p = world.providers
-    p["higgsfield"].fail_next_submit(401, body={"success": False,
-                                               "error": f"bad credentials {KEYS['higgsfield']}"})
-    p["hiapi"].fail_next_submit(200, body={"code": 401, "data": None,
-                                          "message": f"credentials {KEYS['hiapi']} rejected"})
-    p["foxapi"].script_next([Step.running(20), Step.fail(
-        code="E_AUTH", message=f"upstream refused {KEYS['foxapi']} for this model")])
+    p["higgsfield"].fail_next_submit(
+        401, body={"success": False, "error": f"bad credentials {KEYS['higgsfield']}"}
+    )
+    p["hiapi"].fail_next_submit(
+        200, body={"code": 401, "data": None, "message": f"credentials {KEYS['hiapi']} rejected"}
+    )
+    p["foxapi"].script_next(
+        [
+            Step.running(20),
+            Step.fail(code="E_AUTH", message=f"upstream refused {KEYS['foxapi']} for this model"),
+        ]
+    )
     p["gptge"].script_next([Step.server_error(502, html=True), Step.succeed()])
     for pid in ("higgsfield", "hiapi", "foxapi", "gptge", "higgsfield_feed"):
         image = input_png() if pid == "higgsfield_feed" else None
@@ -165,8 +169,7 @@ async def test_every_moderator_command_refuses_members(world: World) -> None:
         options = {o["name"]: _filler(o, world) for o in sub.get("options", []) if o["required"]}
         await refused(await world.command(name, "alice", **options), "moderator")
     # /quota show of somebody else is a moderator path too.
-    await refused(await world.command("quota show", "alice", user=world.users["bob"]),
-                  "moderator")
+    await refused(await world.command("quota show", "alice", user=world.users["bob"]), "moderator")
     assert world.bot is not None
     assert await world.bot.store.audit_entries(world.guild_id) == []
 
@@ -181,15 +184,17 @@ async def test_strangers_reactions_do_nothing(world: World) -> None:
     status = status_message(world, thread_id, task_id)
     bob = world.users["bob"]
     await world.discord.add_reaction(thread_id, status.id, bob, "❌")
-    await world.discord.wait_for(lambda: bob not in status.reactions.get("❌", set()),
-                                 description="bob's ❌ to be removed")
+    await world.discord.wait_for(
+        lambda: bob not in status.reactions.get("❌", set()), description="bob's ❌ to be removed"
+    )
     assert (await task_state(world, task_id, "running")).state == "running"
     finish(double)
     final = await video_lands(world, thread_id, task_id)
     await bot_reacted(world, final, "🔁")  # the delivery is recorded
     await world.discord.add_reaction(thread_id, final.id, bob, "🔁")
-    await world.discord.wait_for(lambda: bob not in final.reactions.get("🔁", set()),
-                                 description="bob's 🔁 to be removed")
+    await world.discord.wait_for(
+        lambda: bob not in final.reactions.get("🔁", set()), description="bob's 🔁 to be removed"
+    )
     assert len(await all_tasks(world)) == 1 and len(double.submissions) == 1
 
 
@@ -205,12 +210,13 @@ async def test_sql_is_parameterised(world: World, monkeypatch) -> None:
         return original(self, sql, parameters)
 
     monkeypatch.setattr(aiosqlite.Connection, "execute", spy)
-    hostile = "Robert'); DROP TABLE tasks;-- ZQXmember \" OR \"1\"=\"1"
+    hostile = 'Robert\'); DROP TABLE tasks;-- ZQXmember " OR "1"="1'
     world.providers["gptge"].script_next(
         [Step.fail(code="2013", message="ZQXprovider'); DELETE FROM quota_usage;--")]
     )
-    ix = await world.animate("alice", prompt=hostile, provider="gptge",
-                             model=KLING_MODELS[0], negative_prompt=hostile)
+    ix = await world.animate(
+        "alice", prompt=hostile, provider="gptge", model=KLING_MODELS[0], negative_prompt=hostile
+    )
     thread_id, task_id = await started(world, ix)
     final = await final_message(world, thread_id, task_id)
     assert "ZQXprovider" in final.content
@@ -227,8 +233,9 @@ async def test_outputs_on_local_or_plain_http_urls_are_refused(tmp_path: Path) -
     """ALLOW_LOCAL_URLS=false (the default): an output URL on http:// or a loopback
     address is never fetched; the task fails with a message. Inline (base64) outputs
     need no URL and are still delivered."""
-    world = await build_world(tmp_path, provider_ids=("foxapi", "gptge"),
-                              env={"ALLOW_LOCAL_URLS": "false"})
+    world = await build_world(
+        tmp_path, provider_ids=("foxapi", "gptge"), env={"ALLOW_LOCAL_URLS": "false"}
+    )
     host = await MediaHost().start()
     try:
         host.serve_outputs_of(world.providers["foxapi"])

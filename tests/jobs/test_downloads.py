@@ -58,21 +58,27 @@ async def test_url_policy_refuses(name: str) -> None:
     assert info.value.permanent
 
 
-@pytest.mark.parametrize("url", [
-    "https://93.184.215.14/video.mp4",
-    "https://[2606:4700:4700::1111]/video.mp4",
-    "https://93.184.215.14:8443/path/video.mp4?sig=abc",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://93.184.215.14/video.mp4",
+        "https://[2606:4700:4700::1111]/video.mp4",
+        "https://93.184.215.14:8443/path/video.mp4?sig=abc",
+    ],
+)
 async def test_url_policy_allows_public_https(url: str) -> None:
     await check_url_allowed(url, allow_local=False)
 
 
-@pytest.mark.parametrize("answers, allowed", [
-    (["93.184.215.14"], True),
-    (["93.184.215.14", "10.0.0.7"], False),  # any private answer is enough to refuse
-    (["::1"], False),
-    (["fe80::1%1"], False),
-])
+@pytest.mark.parametrize(
+    "answers, allowed",
+    [
+        (["93.184.215.14"], True),
+        (["93.184.215.14", "10.0.0.7"], False),  # any private answer is enough to refuse
+        (["::1"], False),
+        (["fe80::1%1"], False),
+    ],
+)
 async def test_hostnames_are_judged_by_what_they_resolve_to(
     monkeypatch, answers: list[str], allowed: bool
 ) -> None:
@@ -186,7 +192,10 @@ async def session():
 
 async def fetch(session, origin, name: str, tmp_path: Path, max_bytes: int = MiB):
     return await download_to_temp(
-        session, f"{origin.base}/{name}", max_bytes=max_bytes, allow_local=True,
+        session,
+        f"{origin.base}/{name}",
+        max_bytes=max_bytes,
+        allow_local=True,
         directory=tmp_path,
     )
 
@@ -220,9 +229,15 @@ async def test_size_cap_is_enforced_while_streaming(session, origin, tmp_path, n
     assert not list(tmp_path.iterdir()), "the partial file must be removed"
 
 
-@pytest.mark.parametrize("name, permanent", [
-    ("gone", True), ("forbidden", True), ("expired", True), ("busy", False),
-])
+@pytest.mark.parametrize(
+    "name, permanent",
+    [
+        ("gone", True),
+        ("forbidden", True),
+        ("expired", True),
+        ("busy", False),
+    ],
+)
 async def test_http_errors(session, origin, tmp_path, name: str, permanent: bool) -> None:
     with pytest.raises(DownloadError) as info:
         await fetch(session, origin, name, tmp_path)
@@ -280,22 +295,31 @@ async def test_redirect_loops_end(session, origin, tmp_path) -> None:
 
 async def test_download_refused_by_policy_never_connects(session, origin, tmp_path) -> None:
     with pytest.raises(DownloadError, match="plain-http"):
-        await download_to_temp(session, f"{origin.base}/video.mp4", max_bytes=MiB,
-                               allow_local=False, directory=tmp_path)
+        await download_to_temp(
+            session,
+            f"{origin.base}/video.mp4",
+            max_bytes=MiB,
+            allow_local=False,
+            directory=tmp_path,
+        )
     assert origin.hits == {}
 
 
 # --- inline (base64) outputs ---------------------------------------------------------------------
 def test_inline_output_is_decoded_and_sniffed(tmp_path: Path) -> None:
-    got = decode_inline(base64.b64encode(sample_video()).decode(), max_bytes=MiB,
-                        directory=tmp_path)
+    got = decode_inline(
+        base64.b64encode(sample_video()).decode(), max_bytes=MiB, directory=tmp_path
+    )
     assert got.content_type == "video/mp4" and got.path.read_bytes() == sample_video()
 
 
-@pytest.mark.parametrize("data, match", [
-    ("not base64 at all!!", "base64"),
-    (base64.b64encode(b"\0" * (2 * MiB)).decode(), "too large"),
-])
+@pytest.mark.parametrize(
+    "data, match",
+    [
+        ("not base64 at all!!", "base64"),
+        (base64.b64encode(b"\0" * (2 * MiB)).decode(), "too large"),
+    ],
+)
 def test_bad_inline_outputs_are_refused(tmp_path: Path, data: str, match: str) -> None:
     with pytest.raises(DownloadError, match=match) as info:
         decode_inline(data, max_bytes=MiB, directory=tmp_path)
@@ -303,16 +327,19 @@ def test_bad_inline_outputs_are_refused(tmp_path: Path, data: str, match: str) -
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("head, expected", [
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"\xff\xd8\xff\xe0", "image/jpeg"),
-    (b"RIFF\0\0\0\0WEBP", "image/webp"),
-    (b"GIF89a", "image/gif"),
-    (b"\0\0\0\x18ftypmp42", "video/mp4"),
-    (b"\x1a\x45\xdf\xa3", "video/webm"),
-    (b"<html>", None),
-    (b"", None),
-])
+@pytest.mark.parametrize(
+    "head, expected",
+    [
+        (b"\x89PNG\r\n\x1a\n", "image/png"),
+        (b"\xff\xd8\xff\xe0", "image/jpeg"),
+        (b"RIFF\0\0\0\0WEBP", "image/webp"),
+        (b"GIF89a", "image/gif"),
+        (b"\0\0\0\x18ftypmp42", "video/mp4"),
+        (b"\x1a\x45\xdf\xa3", "video/webm"),
+        (b"<html>", None),
+        (b"", None),
+    ],
+)
 def test_sniff_content_type(head: bytes, expected: str | None) -> None:
     assert sniff_content_type(head + b"\0" * 16) == expected
 
@@ -357,8 +384,11 @@ async def test_a_name_rebound_to_loopback_after_the_check_is_never_connected_to(
     async with downloads.download_session(allow_local=False) as session:
         with pytest.raises(DownloadError, match="private") as info:
             await download_to_temp(
-                session, f"https://cdn.rebind.test:{port}/video.mp4", max_bytes=MiB,
-                allow_local=False, directory=tmp_path,
+                session,
+                f"https://cdn.rebind.test:{port}/video.mp4",
+                max_bytes=MiB,
+                allow_local=False,
+                directory=tmp_path,
             )
     assert info.value.permanent
     assert dns.questions >= 2, "the connect asked again (and was answered 127.0.0.1)"
@@ -371,8 +401,14 @@ async def test_the_download_resolver_refuses_any_private_answer(answers: list[st
     class Fixed(aiohttp.abc.AbstractResolver):
         async def resolve(self, host, port=0, family=socket.AF_INET):
             return [
-                {"hostname": host, "host": a, "port": port, "family": family, "proto": 0,
-                 "flags": socket.AI_NUMERICHOST}
+                {
+                    "hostname": host,
+                    "host": a,
+                    "port": port,
+                    "family": family,
+                    "proto": 0,
+                    "flags": socket.AI_NUMERICHOST,
+                }
                 for a in answers
             ]
 
@@ -387,8 +423,16 @@ async def test_the_download_resolver_refuses_any_private_answer(answers: list[st
 async def test_the_download_resolver_passes_public_answers() -> None:
     class Public(aiohttp.abc.AbstractResolver):
         async def resolve(self, host, port=0, family=socket.AF_INET):
-            return [{"hostname": host, "host": "93.184.215.14", "port": port,
-                     "family": family, "proto": 0, "flags": socket.AI_NUMERICHOST}]
+            return [
+                {
+                    "hostname": host,
+                    "host": "93.184.215.14",
+                    "port": port,
+                    "family": family,
+                    "proto": 0,
+                    "flags": socket.AI_NUMERICHOST,
+                }
+            ]
 
         async def close(self) -> None:
             pass

@@ -18,13 +18,14 @@ from typing import Any
 import discord
 
 from providers.base import ErrorKind, InputImage, Provider, ProviderError
-from reelbot import buttons, failover, messages, text
+from reelbot import buttons, messages, text
 from reelbot.config import Config
-from reelbot.health_book import HealthBook, Move
+from reelbot.failover import mapping
+from reelbot.failover.book import HealthBook, Move
+from reelbot.failover.health import describe
 from reelbot.jobs.downloads import sniff_content_type
 from reelbot.jobs.inputs import ALLOWED_IMAGE_TYPES, MAX_IMAGE_BYTES, InputStore
 from reelbot.jobs.model import VideoRequest
-from reelbot.provider_health import describe
 from reelbot.settings import ServerSettings, SettingsError
 from reelbot.spending import Spending
 from reelbot.store.base import Store
@@ -175,8 +176,11 @@ def hidden_character(value: str) -> tuple[int, str] | None:
             continue
         if _is_selector(cp):
             base = value[i - 1] if i else ""
-            if not base or base.isspace() or _is_selector(prev or 0) or (
-                unicodedata.category(base) in _REFUSED_CATEGORIES
+            if (
+                not base
+                or base.isspace()
+                or _is_selector(prev or 0)
+                or (unicodedata.category(base) in _REFUSED_CATEGORIES)
             ):
                 return i, ", a variation selector without a character to vary"
         elif cp in (ZWJ, ZWNJ):
@@ -433,7 +437,7 @@ class Generations:
         if down is None:
             return
         state = describe(down)
-        if failover.may_move("video", request) and request.get("character_id") is None:
+        if mapping.may_move("video", request) and request.get("character_id") is None:
             found = await self.health.find_move(provider.id, request)
             if isinstance(found, Move):
                 return  # the worker sends it there (and says so in the status message)

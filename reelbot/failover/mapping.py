@@ -30,7 +30,7 @@ from providers.base import (
     Provider,
     ProviderError,
 )
-from reelbot.provider_health import Health, is_available
+from reelbot.failover.health import Health, is_available
 
 CONNECTION_CODE = "connection_error"  # providers/http.py: ClientConnectorError
 ASPECT_ORDER = ("9:16", "3:4", "1:1", "4:3", "16:9", "21:9")  # narrow → wide

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from reelbot.roles import Role
+from reelbot.ops.roles import Role
 
 
 class Observed(Protocol):

@@ -28,11 +28,11 @@ import discord
 from providers.base import ErrorKind, Provider, ProviderError, TaskStatus, TrainingRequest
 from reelbot import text, vocabulary
 from reelbot.config import Config
+from reelbot.generations.service import UserError
 from reelbot.jobs.downloads import sniff_content_type
 from reelbot.jobs.inputs import ALLOWED_IMAGE_TYPES, MAX_IMAGE_BYTES, discord_url_expiry
 from reelbot.jobs.kinds import Attempt, JobKind
 from reelbot.jobs.lease import Lease
-from reelbot.service import UserError
 from reelbot.spending import Spending, member_roles_via
 from reelbot.store.base import Store
 from reelbot.store.models import (
@@ -176,8 +176,7 @@ class Characters:
         visible = mine or [c for c in found if c.shared or moderator]
         if not visible:
             raise UserError(
-                f"You have no character called `{_shown(ref.strip())}` "
-                "(see /character list)."
+                f"You have no character called `{_shown(ref.strip())}` (see /character list)."
             )
         return visible[0]
 

@@ -1,7 +1,7 @@
 """Provider health at work: records outcomes in the store, logs transitions once,
 gates submits (send / be the probe / skip) and finds where a request can fail over.
 
-The decisions are reelbot/provider_health.py's and reelbot/failover.py's (pure); this
+The decisions are reelbot/failover/health.py's and reelbot/failover/mapping.py's (pure); this
 class only reads and writes the store and logs. One per process; every process sees
 the same records (the store), so shards and workers agree on a provider's state.
 """
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from providers.base import Provider, ProviderError
-from reelbot import failover
-from reelbot.provider_health import Health, Outcome, Verdict, classify, describe, verdict
+from reelbot.failover import mapping
+from reelbot.failover.health import Health, Outcome, Verdict, classify, describe, verdict
 from reelbot.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ class HealthBook:
     async def up_providers(self, *, exclude: str | None = None) -> list[str]:
         health = await self.snapshot()
         return [
-            p for p in failover.up_providers(self.providers, health, time.time()) if p != exclude
+            p for p in mapping.up_providers(self.providers, health, time.time()) if p != exclude
         ]
 
     # --- recording --------------------------------------------------------------------------
@@ -115,7 +115,7 @@ class HealthBook:
                     "Requests that named no provider go to %s meanwhile",
                     pid,
                     pid,
-                    ", ".join(failover.candidates(pid, self.order, self.providers)) or "nowhere",
+                    ", ".join(mapping.candidates(pid, self.order, self.providers)) or "nowhere",
                 )
             else:
                 log.warning(
@@ -167,7 +167,7 @@ class HealthBook:
         that is up, can honour the request and whose adapter accepts it mapped."""
         health = await self.snapshot(fresh=True)
         now = time.time()
-        found, why = failover.options(
+        found, why = mapping.options(
             request,
             current,
             order=self.order,
@@ -180,12 +180,12 @@ class HealthBook:
             if option.target in exclude:
                 why[option.target] = "it was tried already"
                 continue
-            reason = await failover.dry_check(self.providers[option.target], option.request)
+            reason = await mapping.dry_check(self.providers[option.target], option.request)
             if reason is None:
-                note = failover.moved_note(current, option.target, health.get(current), exc)
+                note = mapping.moved_note(current, option.target, health.get(current), exc)
                 return Move(option.target, option.request, note)
             why[option.target] = reason
-        up = tuple(p for p in failover.up_providers(self.providers, health, now) if p != current)
+        up = tuple(p for p in mapping.up_providers(self.providers, health, now) if p != current)
         detail = "; ".join(f"{pid}: {w}" for pid, w in why.items())
         return NoMove(detail or "no other provider is set up to take it", up)
 

@@ -1,0 +1,1 @@
+"""Characters: a person trained once at a provider and reused in videos."""

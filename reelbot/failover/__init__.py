@@ -1,0 +1,1 @@
+"""Failover: provider health, where a request may go, and the shared health book."""

@@ -1,0 +1,1 @@
+"""Running the bot: process roles, the health endpoint, log set-up."""
