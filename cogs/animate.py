@@ -15,7 +15,7 @@ from discord.ext import commands
 from cogs.choices import choices
 from providers.base import Provider
 from reelbot import messages, text
-from reelbot.characters.service import character_ref
+from reelbot.characters.names import character_ref
 from reelbot.generations.service import AnimateRequest, UserError
 from reelbot.motions import MotionCache
 from reelbot.permissions import interaction_is_moderator, member_is_moderator

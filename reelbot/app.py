@@ -24,7 +24,8 @@ from providers import provider_class
 from providers.base import Provider
 from providers.http import ProviderHttp
 from reelbot.callbacks import CallbackServer, ShortLinks
-from reelbot.characters.service import Characters, TrainingKind
+from reelbot.characters.kind import TrainingKind
+from reelbot.characters.service import Characters
 from reelbot.config import DEFAULT_API_BASE, Config
 from reelbot.failover.book import HealthBook
 from reelbot.generations.kind import VideoKind

@@ -1,42 +1,34 @@
-"""Characters: collect 20–50 photos of one person, train once, reuse in /animate.
+"""The Characters service: create, train, use, share and delete characters.
 
 Photos are people's likenesses: the bot keeps its own copies (under
-``DATA_DIR/characters/<id>/``) only while the character exists, and only the owner
-(or, once a moderator shares it, the guild) can use a character.
+``DATA_DIR/characters/<id>/``, see :mod:`reelbot.characters.photos`) only while the
+character exists, and only the owner (or, once a moderator shares it, the guild) can
+use a character. Cogs call one method here per interaction; the rules (who may train,
+share or delete what) and the audit entries they leave are decided here.
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import io
 import logging
-import re
-import shutil
-import struct
 import time
-import zipfile
-import zlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import discord
 
-from providers.base import ErrorKind, Provider, ProviderError, TaskStatus, TrainingRequest
+from providers.base import ErrorKind, Provider, ProviderError, TrainingRequest
 from reelbot import text, vocabulary
+from reelbot.characters import panel
+from reelbot.characters.model import StoredTraining
+from reelbot.characters.names import matching, validate_name
+from reelbot.characters.photos import MIN_IMAGES, Photos, shown
 from reelbot.config import Config
 from reelbot.generations.service import UserError
-from reelbot.jobs.downloads import sniff_content_type
-from reelbot.jobs.inputs import ALLOWED_IMAGE_TYPES, MAX_IMAGE_BYTES, discord_url_expiry
-from reelbot.jobs.kinds import Attempt, JobKind
-from reelbot.jobs.lease import Lease
 from reelbot.spending import Spending, member_roles_via
 from reelbot.store.base import Store
 from reelbot.store.models import (
-    CharacterImage,
     CharacterRow,
     CharacterUnavailable,
     DuplicateName,
@@ -48,81 +40,7 @@ from reelbot.vocabulary import NO_PINGS
 
 log = logging.getLogger(__name__)
 
-MIN_IMAGES, MAX_IMAGES = 20, 50
-MAX_ZIP_BYTES = 200 * 1024 * 1024
-# What a zip may unpack to in all, from its own directory (before anything is inflated):
-# 50 good phone photos are well under this; a zip bomb is refused unopened.
-MAX_ZIP_UNPACKED_BYTES = 512 * 1024 * 1024
-MAX_ZIP_ENTRIES = 500  # files and folders listed in one zip
-SNIFF_BYTES = 16  # enough to tell PNG, JPEG and WebP apart (sniff_content_type)
-NAME_PATTERN = re.compile(r"^[\w][\w .'-]{0,31}$")
-EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
-DISCORD_FILES_PER_MESSAGE = 10
-SHOWN_NAME = 100  # a file name quoted in a reply (zip entry names can be 65535 bytes)
-
-
-@dataclass(slots=True)
-class CollectResult:
-    added: int = 0
-    duplicates: int = 0
-    full: int = 0
-    problems: list[str] = field(default_factory=list)
-
-
-def validate_name(name: str) -> str:
-    name = " ".join(name.split())
-    if not NAME_PATTERN.match(name):
-        raise UserError(
-            "A character name is 1–32 letters, digits, spaces, `.`, `'` or `-`, "
-            "starting with a letter or digit."
-        )
-    return name
-
-
-def panel_text(character: CharacterRow) -> str:
-    count = character.image_count
-    lines = [f"📸 **Character `{character.name}`** — by <@{character.owner_id}>"]
-    if character.state == "collecting":
-        need = max(0, MIN_IMAGES - count)
-        lines += [
-            f"Photos collected: **{count}** (need {MIN_IMAGES}–{MAX_IMAGES}).",
-            "Post clear photos of **one person** here (PNG, JPEG or WebP up to 20 MiB each, "
-            "several per message is fine, or a .zip).",
-            (
-                f"{need} more to go."
-                if need
-                else f"Ready to train: run `/character train name:{character.name}`."
-            ),
-        ]
-    elif character.state == "training":
-        lines.append(f"Training on {character.provider} with {count} photos…")
-    elif character.state == "ready":
-        lines.append(f"✅ Ready. Use it with `/animate character:{character.name}`.")
-    else:
-        lines.append(f"❌ Training failed: {text.clip(character.error or 'unknown error', 400)}")
-    return "\n".join(lines)
-
-
-def character_ref(character: CharacterRow) -> str:
-    """What autocomplete sends for a character: ``#<id>``.
-
-    Names start with a letter or digit (NAME_PATTERN), never ``#``, so a reference is
-    never mistaken for a name and a name (even "7") never for an id.
-    """
-    return f"#{character.id}"
-
-
-def _matching(candidates: list[CharacterRow], ref: str) -> list[CharacterRow]:
-    wanted = ref.strip()
-    if wanted.startswith("#") and wanted[1:].isdigit():
-        return [c for c in candidates if c.id == int(wanted[1:])]
-    return [c for c in candidates if c.name.lower() == wanted.lower()]
-
-
-def attachment_id_from_url(url: str) -> int | None:
-    """Discord attachment URLs end in ``/<attachment id>/<filename>``."""
-    parts = urlsplit(url).path.rstrip("/").split("/")
-    return int(parts[-2]) if len(parts) >= 2 and parts[-2].isdigit() else None
+ONLY_MODERATORS = "Only moderators (Manage Server, or a moderator role) can do that."
 
 
 class Characters:
@@ -140,12 +58,16 @@ class Characters:
         self.store = store
         self.providers = providers
         self.client = client
-        self.directory = directory
         self.wake = wake
+        self.photos = Photos(store=store, client=client, directory=directory)
         self.spending = Spending(config=config, store=store, roles_of=member_roles_via(client))
-        # Characters with a zip being unpacked right now: one zip at a time each. A
-        # character's thread is in one guild, whose events reach one gateway process.
-        self._unpacking: set[int] = set()
+
+    async def audit(
+        self, guild_id: int, actor_id: int, action: str, *, target_id: int, details: str
+    ) -> None:
+        await self.store.audit(
+            guild_id, actor_id, action, target_id=target_id, details=details, now=time.time()
+        )
 
     # --- choosing ---------------------------------------------------------------------------
     def training_providers(self) -> list[str]:
@@ -171,12 +93,12 @@ class Characters:
     ) -> CharacterRow:
         """A character by reference (``#<id>``, what autocomplete sends) or by name,
         visible to this user: their own first, then shared ones (moderators: any)."""
-        found = _matching(await self.store.guild_characters(guild_id), ref)
+        found = matching(await self.store.guild_characters(guild_id), ref)
         mine = [c for c in found if c.owner_id == user_id]
         visible = mine or [c for c in found if c.shared or moderator]
         if not visible:
             raise UserError(
-                f"You have no character called `{_shown(ref.strip())}` (see /character list)."
+                f"You have no character called `{shown(ref.strip())}` (see /character list)."
             )
         return visible[0]
 
@@ -220,8 +142,10 @@ class Characters:
         quota the re-run is), and its current model id is what gets sent.
         """
         if task.kind != "video" or "prompt" not in task.request:
-            name = task.request.get("name")
-            what = f"the training of character `{name}`" if name else f"a {task.kind} task"
+            what = f"a {task.kind} task"
+            if task.kind == "training":
+                name = StoredTraining.from_stored(task.request).name
+                what = f"the training of character `{name}`"
             raise UserError(f"🔁 only runs a video request again, and this was {what}.")
         request = dict(task.request)
         if not any(k in request for k in ("character", "character_id", "character_model_id")):
@@ -260,6 +184,24 @@ class Characters:
             if c.owner_id == user_id or c.shared or moderator
         ]
 
+    async def manageable(
+        self, guild_id: int, user_id: int, current: str, *, moderator: bool
+    ) -> list[CharacterRow]:
+        """What train / delete / share autocomplete offer: the user's own characters
+        (a moderator: every one) whose name contains ``current``."""
+        needle = current.lower()
+        return [
+            c
+            for c in await self.visible(guild_id, user_id, moderator=moderator)
+            if (c.owner_id == user_id or moderator) and needle in c.name.lower()
+        ]
+
+    async def listing(self, guild_id: int, user_id: int, *, moderator: bool) -> str:
+        """/character list: the user's characters and the shared ones (moderators: all)."""
+        return panel.listing_text(
+            await self.visible(guild_id, user_id, moderator=moderator), user_id
+        )
+
     # --- collecting -------------------------------------------------------------------------
     async def create(
         self, *, guild_id: int, owner_id: int, name: str, provider_id: str | None
@@ -279,197 +221,67 @@ class Characters:
                 "another name."
             ) from None
 
-    async def collect(self, character: CharacterRow, message: discord.Message) -> CollectResult:
-        """Take the owner's photos (or a zip of them) from one message in the thread."""
-        result = CollectResult()
-        for attachment in message.attachments:
-            name = attachment.filename
-            if name.lower().endswith(".zip"):
-                await self._collect_zip(character, attachment, message.channel, result)
-                continue
-            if attachment.size > MAX_IMAGE_BYTES:
-                result.problems.append(f"`{_shown(name)}` is larger than 20 MiB")
-                continue
-            declared = (attachment.content_type or "").split(";")[0]
-            if declared and declared not in ALLOWED_IMAGE_TYPES:
-                result.problems.append(f"`{_shown(name)}` is not a PNG, JPEG or WebP image")
-                continue
-            data = await attachment.read()
-            await self._add(
-                character, data, name, message.channel.id, message.id, attachment.url, result
-            )
-        return result
-
-    async def _collect_zip(
+    async def open(
         self,
-        character: CharacterRow,
-        attachment: discord.Attachment,
-        thread: discord.abc.Messageable,
-        result: CollectResult,
-    ) -> None:
-        name = _shown(attachment.filename)
-        if attachment.size > MAX_ZIP_BYTES:
-            result.problems.append(f"`{name}` is larger than 200 MiB")
-            return
-        if character.id in self._unpacking:  # checked and taken with no await between
-            result.problems.append(
-                f"`{name}`: I am still unpacking another zip for this character; post it "
-                "again once I have replied to that one"
-            )
-            return
-        self._unpacking.add(character.id)
-        try:
-            data = await attachment.read()
-            await self._unpack(character, name, data, thread, result)
-        finally:
-            self._unpacking.discard(character.id)
-
-    async def _unpack(
-        self,
-        character: CharacterRow,
-        zip_name: str,
-        data: bytes,
-        thread: discord.abc.Messageable,
-        result: CollectResult,
-    ) -> None:
-        """Check the zip's directory, then inflate one entry at a time (never more than a
-        photo's worth at once), re-posting photos in batches; stop once the character
-        has its 50."""
-        entries = _zip_entry_count(data)
-        if entries is not None and entries > MAX_ZIP_ENTRIES:
-            result.problems.append(
-                f"`{zip_name}` lists {entries} files; a zip may hold at most {MAX_ZIP_ENTRIES}"
-            )
-            return
-        try:
-            archive = zipfile.ZipFile(io.BytesIO(data))
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, struct.error):
-            result.problems.append(f"`{zip_name}` is not a valid zip file")
-            return
-        with archive:
-            infos = [info for info in archive.infolist() if not info.is_dir()]
-            if len(infos) > MAX_ZIP_ENTRIES:
-                result.problems.append(
-                    f"`{zip_name}` lists {len(infos)} files; a zip may hold at most "
-                    f"{MAX_ZIP_ENTRIES}"
-                )
-                return
-            unpacked = sum(info.file_size for info in infos)
-            if unpacked > MAX_ZIP_UNPACKED_BYTES:
-                result.problems.append(
-                    f"`{zip_name}` unpacks to {unpacked / 1048576:.0f} MiB; a zip may unpack "
-                    f"to at most {MAX_ZIP_UNPACKED_BYTES // 1048576} MiB"
-                )
-                return
-            known = {image.sha256 for image in await self.store.character_images(character.id)}
-            room = MAX_IMAGES - len(known)
-            budget = _upload_budget(thread)
-            batch: list[tuple[str, bytes, str]] = []
-            batch_bytes = 0
-            for index, info in enumerate(infos):
-                if room <= 0:
-                    result.full += len(infos) - index  # never inflated
-                    break
-                label = f"`{_shown(info.filename)}` (in the zip)"
-                if info.file_size > MAX_IMAGE_BYTES:
-                    result.problems.append(f"{label} is larger than 20 MiB")
-                    continue
-                try:
-                    content = await asyncio.to_thread(_read_entry, archive, info)
-                except _TooLarge:
-                    result.problems.append(f"{label} is larger than 20 MiB")
-                    continue
-                except (
-                    zipfile.BadZipFile,
-                    NotImplementedError,
-                    RuntimeError,
-                    EOFError,
-                    OSError,
-                    ValueError,
-                    zlib.error,
-                ):
-                    result.problems.append(f"{label} could not be unpacked")
-                    continue
-                if content is None:
-                    result.problems.append(f"{label} is not a PNG, JPEG or WebP image")
-                    continue
-                sha256 = hashlib.sha256(content).hexdigest()
-                if sha256 in known:
-                    result.duplicates += 1
-                    continue
-                known.add(sha256)
-                room -= 1
-                if batch and (
-                    len(batch) >= DISCORD_FILES_PER_MESSAGE or batch_bytes + len(content) > budget
-                ):
-                    await self._post_unpacked(character, thread, batch, result)
-                    batch, batch_bytes = [], 0
-                batch.append((info.filename, content, sniff_content_type(content) or ""))
-                batch_bytes += len(content)
-            if batch:
-                await self._post_unpacked(character, thread, batch, result)
-
-    async def _post_unpacked(
-        self,
-        character: CharacterRow,
-        thread: discord.abc.Messageable,
-        batch: list[tuple[str, bytes, str]],
-        result: CollectResult,
-    ) -> None:
-        """Re-post photos from a zip so each has a Discord URL, then record them."""
-        files = [
-            discord.File(io.BytesIO(data), filename=text.clip_filename(name.rsplit("/", 1)[-1]))
-            for name, data, _ in batch
-        ]
-        try:
-            posted = await thread.send(
-                f"Unpacked {len(batch)} photo(s) from your zip.",
-                files=files,
-                allowed_mentions=NO_PINGS,
-            )
-        except discord.HTTPException as exc:
-            log.info("character %s: could not re-post unpacked photos (%s)", character.id, exc)
-            result.problems.append(f"{len(batch)} photo(s) from the zip could not be re-posted")
-            return
-        for (name, data, _), attachment in zip(batch, posted.attachments, strict=False):
-            await self._add(
-                character, data, name, posted.channel.id, posted.id, attachment.url, result
-            )
-
-    async def _add(
-        self,
-        character: CharacterRow,
-        data: bytes,
+        channel: discord.TextChannel,
+        *,
+        guild_id: int,
+        owner_id: int,
         name: str,
-        channel_id: int,
-        message_id: int,
-        url: str,
-        result: CollectResult,
-    ) -> None:
-        content_type = sniff_content_type(data)
-        if content_type not in ALLOWED_IMAGE_TYPES:
-            result.problems.append(f"`{_shown(name)}` is not a PNG, JPEG or WebP image")
-            return
-        sha256 = hashlib.sha256(data).hexdigest()
-        image = CharacterImage(sha256, content_type, len(data), channel_id, message_id, url)
-        outcome = await self.store.add_character_image(
-            character.id, image, now=time.time(), limit=MAX_IMAGES
+        provider_id: str | None,
+    ) -> CharacterRow:
+        """/character create: the character, its thread in ``channel`` and the thread's
+        panel. Without a thread nobody could post its photos, so none means no character."""
+        character = await self.create(
+            guild_id=guild_id, owner_id=owner_id, name=name, provider_id=provider_id
         )
-        if outcome == "added":
-            path = self._image_path(character.id, image)
-            await asyncio.to_thread(_write, path, data)
-            result.added += 1
-        elif outcome == "duplicate":
-            result.duplicates += 1
-        else:
-            result.full += 1
+        try:
+            thread = await channel.create_thread(
+                name=text.clip_thread_name(f"Character: {character.name}", "Character"),
+                type=discord.ChannelType.public_thread,
+                auto_archive_duration=text.archive_duration(1440),
+            )
+            posted = await thread.send(panel.panel_text(character), allowed_mentions=NO_PINGS)
+        except discord.HTTPException as exc:
+            await self.store.delete_character(character.id)
+            raise UserError("I can't open a thread here (missing permissions?).") from exc
+        await self.store.update_character(
+            character.id, thread_id=thread.id, panel_message_id=posted.id
+        )
+        return replace(character, thread_id=thread.id, panel_message_id=posted.id)
 
-    def _image_path(self, character_id: int, image: CharacterImage) -> Path:
-        return (
-            self.directory / str(character_id) / f"{image.sha256}.{EXTENSIONS[image.content_type]}"
-        )
+    async def photos_posted(self, message: discord.Message) -> str | None:
+        """A message in a thread: if it brings the owner's photos to a character that
+        is collecting them (or failed, and may take more), take them; the reply for the
+        thread, or None when the message is none of this service's business."""
+        if message.author.bot or not isinstance(message.channel, discord.Thread):
+            return None
+        if not message.attachments:
+            return None
+        character = await self.store.character_by_thread(message.channel.id)
+        if character is None or character.owner_id != message.author.id:
+            return None
+        if character.state not in ("collecting", "failed"):
+            return None
+        result = await self.photos.collect(character, message)
+        updated = await self.store.get_character(character.id)
+        assert updated is not None  # a delete cancels nothing here: the rows outlive this
+        await self.refresh_panel(updated)
+        return panel.collected_text(result, updated.image_count)
 
     # --- training ---------------------------------------------------------------------------
+    async def train(
+        self, guild_id: int, user_id: int, ref: str, *, is_moderator: bool
+    ) -> tuple[CharacterRow, TaskRow]:
+        """/character train: the owner's character, moved to training, and its task
+        (whose status message the caller posts through Generations.post_status)."""
+        character = await self.find(guild_id, user_id, ref)
+        if character.owner_id != user_id:
+            raise UserError("Only the character's owner can train it.")
+        task = await self.start_training(character, is_moderator=is_moderator)
+        await self.refresh_panel(await self.store.get_character(character.id))
+        return character, task
+
     async def start_training(self, character: CharacterRow, *, is_moderator: bool) -> TaskRow:
         """Move the character to training and create the task, as one guarded step in the
         store: of two /character train at once, one trains (and pays), the other is told."""
@@ -488,7 +300,7 @@ class Characters:
                     channel_id=character.thread_id or 0,
                     thread_id=character.thread_id,
                     requester_id=character.owner_id,
-                    request={"name": character.name, "character_id": character.id},
+                    request=StoredTraining(character.name, character.id).to_stored(),
                     poll_interval=self.config.poll_interval,
                     quota_weight=self.config.character_training_weight,
                     character_id=character.id,
@@ -503,18 +315,17 @@ class Characters:
             raise UserError(str(exc)) from exc
 
     async def training_request(self, task: TaskRow) -> TrainingRequest:
-        """The photos' URLs for the provider, refreshed where Discord's have expired."""
-        character_id = task.request["character_id"]
+        """What the provider is sent: the photos' URLs, refreshed where Discord's have
+        expired (ProviderError if the character was deleted meanwhile)."""
+        training = StoredTraining.from_stored(task.request)
         current = await self.store.get_task(task.id)
-        if await self.store.get_character(character_id) is None or (
+        if await self.store.get_character(training.character_id) is None or (
             current is not None and not current.in_flight
         ):
             raise ProviderError(
                 ErrorKind.INVALID, "the character was deleted", code="character_deleted"
             )
-        images = await self.store.character_images(character_id)
-        urls = [await self._fresh_url(image) for image in images]
-        return TrainingRequest(name=task.request["name"], image_urls=urls)
+        return training.for_provider(await self.photos.urls(training.character_id))
 
     async def training_submitted(self, task: TaskRow, model_id: str) -> None:
         """The provider accepted a training as ``model_id`` (called by the poller once it
@@ -523,7 +334,9 @@ class Characters:
         finds the model; one that came earlier is seen here, and the model is deleted:
         nothing trains for nobody."""
         current = await self.store.get_task(task.id)
-        character = await self.store.get_character(task.request["character_id"])
+        character = await self.store.get_character(
+            StoredTraining.from_stored(task.request).character_id
+        )
         if current is None or not current.in_flight or character is None:
             log.info("task %s: training %s outlived its character; deleting", task.id, model_id)
             await self._delete_model(task.provider, model_id)
@@ -535,7 +348,7 @@ class Characters:
         self.wake()
         # Free the character now: its final message may take a while to be posted.
         await self.store.update_character(
-            task.request["character_id"], state="failed", error="cancelled"
+            StoredTraining.from_stored(task.request).character_id, state="failed", error="cancelled"
         )
         current = await self.store.get_task(task.id)
         if current is not None and current.provider_task_id:
@@ -552,22 +365,11 @@ class Characters:
             log.warning("provider model %s: delete failed (%r)", model_id, exc)
             return False
 
-    async def _fresh_url(self, image: CharacterImage) -> str:
-        expires = discord_url_expiry(image.url)
-        if expires is None or expires - time.time() > 600:
-            return image.url
-        channel = self.client.get_partial_messageable(image.channel_id)
-        message = await channel.fetch_message(image.message_id)
-        wanted = attachment_id_from_url(image.url)
-        for attachment in message.attachments:
-            if attachment.id == wanted:
-                return attachment.url
-        return image.url
-
     async def finish_training(self, task: TaskRow) -> str:
         """Record the outcome on the character; return the message for the thread."""
-        character = await self.store.get_character(task.request["character_id"])
-        name = task.request["name"]
+        training = StoredTraining.from_stored(task.request)
+        character = await self.store.get_character(training.character_id)
+        name = training.name
         # A newer training of this character (after a ❌) owns its state now.
         current = character is not None and character.task_id in (None, task.id)
         if character is None or (task.state == "succeeded" and not current):
@@ -601,7 +403,7 @@ class Characters:
                 await self.store.update_character(character.id, state="failed", error=reason)
             words = (
                 f"<@{task.requester_id}> training **{name}** failed: "
-                f"`{_shown(task.error_code or 'unknown')}` {text.clip(reason, 400)}. "
+                f"`{shown(task.error_code or 'unknown')}` {text.clip(reason, 400)}. "
                 "Your quota was given back; add or replace photos and run "
                 f"`/character train name:{name}` again."
             )
@@ -609,19 +411,46 @@ class Characters:
         return text.clip_message(words, vocabulary.footer(task.id))
 
     async def refresh_panel(self, character: CharacterRow | None) -> None:
-        if character is None or not character.thread_id or not character.panel_message_id:
-            return
-        channel = self.client.get_partial_messageable(
-            character.thread_id, guild_id=character.guild_id
+        await panel.refresh(self.client, character)
+
+    # --- sharing ----------------------------------------------------------------------------
+    async def share(
+        self, guild_id: int, actor_id: int, ref: str, *, is_moderator: bool
+    ) -> CharacterRow:
+        """/character share: a moderator lets the whole guild use a character (audited)."""
+        if not is_moderator:
+            raise UserError(ONLY_MODERATORS)
+        character = await self.find(guild_id, actor_id, ref, moderator=True)
+        await self.store.update_character(character.id, shared=True)
+        await self.audit(
+            guild_id,
+            actor_id,
+            "character_share",
+            target_id=character.owner_id,
+            details=f"character #{character.id}",
         )
-        try:
-            await channel.get_partial_message(character.panel_message_id).edit(
-                content=panel_text(character), allowed_mentions=NO_PINGS
-            )
-        except discord.HTTPException:
-            log.info("character %s: panel message not editable", character.id)
+        return character
 
     # --- deleting ---------------------------------------------------------------------------
+    async def delete_for(
+        self, guild_id: int, actor_id: int, ref: str, *, is_moderator: bool
+    ) -> tuple[CharacterRow, bool]:
+        """/character delete by its owner or a moderator (audited when it is not their
+        own): the character deleted, and whether the provider's model went too."""
+        character = await self.find(guild_id, actor_id, ref, moderator=is_moderator)
+        if character.owner_id != actor_id and not is_moderator:
+            raise UserError("Only the character's owner (or a moderator) can delete it.")
+        removed_remote = await self.delete(character)
+        if character.owner_id != actor_id:
+            await self.audit(
+                guild_id,
+                actor_id,
+                "character_delete",
+                target_id=character.owner_id,
+                details=f"character #{character.id}",
+            )
+        return character, removed_remote
+
     async def delete(self, character: CharacterRow) -> bool:
         """Remove the character, its photos and, where the API allows, the provider model:
         the trained one and any still training (whose id only its task knows)."""
@@ -634,16 +463,11 @@ class Characters:
             t.provider_task_id for t in await self.store.training_tasks(character.id)
         ]
         await self.store.delete_character(character.id)
-        await asyncio.to_thread(shutil.rmtree, self.directory / str(character.id), True)
+        await self.photos.remove(character.id)
         removed_remote = False
         for model_id in dict.fromkeys(m for m in models if m):
             removed_remote |= await self._delete_model(character.provider, model_id)
         return removed_remote
-
-
-def _shown(name: str) -> str:
-    """A member's file (or zip entry) name as quoted in a reply: one line, clipped."""
-    return text.clip(" ".join(name.split()), SHOWN_NAME)
 
 
 def _not_trainable(character: CharacterRow, exc: CharacterUnavailable) -> str:
@@ -655,79 +479,3 @@ def _not_trainable(character: CharacterRow, exc: CharacterUnavailable) -> str:
         f"`{character.name}` has {exc.image_count} photo(s); training needs at least "
         f"{MIN_IMAGES}. Post more in <#{character.thread_id}>."
     )
-
-
-class _TooLarge(Exception):
-    pass
-
-
-def _read_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes | None:
-    """One entry, inflated only as far as needed: its first bytes tell whether it is a
-    photo at all (None if not), and a photo is read to at most 20 MiB, whatever its
-    header claims."""
-    with archive.open(info) as entry:
-        head = entry.read(SNIFF_BYTES)
-        if sniff_content_type(head) not in ALLOWED_IMAGE_TYPES:
-            return None
-        rest = entry.read(MAX_IMAGE_BYTES + 1 - len(head))
-    if len(head) + len(rest) > MAX_IMAGE_BYTES:
-        raise _TooLarge
-    return head + rest
-
-
-def _zip_entry_count(data: bytes) -> int | None:
-    """Entries a zip's end-of-directory record declares, read before ``ZipFile`` parses
-    (and builds an object for) every one of them; None when there is no such record."""
-    tail = data[-(65535 + 22) :]
-    at = tail.rfind(b"PK\x05\x06")
-    if at < 0 or len(tail) - at < 22:
-        return None
-    total, directory_size = struct.unpack_from("<HI", tail, at + 10)
-    if total == 0xFFFF or directory_size == 0xFFFFFFFF:
-        return MAX_ZIP_ENTRIES + 1  # ZIP64: the real numbers are elsewhere; far too many
-    if directory_size > MAX_ZIP_ENTRIES * 1024:
-        # ZipFile walks the directory by its size, not by the declared count.
-        return max(int(total), MAX_ZIP_ENTRIES + 1)
-    return int(total)
-
-
-def _upload_budget(channel: discord.abc.Messageable) -> int:
-    """Bytes one re-post of unpacked photos may carry (the guild's upload limit)."""
-    guild = getattr(channel, "guild", None)
-    limit = getattr(guild, "filesize_limit", None)
-    return int(limit) if isinstance(limit, int) and limit > 0 else 25 * 1024 * 1024
-
-
-def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-
-
-class TrainingKind(JobKind):
-    """The character-training job kind, owned by :class:`Characters`."""
-
-    name = "training"
-
-    def __init__(self, characters: Characters) -> None:
-        self.characters = characters
-
-    async def send(self, lease: Lease, provider: Provider, *, now: float, attempt: Attempt) -> str:
-        task = lease.task
-        training = await self.characters.training_request(task)
-        await lease.checkpoint(submitted_at=now)
-        attempt.sent = True
-        model_id = await provider.train_character(training)
-        # Recorded at once, even if the task was cancelled meanwhile, so a delete or
-        # ❌ that reads the task from now on finds the model (see training_submitted).
-        await lease.checkpoint(provider_task_id=model_id)
-        try:
-            await self.characters.training_submitted(task, model_id)
-        except Exception:  # the model id is returned and recorded regardless
-            log.warning("task %s: training_submitted hook failed", task.id, exc_info=True)
-        return model_id
-
-    async def status(self, provider: Provider, provider_task_id: str) -> TaskStatus:
-        return await provider.character_status(provider_task_id)
-
-    async def final_words(self, task: TaskRow) -> str | None:
-        return await self.characters.finish_training(task)

@@ -14,7 +14,7 @@ import zipfile
 
 import pytest
 
-import reelbot.characters.service as characters_module
+import reelbot.characters.photos as photos_module
 from doubles.harness import World
 from doubles.providers import Step
 from tests.e2e.test_characters import create, png, post_photos, train_until_ready
@@ -268,7 +268,7 @@ async def post_zip(world: World, thread_id: int, data: bytes, name: str = "photo
 async def test_a_zip_that_inflates_past_the_total_cap_is_refused_unopened(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(characters_module, "MAX_ZIP_UNPACKED_BYTES", 8 * 1024 * 1024, raising=False)
+    monkeypatch.setattr(photos_module, "MAX_ZIP_UNPACKED_BYTES", 8 * 1024 * 1024)
     thread_id = await create(world, "alice", "Jo")
     bomb = zipped([(f"{i}.png", png(i) + bytes(3 * 1024 * 1024)) for i in range(3)])
     assert len(bomb) < 100_000
