@@ -197,3 +197,32 @@ async def test_delete_removes_photos_and_the_provider_model(world: World, tmp_pa
     assert any(
         r[0] == "DELETE" and "/soul/models/" in r[1] for r in world.providers["higgsfield"].requests
     )
+
+
+async def test_a_share_and_a_moderator_s_delete_are_audited_an_owner_s_own_is_not(
+    world: World,
+) -> None:
+    await create(world, "alice", "Gus")
+    await create(world, "alice", "Hal")
+    await refused(await world.command("character share", "mod", name="Gus"), "everyone here")
+    ix = await world.command("character delete", "alice", name="Hal")
+    await ix.wait_for_content("Deleted", timeout=TIMEOUT)
+    ix = await world.command("character delete", "mod", name="Gus")
+    await ix.wait_for_content("Deleted", timeout=TIMEOUT)
+    assert await world.bot.store.guild_characters(world.guild_id) == []
+    entries = await world.bot.store.audit_entries(world.guild_id)
+    mod, alice = world.users["mod"], world.users["alice"]
+    assert [(e["action"], e["actor_id"], e["target_id"]) for e in entries] == [
+        ("character_delete", mod, alice),
+        ("character_share", mod, alice),
+    ]
+    assert all(e["details"].startswith("character #") for e in entries)
+
+
+async def test_no_thread_means_no_character(world: World) -> None:
+    # Nobody could post photos for a character without its thread: none is left behind.
+    world.discord.fail_next("POST", r"/channels/\d+/threads$", status=403)
+    ix = await world.command("character create", "alice", name="Ivy")
+    await refused(ix, "can't open a thread")
+    assert await world.bot.store.guild_characters(world.guild_id) == []
+    await create(world, "alice", "Ivy")  # the name is free again
