@@ -13,6 +13,7 @@ from discord.ext import commands
 from reelbot import text
 from reelbot.generations.service import UserError
 from reelbot.permissions import interaction_is_moderator
+from reelbot.settings import SettingsError
 from reelbot.spending import Spending
 
 if TYPE_CHECKING:
@@ -40,8 +41,12 @@ class Quota(commands.GroupCog, group_name="quota", group_description="Daily cred
         return interaction.guild_id
 
     async def _reply(self, interaction: discord.Interaction, answer: Awaitable[str]) -> None:
+        try:
+            words = await answer
+        except SettingsError as exc:
+            raise UserError(str(exc)) from exc
         await interaction.response.send_message(
-            text.clip_message(await answer), ephemeral=True, allowed_mentions=NO_PINGS
+            text.clip_message(words), ephemeral=True, allowed_mentions=NO_PINGS
         )
 
     @app_commands.command(name="show", description="Credits used today, your limit, the budget")
@@ -126,13 +131,11 @@ class Quota(commands.GroupCog, group_name="quota", group_description="Daily cred
         credits: app_commands.Range[int, 0, MAX_PRICE],
     ) -> None:
         guild = self._moderator(interaction)
-        if provider not in self.bot.providers:
-            raise UserError(
-                f"`{text.clip(provider, 32)}` is not a provider this bot offers. "
-                f"Choose one of: {', '.join(self.bot.providers)}."
-            )
         await self._reply(
-            interaction, self.spending.set_cost(guild, interaction.user.id, provider, credits)
+            interaction,
+            self.spending.set_cost(
+                guild, interaction.user.id, provider, credits, offered=self.bot.providers
+            ),
         )
 
     @cost.autocomplete("provider")

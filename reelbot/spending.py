@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 
 import discord
 
 from reelbot import text
 from reelbot.config import Config
+from reelbot.settings import SettingsError
 from reelbot.store.base import Store
 from reelbot.store.models import QuotaPolicy, QuotaStatus, UsageSummary
 
@@ -174,7 +175,16 @@ class Spending:
             return f"The role **{name}** no longer has its own limit."
         return f"Members with **{name}** can now use {limit_text(limit)} (highest role wins)."
 
-    async def set_cost(self, guild_id: int, actor_id: int, provider: str, credits: int) -> str:
+    async def set_cost(
+        self, guild_id: int, actor_id: int, provider: str, credits: int, *, offered: Collection[str]
+    ) -> str:
+        """Price ``provider`` (one of ``offered``, the providers this bot runs) in credits."""
+        if provider not in offered:
+            # A price for a provider nobody can use would only clutter the audit log.
+            raise SettingsError(
+                f"`{text.clip(provider, 32)}` is not a provider this bot offers. "
+                f"Choose one of: {', '.join(offered)}."
+            )
         old = await self.store.set_entry(guild_id, "price", provider, credits)
         await self.audit(
             guild_id, actor_id, "quota_cost", target_id=None,
