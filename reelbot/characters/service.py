@@ -265,7 +265,8 @@ class Characters:
             return None
         result = await self.photos.collect(character, message)
         updated = await self.store.get_character(character.id)
-        assert updated is not None  # a delete cancels nothing here: the rows outlive this
+        if updated is None:  # deleted while its photos came in: nothing left to count
+            return None
         await self.refresh_panel(updated)
         return panel.collected_text(result, updated.image_count)
 
@@ -333,10 +334,9 @@ class Characters:
         task was cancelled meanwhile, so a delete or ❌ that reads the task from now on
         finds the model; one that came earlier is seen here, and the model is deleted:
         nothing trains for nobody."""
+        training = StoredTraining.from_stored(task.request)
         current = await self.store.get_task(task.id)
-        character = await self.store.get_character(
-            StoredTraining.from_stored(task.request).character_id
-        )
+        character = await self.store.get_character(training.character_id)
         if current is None or not current.in_flight or character is None:
             log.info("task %s: training %s outlived its character; deleting", task.id, model_id)
             await self._delete_model(task.provider, model_id)
@@ -347,9 +347,8 @@ class Characters:
             return False
         self.wake()
         # Free the character now: its final message may take a while to be posted.
-        await self.store.update_character(
-            StoredTraining.from_stored(task.request).character_id, state="failed", error="cancelled"
-        )
+        training = StoredTraining.from_stored(task.request)
+        await self.store.update_character(training.character_id, state="failed", error="cancelled")
         current = await self.store.get_task(task.id)
         if current is not None and current.provider_task_id:
             await self._delete_model(current.provider, current.provider_task_id)
