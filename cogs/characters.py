@@ -130,7 +130,7 @@ class Characters(
     async def delete(self, interaction: discord.Interaction, name: Name) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         assert interaction.guild_id is not None
-        character, remote = await self.characters.delete_for(
+        character, remote = await self.characters.delete(
             interaction.guild_id,
             interaction.user.id,
             name,

@@ -431,7 +431,7 @@ class Characters:
         return character
 
     # --- deleting ---------------------------------------------------------------------------
-    async def delete_for(
+    async def delete(
         self, guild_id: int, actor_id: int, ref: str, *, is_moderator: bool
     ) -> tuple[CharacterRow, bool]:
         """/character delete by its owner or a moderator (audited when it is not their
@@ -439,7 +439,7 @@ class Characters:
         character = await self.find(guild_id, actor_id, ref, moderator=is_moderator)
         if character.owner_id != actor_id and not is_moderator:
             raise UserError("Only the character's owner (or a moderator) can delete it.")
-        removed_remote = await self.delete(character)
+        removed_remote = await self._remove(character)
         if character.owner_id != actor_id:
             await self.audit(
                 guild_id,
@@ -450,7 +450,7 @@ class Characters:
             )
         return character, removed_remote
 
-    async def delete(self, character: CharacterRow) -> bool:
+    async def _remove(self, character: CharacterRow) -> bool:
         """Remove the character, its photos and, where the API allows, the provider model:
         the trained one and any still training (whose id only its task knows)."""
         for task in await self.store.training_tasks(character.id):
