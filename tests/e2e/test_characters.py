@@ -204,7 +204,24 @@ async def test_a_share_and_a_moderator_s_delete_are_audited_an_owner_s_own_is_no
 ) -> None:
     await create(world, "alice", "Gus")
     await create(world, "alice", "Hal")
+
+    async def offered(command: str, user: str) -> list[str]:
+        found = await world.discord.autocomplete(
+            command,
+            focused="name",
+            guild_id=world.guild_id,
+            channel_id=world.channel_id,
+            user_id=world.users[user],
+            options={"name": "g"},
+        )
+        return [c["name"] for c in found]
+
+    # Moderators are offered anyone's character to share; members only their own.
+    assert await offered("character share", "mod") == ["Gus (collecting)"]
+    assert await offered("character share", "bob") == []
+    assert await offered("character train", "alice") == ["Gus (collecting)"]
     await refused(await world.command("character share", "mod", name="Gus"), "everyone here")
+    assert await offered("character delete", "bob") == []  # shared is not bob's to delete
     ix = await world.command("character delete", "alice", name="Hal")
     await ix.wait_for_content("Deleted", timeout=TIMEOUT)
     ix = await world.command("character delete", "mod", name="Gus")
