@@ -77,6 +77,7 @@ class Photos:
         # character's thread is in one guild, whose events reach one gateway process.
         self._unpacking: set[int] = set()
 
+    # --- intake -----------------------------------------------------------------------------
     async def collect(self, character: CharacterRow, message: discord.Message) -> CollectResult:
         """Take the owner's photos (or a zip of them) from one message in the thread."""
         result = CollectResult()
