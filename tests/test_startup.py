@@ -33,14 +33,18 @@ def test_no_voice_warnings_at_start(tmp_path: Path) -> None:
     # supported" lines are noise on every start. Built the way bot.py builds it, in a
     # fresh process (discord.py warns once per process).
     code = (
+        "import asyncio, logging\n"
         "from reelbot.config import load_config\n"
         "from reelbot.ops.logs import setup_logging\n"
+        "from reelbot.ops.resources import open_resources\n"
         "from reelbot.app import Reelbot\n"
-        "import logging\n"
-        "config = load_config()\n"
+        "async def main():\n"
+        "    config = load_config()\n"
+        "    async with open_resources(config) as resources:\n"
+        "        Reelbot(config, resources)\n"
+        "    logging.getLogger('discord.client').warning('another discord warning')\n"
         "setup_logging('DEBUG')\n"
-        "Reelbot(config)\n"
-        "logging.getLogger('discord.client').warning('another discord warning')\n"
+        "asyncio.run(main())\n"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code],
