@@ -53,11 +53,11 @@ async def run_bot(config: Config, role: Role) -> int:
             log.exception("the bot stopped because of an error")
             return 1
         bot = Reelbot(config, resources, role=role)
+        if stopping.is_set():
+            return 0  # asked to stop while the store was opening: nothing to stop
         started.append(bot)
         try:
-            if stopping.is_set():
-                pass  # asked to stop while the store was opening: nothing was started
-            elif role.gateway:
+            if role.gateway:
                 await bot.start(config.discord_token)
             else:
                 # A worker needs REST only: log in (runs setup_hook, starts the poller)

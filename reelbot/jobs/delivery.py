@@ -72,9 +72,9 @@ class Delivery:
         self.shorten: Callable[[int, str, float | None], Awaitable[str]] | None = None
         # What each kind of task says at the end (its owner registers it).
         self.kinds: Mapping[str, JobKind] = kinds if kinds is not None else JobKinds()
-        # "usually ready in about N min" for a task in flight (app.py: Reelbot.eta_for).
+        # "usually ready in about N min" for a task in flight (wiring.py: eta_of).
         self.eta: Callable[[TaskRow], str | None] = lambda _task: None
-        # Whether a final message gets Vary (app.py: Generations.can_vary).
+        # Whether a final message gets Vary (wiring.py: Generations.can_vary).
         self.can_vary: Callable[[TaskRow], Awaitable[bool]] = self._takes_a_seed
         # Recent completion times per provider and model, fed as videos are delivered.
         self.eta_book = buttons.EtaBook()
