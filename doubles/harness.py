@@ -129,13 +129,12 @@ class World:
         self.bot, self._bot_task, self._bot_resources = None, None, None
         if bot is None:
             return
-        poller_task = bot._poller_task
+        worker = bot.services.worker
         for running in list(bot.poller._running):
             running.cancel()
-        if poller_task is not None:
-            poller_task.cancel()
-        if bot._sweep_task is not None:
-            bot._sweep_task.cancel()
+        for loop_task in (worker.poller_task, worker.sweep_task):
+            if loop_task is not None:
+                loop_task.cancel()
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

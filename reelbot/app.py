@@ -9,7 +9,6 @@ Discord, then the servers.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any
@@ -46,8 +45,6 @@ COGS = (
     "cogs.providers",
 )
 
-INPUT_SWEEP_INTERVAL = 6 * 3600.0
-
 
 class Reelbot(commands.AutoShardedBot):
     def __init__(
@@ -72,8 +69,6 @@ class Reelbot(commands.AutoShardedBot):
         throttle_ratelimit_sweep()
         self.role = role
         self.services: Services = wire(config, role, resources, client=self)
-        self._poller_task: asyncio.Task[None] | None = None
-        self._sweep_task: asyncio.Task[None] | None = None
 
     # What the cogs use, read-only: the services are connected once, in wire().
     @property
@@ -123,25 +118,12 @@ class Reelbot(commands.AutoShardedBot):
             if role.syncs_commands:
                 await self.sync_commands()
         if role.worker:
-            await self.store.subscribe(self.poller.wake)  # work added by other processes
-            self._poller_task = asyncio.create_task(self.poller.run(), name="poller")
-            self._poller_task.add_done_callback(_log_crash)
-            self._sweep_task = asyncio.create_task(self._sweep_inputs(), name="input-sweep")
+            await services.worker.start()
         if services.callbacks is not None:
             await services.callbacks.start()
         if services.health is not None:
             await services.health.start()
         log.info("running as %s", role.name)
-
-    async def _sweep_inputs(self) -> None:
-        """At start and every few hours: remove first-frame images no task created
-        within INPUT_RETENTION_DAYS uses."""
-        while True:
-            try:
-                await self.generations.sweep_inputs(now=time.time())
-            except Exception:
-                log.warning("could not clean up old first-frame images", exc_info=True)
-            await asyncio.sleep(INPUT_SWEEP_INTERVAL)
 
     async def sync_commands(self) -> None:
         if self.config.guild_ids:
@@ -202,11 +184,7 @@ class Reelbot(commands.AutoShardedBot):
         """Stop taking work and let in-flight writes finish, then leave Discord and stop
         the servers. The store and the sessions stay open: the entry that opened them
         closes them once this returns."""
-        await self.poller.stop()
-        for task in (self._poller_task, self._sweep_task):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        await self.services.worker.stop()
         await super().close()
         if self.callbacks is not None:
             await self.callbacks.close()
@@ -224,8 +202,3 @@ async def _guild_only(interaction: discord.Interaction) -> bool:
     if interaction.type is discord.InteractionType.autocomplete:
         return False  # nothing to offer, nothing to say
     raise app_commands.NoPrivateMessage()
-
-
-def _log_crash(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.critical("the poller stopped unexpectedly", exc_info=task.exception())

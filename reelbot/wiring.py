@@ -39,6 +39,7 @@ from reelbot.jobs.scheduling import CompletionModel
 from reelbot.ops.health import HealthServer
 from reelbot.ops.resources import Resources
 from reelbot.ops.roles import Role
+from reelbot.ops.worker import Worker
 from reelbot.spending import Spending, member_roles_via
 from reelbot.store import Store
 from reelbot.store.models import QuotaPolicy, TaskRow
@@ -62,6 +63,7 @@ class Services:
     poller: Poller
     characters: Characters
     generations: Generations
+    worker: Worker  # started in worker processes only; stopped in every one
     callbacks: CallbackServer | None  # PUBLIC_BASE_URL set: providers call back
     health: HealthServer | None  # HEALTH_PORT set
 
@@ -236,6 +238,7 @@ def wire(config: Config, role: Role, resources: Resources, client: discord.Clien
         poller=poller,
         characters=characters,
         generations=generations,
+        worker=Worker(poller=poller, store=store, generations=generations),
         callbacks=callbacks,
         health=health,
     )
