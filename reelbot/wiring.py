@@ -6,8 +6,9 @@ the bot, whose constructor calls :func:`wire` once; ``setup_hook`` then runs
 session or the store, and nothing else constructs a service.
 
 Most services get everything through their constructor. Where one needs another that
-is built after it, a genuine cycle, the link is made here after both exist (see
-"Links made after construction" in :func:`wire`), and nowhere else.
+is built after it (a genuine cycle), or its constructor takes no such argument yet,
+the link is made here after both exist (see "Links made after construction" in
+:func:`wire`), and nowhere else.
 """
 
 from __future__ import annotations
