@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -19,7 +20,12 @@ log = logging.getLogger("reelbot")
 
 
 async def run_bot(config: Config, role: Role) -> int:
-    from reelbot.app import Reelbot, use_api_base, wait_until_reachable
+    """Own every resource: open the HTTP sessions and the store, hand them to the bot,
+    and close them once it has stopped (its worker first, so in-flight writes finish)."""
+    from reelbot.app import Reelbot
+    from reelbot.ops.discordpy import use_api_base
+    from reelbot.ops.reach import wait_until_reachable
+    from reelbot.ops.resources import open_resources
 
     use_api_base(config.discord_api_base)
     loop = asyncio.get_running_loop()
@@ -40,41 +46,50 @@ async def run_bot(config: Config, role: Role) -> int:
     # as discord.py does by itself once connected. A stop meanwhile exits cleanly.
     if not await wait_until_reachable(config.discord_api_base, stopping):
         return 0
-    bot = Reelbot(config, role=role)
-    started.append(bot)
-    try:
-        if role.gateway:
-            await bot.start(config.discord_token)
-        else:
-            # A worker needs REST only: log in (runs setup_hook, starts the poller) and
-            # keep going until asked to stop. No gateway connection, no shard.
-            await bot.login(config.discord_token)
-            await stopping.wait()
-    except Exception as exc:
-        import discord
-
-        if isinstance(exc, discord.LoginFailure):
-            log.error("DISCORD_TOKEN was rejected by Discord: check the token in .env")
-        elif isinstance(exc, discord.PrivilegedIntentsRequired):
-            log.error(
-                "enable the Message Content intent for this bot in the Developer Portal "
-                "(Bot → Privileged Gateway Intents) and start again"
-            )
-        elif isinstance(exc, aiohttp.ClientConnectionError):
-            # Reachable a moment ago, gone during the log-in: one line, and a supervisor
-            # (systemd, docker) starts us again.
-            log.error("lost the connection to Discord while starting (%r); stopping", exc)
-        else:
+    async with contextlib.AsyncExitStack() as owned:
+        try:
+            resources = await owned.enter_async_context(open_resources(config))
+        except Exception:
             log.exception("the bot stopped because of an error")
-        await bot.close()
-        return 1
-    finally:
-        # bot.start() returns as soon as the gateway is closed, while the signal's close()
-        # still has the store and HTTP sessions to shut: let it finish before exiting.
-        if closing:
-            await asyncio.gather(*closing, return_exceptions=True)
-        if not bot.is_closed():
+            return 1
+        bot = Reelbot(config, resources, role=role)
+        if stopping.is_set():
+            return 0  # asked to stop while the store was opening: nothing to stop
+        started.append(bot)
+        try:
+            if role.gateway:
+                await bot.start(config.discord_token)
+            else:
+                # A worker needs REST only: log in (runs setup_hook, starts the poller)
+                # and keep going until asked to stop. No gateway connection, no shard.
+                await bot.login(config.discord_token)
+                await stopping.wait()
+        except Exception as exc:
+            import discord
+
+            if isinstance(exc, discord.LoginFailure):
+                log.error("DISCORD_TOKEN was rejected by Discord: check the token in .env")
+            elif isinstance(exc, discord.PrivilegedIntentsRequired):
+                log.error(
+                    "enable the Message Content intent for this bot in the Developer Portal "
+                    "(Bot → Privileged Gateway Intents) and start again"
+                )
+            elif isinstance(exc, aiohttp.ClientConnectionError):
+                # Reachable a moment ago, gone during the log-in: one line, and a
+                # supervisor (systemd, docker) starts us again.
+                log.error("lost the connection to Discord while starting (%r); stopping", exc)
+            else:
+                log.exception("the bot stopped because of an error")
             await bot.close()
+            return 1
+        finally:
+            # bot.start() returns as soon as the gateway is closed, while the signal's
+            # close() may still be stopping the worker: let it finish, so that the store
+            # and the sessions close (leaving this block) only after it.
+            if closing:
+                await asyncio.gather(*closing, return_exceptions=True)
+            if not bot.is_closed():
+                await bot.close()
     return 0
 
 

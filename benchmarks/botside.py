@@ -55,13 +55,16 @@ from doubles.harness import free_port
 from providers import PROVIDER_IDS
 from providers.base import GenerationRequest, InputImage, Provider, TaskStatus
 from reelbot import buttons, messages
-from reelbot.app import ETA_SEED_LIMIT, Reelbot, build_providers, use_api_base
-from reelbot.config import load_config
+from reelbot.app import Reelbot
+from reelbot.config import Config, load_config
 from reelbot.generations.kind import CALLBACK_TOKEN_BYTES, VideoKind, callback_url
 from reelbot.jobs import poller as poller_module
 from reelbot.jobs.inputs import InputStore
+from reelbot.ops.discordpy import use_api_base
+from reelbot.ops.resources import open_resources
 from reelbot.store.models import NewTask, QuotaPolicy, TaskRow
 from reelbot.store.sqlite import SqliteStore
+from reelbot.wiring import ETA_SEED_LIMIT, build_providers
 
 log = logging.getLogger("benchmarks")
 
@@ -108,7 +111,7 @@ def bot_env(world: dict[str, Any], data_dir: Path, args: argparse.Namespace) -> 
 async def eta_as_the_bot_shows(
     store: SqliteStore, providers: dict[str, Provider]
 ) -> Callable[[TaskRow], str | None]:
-    """The ETA phrase the bot will put in each status text (Reelbot.eta_for, seeded from
+    """The ETA phrase the bot will put in each status text (reelbot.wiring.eta_of, seeded from
     the same history), so the set-up's status texts are what the bot renders."""
     book = buttons.EtaBook()
     models: dict[str, Any] = {}
@@ -179,11 +182,20 @@ def start_pyspy(path: str, seconds: float) -> subprocess.Popen[bytes] | None:
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+async def serve(bot: Reelbot, config: Config, owned: contextlib.AsyncExitStack) -> None:
+    """Run the bot until it is closed, then close what was opened for it (its store and
+    sessions), as bot.py does: the runner task owns them."""
+    async with owned:
+        await bot.start(config.discord_token)
+
+
 async def start_bot(env: dict[str, str]) -> tuple[Reelbot, asyncio.Task[None]]:
     config = load_config(env)
     use_api_base(config.discord_api_base)
-    bot = Reelbot(config, guild_ready_timeout=0.1)
-    runner = asyncio.create_task(bot.start(config.discord_token), name="bot")
+    owned = contextlib.AsyncExitStack()
+    resources = await owned.enter_async_context(open_resources(config))
+    bot = Reelbot(config, resources, guild_ready_timeout=0.1)
+    runner = asyncio.create_task(serve(bot, config, owned), name="bot")
     ready = asyncio.create_task(bot.wait_until_ready())
     done, _ = await asyncio.wait({ready, runner}, timeout=120, return_when=asyncio.FIRST_COMPLETED)
     if ready not in done:

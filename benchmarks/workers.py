@@ -53,9 +53,9 @@ import aiohttp  # noqa: E402
 from doubles.discord.snowflake import DISCORD_EPOCH_MS  # noqa: E402
 from doubles.harness import World, build_world  # noqa: E402
 from providers import PROVIDER_IDS  # noqa: E402
-from reelbot.app import build_providers  # noqa: E402
 from reelbot.store.models import NewTask, QuotaPolicy  # noqa: E402
 from reelbot.store.postgres import PostgresStore  # noqa: E402
+from reelbot.wiring import build_providers  # noqa: E402
 from tests.pg import Cluster, fresh_schema, own_database  # noqa: E402
 
 PROVIDERS = ("hiapi", "foxapi", "gptge", "higgsfield")  # text-to-video: no input image

@@ -23,8 +23,10 @@ from doubles.billing import TALLY, DoubleBilled, Ledger, ledgers
 from doubles.discord import DiscordDouble
 from doubles.providers import ProviderDouble, make_double
 from providers import PROVIDER_IDS
-from reelbot.app import Reelbot, use_api_base
+from reelbot.app import Reelbot
 from reelbot.config import DEFAULT_API_BASE, Config, load_config
+from reelbot.ops.discordpy import use_api_base
+from reelbot.ops.resources import open_resources
 from reelbot.ops.roles import Role
 from reelbot.store import open_store
 from reelbot.store.models import TaskRow
@@ -49,7 +51,12 @@ class World:
     users: dict[str, int] = field(default_factory=dict)
     bot: Reelbot | None = None
     _bot_task: asyncio.Task[None] | None = None
-    extra: list[tuple[Reelbot, asyncio.Task[None] | None]] = field(default_factory=list)
+    # The bot's sessions and store: opened here, as bot.py opens them, and closed here
+    # once the bot has stopped (a restart opens new ones on the same store file).
+    _bot_resources: contextlib.AsyncExitStack | None = None
+    extra: list[tuple[Reelbot, asyncio.Task[None] | None, contextlib.AsyncExitStack]] = field(
+        default_factory=list
+    )
     # Orphan provider tasks a test makes on purpose (doubles/billing.py), per provider.
     allowed_orphans: dict[str, int] = field(default_factory=dict)
     check_billing: bool = True
@@ -66,8 +73,10 @@ class World:
         self.env.update(env)
         config = load_config(self.env)
         use_api_base(config.discord_api_base)
-        bot = Reelbot(config, guild_ready_timeout=0.1)
-        self.bot = bot
+        owned = contextlib.AsyncExitStack()
+        resources = await owned.enter_async_context(open_resources(config))
+        bot = Reelbot(config, resources, guild_ready_timeout=0.1)
+        self.bot, self._bot_resources = bot, owned
         self._bot_task = asyncio.create_task(bot.start(config.discord_token), name="bot")
         ready = asyncio.create_task(bot.wait_until_ready())
         done, _ = await asyncio.wait(
@@ -84,25 +93,30 @@ class World:
         """Another bot process (in this event loop) with a role: gateway shards or a worker."""
         config = load_config({**self.env, **env})
         use_api_base(config.discord_api_base)
-        bot = Reelbot(config, role=role, guild_ready_timeout=0.1)
+        owned = contextlib.AsyncExitStack()
+        resources = await owned.enter_async_context(open_resources(config))
+        bot = Reelbot(config, resources, role=role, guild_ready_timeout=0.1)
+        task = None
         if role.gateway:
             task = asyncio.create_task(bot.start(config.discord_token), name=f"bot-{role.name}")
+        self.extra.append((bot, task, owned))  # closed by close(), even if it never starts
+        if task is not None:
             await asyncio.wait_for(bot.wait_until_ready(), 20)
         else:
-            task = None
             await bot.login(config.discord_token)
-        self.extra.append((bot, task))
         return bot
 
     async def stop_bot(self) -> None:
         """A clean stop (SIGTERM path)."""
-        bot, task = self.bot, self._bot_task
-        self.bot, self._bot_task = None, None
+        bot, task, owned = self.bot, self._bot_task, self._bot_resources
+        self.bot, self._bot_task, self._bot_resources = None, None, None
         if bot is not None:
             await bot.close()
         if task is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, 10)
+        if owned is not None:
+            await owned.aclose()  # the store and the sessions, after the bot stopped
 
     async def kill_bot(self) -> None:
         """An abrupt stop: no goodbye, in-flight work abandoned mid-way (like kill -9).
@@ -111,38 +125,35 @@ class World:
         drop connections without the orderly shutdown; leases and half-done writes
         stay as they were. The subprocess test covers a real SIGKILL.
         """
-        bot, task = self.bot, self._bot_task
-        self.bot, self._bot_task = None, None
+        bot, task, owned = self.bot, self._bot_task, self._bot_resources
+        self.bot, self._bot_task, self._bot_resources = None, None, None
         if bot is None:
             return
-        poller_task = bot._poller_task
+        worker = bot.services.worker
         for running in list(bot.poller._running):
             running.cancel()
-        if poller_task is not None:
-            poller_task.cancel()
-        if bot._sweep_task is not None:
-            bot._sweep_task.cancel()
+        for loop_task in (worker.poller_task, worker.sweep_task):
+            if loop_task is not None:
+                loop_task.cancel()
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         with contextlib.suppress(Exception):
             await discord.Client.close(bot)
-        with contextlib.suppress(Exception):
-            await bot.store.close()
-        with contextlib.suppress(Exception):
-            await bot.session.close()
-        with contextlib.suppress(Exception):
-            await bot.download_session.close()
+        if owned is not None:
+            with contextlib.suppress(Exception):
+                await owned.aclose()
 
     async def close(self) -> None:
         """Stop everything; then fail if a provider double billed a task twice."""
         await self.stop_bot()
-        for bot, task in self.extra:
+        for bot, task, owned in self.extra:
             await bot.close()
             if task is not None:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await asyncio.wait_for(task, 10)
+            await owned.aclose()
         self.extra.clear()
         found: list[Ledger] = []
         if self.check_billing:

@@ -90,7 +90,7 @@ ALLOWED_WRITERS = {
     "reelbot.jobs.poller",  # the only writer of a claimed row
     "reelbot.jobs.lease",  # the poller's handle, passed to the step it runs
     "reelbot.generations.service",  # the request half: before the poller ever sees the task
-    "reelbot.app",  # start-up: release_all_leases in a single process
+    "reelbot.wiring",  # start-up (prepare): release_all_leases in a single process
 }
 
 

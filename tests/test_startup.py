@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+
+import bot as bot_main
+from reelbot.app import Reelbot
+from reelbot.config import Config
+from reelbot.ops import resources as resources_module
+from reelbot.ops.discordpy import use_api_base
+from reelbot.ops.resources import Resources, open_resources
+from reelbot.ops.roles import ALL_IN_ONE
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,14 +44,18 @@ def test_no_voice_warnings_at_start(tmp_path: Path) -> None:
     # supported" lines are noise on every start. Built the way bot.py builds it, in a
     # fresh process (discord.py warns once per process).
     code = (
+        "import asyncio, logging\n"
         "from reelbot.config import load_config\n"
         "from reelbot.ops.logs import setup_logging\n"
+        "from reelbot.ops.resources import open_resources\n"
         "from reelbot.app import Reelbot\n"
-        "import logging\n"
-        "config = load_config()\n"
+        "async def main():\n"
+        "    config = load_config()\n"
+        "    async with open_resources(config) as resources:\n"
+        "        Reelbot(config, resources)\n"
+        "    logging.getLogger('discord.client').warning('another discord warning')\n"
         "setup_logging('DEBUG')\n"
-        "Reelbot(config)\n"
-        "logging.getLogger('discord.client').warning('another discord warning')\n"
+        "asyncio.run(main())\n"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code],
@@ -104,3 +119,45 @@ def test_discord_unreachable_at_start_is_one_line_retried_and_sigterm_exits_0(
         if line.strip() and "cannot reach Discord" not in line and " INFO " not in line
     ]
     assert noise == [], output
+
+
+# --- who owns what: the entry opens the sessions and the store, and closes them ----------
+async def test_the_bot_leaves_its_resources_to_whoever_opened_them(world_factory) -> None:
+    world = await world_factory(start=False)
+    config = world.config
+    use_api_base(config.discord_api_base)
+    async with open_resources(config) as resources:
+        bot = Reelbot(config, resources, guild_ready_timeout=0.1)
+        await bot.login(config.discord_token)  # setup_hook: the poller runs
+        await bot.close()
+        # Closed by the entry once the bot (its poller) has stopped, never by the bot:
+        # it cannot know whether the entry still writes (the harness reads the store).
+        assert not resources.session.closed and not resources.download_session.closed
+        assert await resources.store.count_unfinished() == 0  # the store still answers
+    assert resources.session.closed and resources.download_session.closed
+
+
+async def test_a_stop_while_the_store_opens_starts_nothing(
+    world_factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # bot.py opens the store between "Discord is reachable" and building the bot; a
+    # SIGTERM meanwhile (a slow PostgreSQL) has no bot to close yet, so the bot must
+    # not start afterwards: it would run until a second signal.
+    world = await world_factory(start=False)
+    real_open = resources_module.open_resources
+
+    @contextlib.asynccontextmanager
+    async def open_then_sigterm(config: Config) -> AsyncIterator[Resources]:
+        async with real_open(config) as opened:
+            os.kill(os.getpid(), signal.SIGTERM)
+            await asyncio.sleep(0.1)  # the loop runs bot.py's signal handler
+            yield opened
+
+    monkeypatch.setattr(resources_module, "open_resources", open_then_sigterm)
+    loop = asyncio.get_running_loop()
+    try:
+        assert await asyncio.wait_for(bot_main.run_bot(world.config, ALL_IN_ONE), 15) == 0
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    assert world.discord.commands(world.guild_id) == []  # never logged in: nothing synced

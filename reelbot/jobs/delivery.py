@@ -21,7 +21,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import discord
@@ -32,7 +31,7 @@ from reelbot.jobs.downloads import DownloadedFile, DownloadError, decode_inline,
 from reelbot.jobs.kinds import JobKind, JobKinds
 from reelbot.jobs.lease import Lease, applied
 from reelbot.store.base import Store
-from reelbot.store.models import TaskRow
+from reelbot.store.models import TaskChange, TaskRow
 from reelbot.vocabulary import CANCEL_EMOJI, NO_PINGS, RETRY_EMOJI  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
@@ -73,15 +72,15 @@ class Delivery:
         self.shorten: Callable[[int, str, float | None], Awaitable[str]] | None = None
         # What each kind of task says at the end (its owner registers it).
         self.kinds: Mapping[str, JobKind] = kinds if kinds is not None else JobKinds()
-        # "usually ready in about N min" for a task in flight (app.py: Reelbot.eta_for).
+        # "usually ready in about N min" for a task in flight (wiring.py: eta_of).
         self.eta: Callable[[TaskRow], str | None] = lambda _task: None
-        # Whether a final message gets Vary (app.py: Generations.can_vary).
+        # Whether a final message gets Vary (wiring.py: Generations.can_vary).
         self.can_vary: Callable[[TaskRow], Awaitable[bool]] = self._takes_a_seed
         # Recent completion times per provider and model, fed as videos are delivered.
         self.eta_book = buttons.EtaBook()
 
     # --- status message -------------------------------------------------------------------
-    async def update_status(self, task: TaskRow, *, force: bool = False) -> dict[str, Any]:
+    async def update_status(self, task: TaskRow, *, force: bool = False) -> TaskChange:
         """Edit the status message if its text changed, at most every few seconds; the
         fields to record (the poller writes them)."""
         if task.status_message_id is None:
@@ -136,7 +135,7 @@ class Delivery:
             log.error("task %s: the shortened status was refused too (%s)", task.id, again.status)
 
     # --- final message ----------------------------------------------------------------------
-    async def deliver(self, lease: Lease) -> dict[str, Any]:
+    async def deliver(self, lease: Lease) -> TaskChange:
         """Post the final message of a finished task; return the fields to record.
 
         Nothing here writes the row but through ``lease`` (the marks stored before a
@@ -182,7 +181,11 @@ class Delivery:
             # The provider made the video but we cannot fetch it: tell the requester. The
             # failure is part of the outcome (the poller's release still finds the row
             # in the state it claimed), and the failure text is delivered at once.
-            failed = {"state": "failed", "error_code": "download_failed", "error_message": str(exc)}
+            failed: TaskChange = {
+                "state": "failed",
+                "error_code": "download_failed",
+                "error_message": str(exc),
+            }
             lease.task = applied(lease.task, failed)
             return failed | await self.deliver(lease)
 

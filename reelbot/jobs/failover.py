@@ -29,7 +29,7 @@ from reelbot.failover import mapping
 from reelbot.failover.book import HealthBook, Move, NoMove
 from reelbot.failover.health import Outcome, describe
 from reelbot.jobs.lease import Lease
-from reelbot.store.models import BudgetExceeded, QuotaExceeded, QuotaPolicy, TaskRow
+from reelbot.store.models import BudgetExceeded, QuotaExceeded, QuotaPolicy, TaskChange, TaskRow
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +45,11 @@ class Gate:
     """What ``before`` decided: ``fields`` to record instead of sending (a move or a
     refusal), or send (``probe``: this submit is the provider's one probe)."""
 
-    fields: dict[str, Any] | None = None
+    fields: TaskChange | None = None
     probe: bool = False
 
 
-def _fail(now: float, code: str, message: str) -> dict[str, Any]:
+def _fail(now: float, code: str, message: str) -> TaskChange:
     return {
         "state": "failed",
         "error_code": code,
@@ -115,7 +115,7 @@ class SubmitFailover:
 
     async def failed(
         self, lease: Lease, exc: ProviderError, *, probe: bool, unsure: bool, retries_left: bool
-    ) -> dict[str, Any] | None:
+    ) -> TaskChange | None:
         """Fields of a move, or None: the usual error handling decides (retry or fail)."""
         task = lease.task
         if task.kind != "video":
@@ -146,7 +146,7 @@ class SubmitFailover:
     async def up_providers(self, exclude: str) -> list[str]:
         return await self.book.up_providers(exclude=exclude)
 
-    async def _move(self, lease: Lease, move: Move) -> dict[str, Any]:
+    async def _move(self, lease: Lease, move: Move) -> TaskChange:
         task = lease.task
         now = time.time()
         tried = [*_tried(task.request), task.provider]

@@ -12,17 +12,15 @@ store, so every write of a claimed row goes through the poller's lease.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Unpack
 
 from reelbot.store.base import Store
-from reelbot.store.models import QuotaPolicy, TaskRow
-
-_TASK_FIELDS = frozenset(f.name for f in dataclasses.fields(TaskRow))
+from reelbot.store.models import QuotaPolicy, TaskChange, TaskRow
 
 
-def applied(task: TaskRow, fields: dict[str, Any]) -> TaskRow:
+def applied(task: TaskRow, fields: TaskChange) -> TaskRow:
     """``task`` as it reads once ``fields`` (an outcome or a checkpoint) are stored."""
-    return dataclasses.replace(task, **{k: v for k, v in fields.items() if k in _TASK_FIELDS})
+    return dataclasses.replace(task, **fields)  # every TaskChange key is a TaskRow field
 
 
 class Lease:
@@ -34,7 +32,7 @@ class Lease:
         self.claimed = task  # as claimed: its state is what the release expects
         self.task = task  # as it reads now, checkpoints included
 
-    async def checkpoint(self, **fields: Any) -> None:
+    async def checkpoint(self, **fields: Unpack[TaskChange]) -> None:
         """Store ``fields`` now, before a side effect that depends on them being known."""
         await self._store.update_task(self.task.id, **fields)
         self.task = applied(self.task, fields)

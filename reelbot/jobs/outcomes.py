@@ -1,9 +1,11 @@
 """What a step on a task decided: pure functions from what is known to what should change.
 
-An outcome is the set of task columns to change (``{"state": "failed", ...}``); the
-poller applies it in one ``release`` statement, which also ends its lease. Nothing here
-touches the store, the network or the clock: ``now`` and the schedule are arguments, so
-every rule (SPEC §4 "Never pay twice", the poll schedule, failure words) is a table test.
+An outcome is the set of task columns to change (``{"state": "failed", ...}``), each
+key and value typed (:class:`~reelbot.store.models.TaskChange`, so mypy rejects a
+misspelt column or a wrong type); the poller applies it in one ``release`` statement,
+which also ends its lease. Nothing here touches the store, the network or the clock:
+``now`` and the schedule are arguments, so every rule (SPEC §4 "Never pay twice", the
+poll schedule, failure words) is a table test.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ from typing import Any
 from providers.base import ErrorKind, Output, ProviderError, TaskStatus
 from reelbot import messages
 from reelbot.jobs.scheduling import backoff
-from reelbot.store.models import TaskRow
+from reelbot.store.models import TaskChange, TaskRow
 
 log = logging.getLogger(__name__)
 
-Outcome = dict[str, Any]  # task column → new value
+Outcome = TaskChange  # task column → new value, each typed
 
 NOT_FOUND_CONFIRMATIONS = 3  # a provider 404 is believed only after this many in a row
 MAX_SUBMIT_RETRIES = 5

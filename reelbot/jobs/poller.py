@@ -19,7 +19,6 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from providers.base import (
     Delivery,
@@ -43,7 +42,7 @@ from reelbot.jobs.outcomes import (  # noqa: F401 - re-exported: the rules' name
 )
 from reelbot.jobs.scheduling import CompletionModel, callback_safety_net, next_poll_interval
 from reelbot.store.base import Store
-from reelbot.store.models import TaskRow
+from reelbot.store.models import TaskChange, TaskRow
 
 log = logging.getLogger(__name__)
 
@@ -138,9 +137,9 @@ class Poller:
         providers: Mapping[str, Provider],
         settings: PollerSettings,
         inputs: InputStore,
-        deliver: Callable[[Lease], Awaitable[dict[str, Any]]],
+        deliver: Callable[[Lease], Awaitable[Outcome]],
         # Shows a task's status; returns the fields to record (status text, edit time).
-        on_status: Callable[[TaskRow], Awaitable[dict[str, Any] | None]],
+        on_status: Callable[[TaskRow], Awaitable[TaskChange | None]],
         # Once a delivery is recorded: what may only be offered then (the 🔁 affordance).
         on_delivered: Callable[[TaskRow], Awaitable[None]] | None = None,
         # What each kind of task does (its owner registers it); the loop knows none.
@@ -357,7 +356,7 @@ class Poller:
         """One step on a claimed task: the action decides, then the outcome is applied in
         one statement. The poller is the only writer of a claimed row: actions change it
         only through the :class:`Lease` (checkpoints that must precede a side effect)."""
-        fields: dict[str, Any]
+        fields: Outcome
         lease = Lease(self.store, self.owner, task)
         try:
             if lane is self._delivery_lane:

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import Callable, Collection
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -18,13 +19,20 @@ from aiohttp import web
 from reelbot.ops.roles import Role
 
 
-class Observed(Protocol):
-    """What the health endpoint reads of the bot (the app's Reelbot): no import of it."""
-
-    role: Role
+class WorkInHand(Protocol):
+    """What the health endpoint reads of the poller: no import of it."""
 
     @property
-    def latency(self) -> float: ...
+    def in_hand(self) -> Collection[int]: ...
+
+    @property
+    def claimed_total(self) -> int: ...
+
+
+class ProviderRows(Protocol):
+    """What it reads of the providers' health book (SPEC §4 "Failover")."""
+
+    async def rows(self) -> list[dict[str, Any]]: ...
 
 
 log = logging.getLogger(__name__)
@@ -62,8 +70,20 @@ class LoopLagMonitor:
 
 
 class HealthServer:
-    def __init__(self, bot: Observed, *, host: str, port: int) -> None:
-        self.bot = bot
+    def __init__(
+        self,
+        *,
+        role: Role,
+        latency: Callable[[], float],
+        poller: WorkInHand,
+        book: ProviderRows,
+        host: str,
+        port: int,
+    ) -> None:
+        self.role = role
+        self.latency = latency  # the gateway's heartbeat latency, read on each request
+        self.poller = poller
+        self.book = book
         self.host = host
         self.port = port
         self.lag = LoopLagMonitor()
@@ -86,10 +106,8 @@ class HealthServer:
             await self._runner.cleanup()
 
     def snapshot(self) -> dict[str, Any]:
-        bot = self.bot
-        role = bot.role
-        latency = bot.latency if role.gateway else math.nan
-        poller = getattr(bot, "poller", None)
+        role, poller = self.role, self.poller
+        latency = self.latency() if role.gateway else math.nan
         return {
             "status": "ok",
             "role": role.name,
@@ -99,16 +117,13 @@ class HealthServer:
             if math.isnan(latency) or math.isinf(latency)
             else round(latency * 1000, 1),
             "loop_lag_ms": self.lag.worst_ms,
-            "tasks_in_hand": len(poller.in_hand) if poller is not None and role.worker else 0,
-            "tasks_claimed_total": poller.claimed_total if poller is not None else 0,
+            "tasks_in_hand": len(poller.in_hand) if role.worker else 0,
+            "tasks_claimed_total": poller.claimed_total,
             "uptime_s": round(time.time() - self.started, 1),
         }
 
     async def provider_states(self) -> dict[str, dict[str, Any]]:
         """Each configured provider's state from the store (SPEC §4 "Failover")."""
-        book = getattr(self.bot, "health_book", None)
-        if book is None:
-            return {}
         return {
             row["provider"]: {
                 "state": row["state"],
@@ -116,7 +131,7 @@ class HealthServer:
                 "out_of_credits": row["out_of_credits"],
                 "success_rate": row["success_rate"],
             }
-            for row in await book.rows()
+            for row in await self.book.rows()
         }
 
     async def _health(self, _request: web.Request) -> web.Response:

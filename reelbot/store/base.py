@@ -7,7 +7,7 @@ Discord or a provider.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, Unpack
 
 from reelbot.failover.health import Health, Outcome, Transition
 from reelbot.store.models import (
@@ -18,6 +18,7 @@ from reelbot.store.models import (
     NewTask,
     QuotaPolicy,
     QuotaStatus,
+    TaskChange,
     TaskRow,
     UsageSummary,
 )
@@ -70,7 +71,7 @@ class Store(Protocol):
         """The task whose status message or final (result) message this is."""
         ...
 
-    async def update_task(self, task_id: int, **fields: Any) -> None: ...
+    async def update_task(self, task_id: int, **fields: Unpack[TaskChange]) -> None: ...
 
     async def claim_due(
         self,
@@ -86,7 +87,12 @@ class Store(Protocol):
         ...
 
     async def release(
-        self, task_id: int, owner: str, *, expected_state: str | None = None, **fields: Any
+        self,
+        task_id: int,
+        owner: str,
+        *,
+        expected_state: str | None = None,
+        **fields: Unpack[TaskChange],
     ) -> bool:
         """Record the outcome of an action and give the lease back.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 ACTIVE_STATES = frozenset({"submitting", "queued", "running"})
 FINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
@@ -22,6 +22,42 @@ def utc_day(ts: float) -> str:
 def next_utc_midnight(ts: float) -> float:
     day = datetime.fromtimestamp(ts, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     return (day + timedelta(days=1)).timestamp()
+
+
+class TaskChange(TypedDict, total=False):
+    """The task columns a step may change, each with its type: an action's outcome, a
+    lease's checkpoint, ``Store.update_task`` / ``Store.release``. Keys are TaskRow's
+    field names (``outputs`` and ``request`` are stored as JSON); the store's UPDATABLE
+    whitelist is exactly these keys (tests/jobs/test_outcomes.py checks it)."""
+
+    provider_task_id: str | None
+    thread_id: int | None
+    status_message_id: int | None
+    state: str
+    raw_state: str | None
+    progress: int | None
+    attempts: int
+    error_streak: int
+    poll_interval: float
+    next_action_at: float | None
+    submitted_at: float | None
+    finished_at: float | None
+    error_code: str | None
+    error_message: str | None
+    outputs: list[dict[str, Any]]
+    credits: float | None
+    status_edited_at: float | None
+    status_text: str | None
+    request: dict[str, Any]
+    result_message_id: int | None
+    delivery_attempts: int
+    delivery_channel_id: int | None
+    delivery_sent_at: float | None
+    submit_key: str | None
+    submit_call: str | None
+    not_found_streak: int
+    callback_token: str | None
+    delivered: bool
 
 
 @dataclass(slots=True)

@@ -26,7 +26,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Collection
-from typing import Any
+from typing import Any, Unpack
 
 import asyncpg
 
@@ -40,6 +40,7 @@ from reelbot.store.models import (
     DuplicateName,
     NewTask,
     QuotaPolicy,
+    TaskChange,
     TaskRow,
     TooManyInFlight,
     UsageSummary,
@@ -363,7 +364,7 @@ class PostgresStore(SharedQueries):
         )
         return TaskRow.from_mapping(row) if row else None
 
-    async def update_task(self, task_id: int, **fields: Any) -> None:
+    async def update_task(self, task_id: int, **fields: Unpack[TaskChange]) -> None:
         if fields:
             # Waking the pollers only when the task becomes due: a release (the poller's
             # own outcome) never notifies, or every poll would wake every process.
@@ -373,7 +374,12 @@ class PostgresStore(SharedQueries):
             )
 
     async def release(
-        self, task_id: int, owner: str, *, expected_state: str | None = None, **fields: Any
+        self,
+        task_id: int,
+        owner: str,
+        *,
+        expected_state: str | None = None,
+        **fields: Unpack[TaskChange],
     ) -> bool:
         return await self._update(
             task_id, fields, release_owner=owner, expected_state=expected_state, notify=False
@@ -382,7 +388,7 @@ class PostgresStore(SharedQueries):
     async def _update(
         self,
         task_id: int,
-        fields: dict[str, Any],
+        fields: TaskChange,
         *,
         release_owner: str | None,
         expected_state: str | None,

@@ -11,7 +11,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Collection
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import aiosqlite
 
@@ -25,6 +25,7 @@ from reelbot.store.models import (
     DuplicateName,
     NewTask,
     QuotaPolicy,
+    TaskChange,
     TaskRow,
     TooManyInFlight,
     UsageSummary,
@@ -288,12 +289,17 @@ class SqliteStore(SharedQueries):
             (message_id, message_id),
         )
 
-    async def update_task(self, task_id: int, **fields: Any) -> None:
+    async def update_task(self, task_id: int, **fields: Unpack[TaskChange]) -> None:
         if fields:
             await self._update(task_id, fields, release_owner=None, expected_state=None)
 
     async def release(
-        self, task_id: int, owner: str, *, expected_state: str | None = None, **fields: Any
+        self,
+        task_id: int,
+        owner: str,
+        *,
+        expected_state: str | None = None,
+        **fields: Unpack[TaskChange],
     ) -> bool:
         """Record an action's outcome and end its lease; True if the row was ours.
 
@@ -362,7 +368,7 @@ class SqliteStore(SharedQueries):
     async def _update(
         self,
         task_id: int,
-        fields: dict[str, Any],
+        fields: TaskChange,
         *,
         release_owner: str | None,
         expected_state: str | None,
@@ -376,7 +382,7 @@ class SqliteStore(SharedQueries):
     @staticmethod
     def _update_statement(
         task_id: int,
-        fields: dict[str, Any],
+        fields: TaskChange,
         *,
         release_owner: str | None,
         expected_state: str | None,

@@ -4,6 +4,7 @@ leads to, as pure functions of the task and the clock (reelbot/jobs/outcomes.py)
 from __future__ import annotations
 
 import dataclasses
+import typing
 from typing import Any
 
 import pytest
@@ -12,7 +13,8 @@ from providers.base import Delivery, ErrorKind, Output, ProviderError, TaskStatu
 from reelbot.jobs import outcomes
 from reelbot.jobs.lease import applied
 from reelbot.jobs.outcomes import UNCONFIRMED, Schedule
-from reelbot.store.models import TaskRow
+from reelbot.store.models import TaskChange, TaskRow
+from reelbot.store.schema import UPDATABLE
 
 NOW = 1_000.0
 SCHEDULE = Schedule(floor=1.0, ceiling=5.0)
@@ -166,3 +168,20 @@ def test_a_refusal_of_a_named_provider_fails_naming_providers_that_are_up() -> N
         task(provider="hiapi"), limited, idempotent=True, now=NOW, schedule=SCHEDULE, also=up
     )
     assert "state" not in retry and retry["error_streak"] == 1
+
+
+# --- the outcome's type ------------------------------------------------------------------
+def test_task_change_lists_exactly_the_columns_the_store_updates() -> None:
+    # mypy checks every outcome against TaskChange; the store refuses what UPDATABLE
+    # lacks. The two lists must be one: a column typed but not updatable would pass
+    # mypy and fail at run time, one updatable but untyped could not be written.
+    assert TaskChange.__optional_keys__ == UPDATABLE
+    assert TaskChange.__required_keys__ == frozenset()
+
+
+def test_every_task_change_column_has_its_task_row_type() -> None:
+    # applied() turns an outcome into the TaskRow the poller goes on with: a column
+    # typed differently in the two would make that row lie about its own fields.
+    row_types = typing.get_type_hints(TaskRow)
+    change_types = typing.get_type_hints(TaskChange)
+    assert {k: row_types[k] for k in change_types} == change_types
