@@ -18,6 +18,7 @@ The one write, moving the task and its charge, goes through the poller's Lease.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -29,6 +30,7 @@ from reelbot.failover import mapping
 from reelbot.failover.book import HealthBook, Move, NoMove
 from reelbot.failover.health import Outcome, describe
 from reelbot.jobs.lease import Lease
+from reelbot.jobs.model import Moved, VideoRequest
 from reelbot.store.models import BudgetExceeded, QuotaExceeded, QuotaPolicy, TaskRow
 
 log = logging.getLogger(__name__)
@@ -78,17 +80,16 @@ class SubmitFailover:
         # that may move is gated on every attempt (moved as soon as its provider is down).
         if task.kind != "video" or task.submitted_at is not None:
             return Gate()
-        if task.error_streak and not mapping.may_move(task.kind, task.request):
+        request = VideoRequest.of(task)
+        if task.error_streak and not mapping.may_move(request):
             return Gate()
         seen = await self.book.gate(task.provider)
         if seen != "skip":
             return Gate(probe=seen == "probe")
         health = (await self.book.snapshot()).get(task.provider)
         state = describe(health)
-        if mapping.may_move(task.kind, task.request):
-            found = await self.book.find_move(
-                task.provider, task.request, exclude=_tried(task.request)
-            )
+        if mapping.may_move(request):
+            found = await self.book.find_move(task.provider, request, exclude=request.tried)
             if isinstance(found, Move):
                 return Gate(fields=await self._move(lease, found))
             return Gate(
@@ -123,13 +124,12 @@ class SubmitFailover:
         await self.book.record_submit_error(task.provider, exc, probe=probe)
         if unsure or exc.ambiguous:
             return None  # never pay twice: the provider may have it
-        if not mapping.may_move(task.kind, task.request):
+        request = VideoRequest.of(task)
+        if not mapping.may_move(request):
             return None
         if not mapping.refusal_moves(exc, retries_left=retries_left):
             return None
-        found = await self.book.find_move(
-            task.provider, task.request, exc, exclude=_tried(task.request)
-        )
+        found = await self.book.find_move(task.provider, request, exc, exclude=request.tried)
         if isinstance(found, NoMove):
             log.info(
                 "task %s: %s refused it and no provider can take it instead", task.id, task.provider
@@ -149,17 +149,18 @@ class SubmitFailover:
     async def _move(self, lease: Lease, move: Move) -> dict[str, Any]:
         task = lease.task
         now = time.time()
-        tried = [*_tried(task.request), task.provider]
-        request = {
-            **move.request,
-            "failover": {"from": task.provider, "tried": tried, "note": move.note[:MAX_NOTE]},
-        }
+        moved = Moved(
+            origin=task.provider,
+            tried=(*VideoRequest.of(task).tried, task.provider),
+            note=move.note[:MAX_NOTE],
+        )
+        request = dataclasses.replace(move.request, failover=moved)
         price = await self.price_of(task.guild_id, move.target)
         policy = await self.policy_of(task)
         try:
-            moved = await lease.move(
+            done = await lease.move(
                 provider=move.target,
-                request=request,
+                request=request.to_stored(),
                 price=price,
                 policy=policy,
                 now=now,
@@ -176,15 +177,9 @@ class SubmitFailover:
                 f"{move.note.split(':', 1)[0]}; {move.target} could take it, but at "
                 f"{price} credit(s) it would pass {what}",
             )
-        if not moved:
+        if not done:
             return {}
         log.info("task %s: %s", task.id, move.note)
         # Due at once, now in the new provider's lane; "state" re-renders the status
         # message, which says where it went and why.
         return {"state": "submitting", "next_action_at": now}
-
-
-def _tried(request: dict[str, Any]) -> list[str]:
-    info = request.get("failover")
-    tried = info.get("tried") if isinstance(info, dict) else None
-    return [str(p) for p in tried] if isinstance(tried, list) else []
