@@ -22,7 +22,8 @@ PAGE_SIZE = 10
 MAX_PAGES = 10
 
 
-def job_line(task: TaskRow, *, now: float, show_requester: bool) -> str:
+def job_line(task: TaskRow, *, now: float, show_requester: bool, about: str) -> str:
+    """One task of the list; ``about``: what it is about (its kind's ``JobKind.about``)."""
     state = messages.STATE_LABELS.get(task.state, task.state)
     if task.state in ("queued", "running") and task.progress is not None:
         state += f" {task.progress}%"
@@ -32,8 +33,7 @@ def job_line(task: TaskRow, *, now: float, show_requester: bool) -> str:
     link = f"https://discord.com/channels/{task.guild_id}/{task.reply_channel_id}"
     if task.result_message_id:
         link += f"/{task.result_message_id}"
-    # A training is named by its character.
-    prompt = messages.preview(video.prompt if video else task.request.get("name", ""), 60)
+    prompt = messages.preview(about, 60)
     return (
         f"**#{task.id}** {state} · {task.provider}{model}{who} · "
         f"{messages.format_duration(now - task.created_at)} ago · [thread]({link})\n"
@@ -44,6 +44,10 @@ def job_line(task: TaskRow, *, now: float, show_requester: bool) -> str:
 class Jobs(commands.Cog):
     def __init__(self, bot: Reelbot) -> None:
         self.bot = bot
+
+    def _about(self, task: TaskRow) -> str:
+        kind = self.bot.delivery.kinds.get(task.kind)
+        return kind.about(task) if kind is not None else ""
 
     @app_commands.command(name="jobs", description="Your in-flight and recent generations")
     @app_commands.guild_only()
@@ -69,7 +73,9 @@ class Jobs(commands.Cog):
             now = time.time()
             in_flight = sum(t.in_flight for t in tasks)
             header = f"**{scope.capitalize()} tasks** — {in_flight} in flight · page {page}/{pages}"
-            body = "\n".join(job_line(t, now=now, show_requester=moderator) for t in shown)
+            body = "\n".join(
+                job_line(t, now=now, show_requester=moderator, about=self._about(t)) for t in shown
+            )
             text = f"{header}\n{body}"
             if page < pages:
                 text += f"\n-# More: /jobs page:{page + 1}"

@@ -731,3 +731,6 @@ class TrainingKind(JobKind):
 
     async def final_words(self, task: TaskRow) -> str | None:
         return await self.characters.finish_training(task)
+
+    def about(self, task: TaskRow) -> str:
+        return str(task.request.get("name", ""))
