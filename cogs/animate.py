@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -81,8 +82,7 @@ class Animate(commands.Cog):
                 request.character,
                 provider=request.provider,
             )
-            request.provider = chosen.provider
-            request.character = chosen.name
+            request = dataclasses.replace(request, provider=chosen.provider, character=chosen.name)
         provider_obj, stored = await self.generations.prepare(
             interaction.guild_id, request, character=chosen
         )

@@ -73,8 +73,10 @@ class Upload:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class AnimateRequest:
+    """What the member asked for, as the cog received it (before any check)."""
+
     prompt: str
     provider: str | None = None
     model: str | None = None
@@ -146,8 +148,7 @@ class Generations:
         if req.provider is None:
             default, model = await self.settings.defaults(guild_id)
             if default is not None:
-                req.provider = default
-                req.model = req.model or model
+                req = dataclasses.replace(req, provider=default, model=req.model or model)
         provider, request = self.validate(req)
         request = dataclasses.replace(request, provider_chosen=chosen)
         if character is not None:
