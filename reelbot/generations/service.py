@@ -263,7 +263,7 @@ class Generations:
         await self._check_settings(guild_id, channel_id, requester_id, request)
         # A re-run of a request that failover moved starts where it ended up, without
         # the old note ("hiapi is unavailable: sent to foxapi" was about that task).
-        request = dataclasses.replace(request, failover=None)
+        request = request.unmoved()
         if image is not None:
             request = dataclasses.replace(request, image=image.meta)
         elif request.image and not await self.inputs.touch(request.image):

@@ -10,6 +10,7 @@ another branch's feature) are kept as they are, so a round trip through
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -26,6 +27,7 @@ class Moved:
     origin: str
     tried: tuple[str, ...]
     note: str
+    extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know
 
     @classmethod
     def from_stored(cls, stored: dict[str, Any]) -> Moved:
@@ -34,10 +36,11 @@ class Moved:
             origin=str(stored.get("from", "")),
             tried=tuple(str(p) for p in tried) if isinstance(tried, list) else (),
             note=str(stored.get("note") or ""),
+            extra={k: v for k, v in stored.items() if k not in ("from", "tried", "note")},
         )
 
     def to_stored(self) -> dict[str, Any]:
-        return {"from": self.origin, "tried": list(self.tried), "note": self.note}
+        return {**self.extra, "from": self.origin, "tried": list(self.tried), "note": self.note}
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +94,12 @@ class VideoRequest:
                 continue
             stored[f.name] = value.to_stored() if isinstance(value, Moved) else value
         return {**self.extra, **stored}
+
+    def unmoved(self) -> VideoRequest:
+        """Without failover's record, whatever its shape: a re-run starts where the
+        request ended up, and the old note was about the old task."""
+        extra = {k: v for k, v in self.extra.items() if k != "failover"}
+        return dataclasses.replace(self, failover=None, extra=extra)
 
     @property
     def tried(self) -> tuple[str, ...]:

@@ -60,6 +60,18 @@ def test_a_failover_record_it_cannot_read_is_kept_as_it_was() -> None:
     request = VideoRequest.from_stored(stored)
     assert request.failover is None and request.tried == ()
     assert request.to_stored() == stored
+    newer = {**EVERY_FIELD["failover"], "at": 1700000000}  # a key of a newer version
+    assert VideoRequest.from_stored({"prompt": "p", "failover": newer}).to_stored() == {
+        "prompt": "p",
+        "failover": newer,
+    }
+
+
+def test_a_request_without_its_failover_record_keeps_everything_else() -> None:
+    for record in (EVERY_FIELD["failover"], "moved by a newer version"):
+        stored = {**EVERY_FIELD, "failover": record, "future": 1}
+        unmoved = VideoRequest.from_stored(stored).unmoved()
+        assert unmoved.to_stored() == {k: v for k, v in stored.items() if k != "failover"}
 
 
 def test_a_training_s_request_is_not_a_video_request() -> None:
