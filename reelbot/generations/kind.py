@@ -37,7 +37,7 @@ class VideoKind(JobKind):
             # A resend under the same key: the stored first request, byte for byte.
             call, key = SubmitCall.from_json(task.submit_call), task.submit_key
         else:
-            req = VideoRequest.from_stored(task.request)
+            req = VideoRequest.of(task)
             image = None
             if req.image:
                 image = await self.inputs.input_image(req.image, refresh=task.retry_of is not None)

@@ -61,6 +61,12 @@ def _fail(now: float, code: str, message: str) -> dict[str, Any]:
     }
 
 
+def _counted(task: TaskRow) -> bool:
+    """Health and failover are about making videos: a training's submits and polls
+    neither count towards its provider's health nor move (its model lives there)."""
+    return task.kind == "video"
+
+
 def up_note(up: tuple[str, ...] | list[str]) -> str:
     if not up:
         return "no other provider is up right now"
@@ -78,7 +84,7 @@ class SubmitFailover:
         # A resend under hiapi's key goes as before (the provider may already have it).
         # A task that named its provider and is retrying it keeps its retry budget; one
         # that may move is gated on every attempt (moved as soon as its provider is down).
-        if task.kind != "video" or task.submitted_at is not None:
+        if not _counted(task) or task.submitted_at is not None:
             return Gate()
         request = VideoRequest.of(task)
         if task.error_streak and not mapping.may_move(request):
@@ -111,7 +117,7 @@ class SubmitFailover:
         )
 
     async def succeeded(self, task: TaskRow, *, probe: bool) -> None:
-        if task.kind == "video":
+        if _counted(task):
             await self.book.record(task.provider, Outcome.OK, probe=probe)
 
     async def failed(
@@ -119,7 +125,7 @@ class SubmitFailover:
     ) -> dict[str, Any] | None:
         """Fields of a move, or None: the usual error handling decides (retry or fail)."""
         task = lease.task
-        if task.kind != "video":
+        if not _counted(task):
             return None
         await self.book.record_submit_error(task.provider, exc, probe=probe)
         if unsure or exc.ambiguous:
@@ -139,7 +145,7 @@ class SubmitFailover:
 
     async def polled(self, task: TaskRow, *, good: bool, error: str | None = None) -> None:
         """A poll failed, or a task ended: the success rate moves, never the state."""
-        if task.kind == "video":
+        if _counted(task):
             outcome = Outcome.OK if good else Outcome.ERROR
             await self.book.record(task.provider, outcome, submit=False, error=error)
 
