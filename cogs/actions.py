@@ -13,8 +13,6 @@ keyed by the interaction id).
 from __future__ import annotations
 
 import logging
-import secrets
-import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
@@ -24,8 +22,9 @@ from discord.ext import commands
 
 from reelbot import buttons, text, vocabulary
 from reelbot.buttons import ANIMATE_MODAL, HANDLER_COG, REMIX_MODAL, Action
-from reelbot.generations.service import MAX_PROMPT, MAX_SEED, AnimateRequest, UserError, clean_text
+from reelbot.generations.service import MAX_PROMPT, AnimateRequest, UserError, remix
 from reelbot.jobs.inputs import ALLOWED_IMAGE_TYPES
+from reelbot.jobs.model import VideoRequest
 from reelbot.permissions import interaction_is_moderator
 from reelbot.store.models import TaskRow
 
@@ -78,10 +77,10 @@ def modal_values(components: Iterable[Mapping[str, Any]]) -> dict[str, str]:
 class RemixModal(discord.ui.Modal):
     """The prompt (and negative prompt where the provider takes one), filled in."""
 
-    def __init__(self, task: TaskRow, *, negative: bool) -> None:
+    def __init__(self, task_id: int, request: VideoRequest, *, negative: bool) -> None:
         super().__init__(
-            title=text.clip(f"Remix task #{task.id}", MODAL_TITLE),
-            custom_id=buttons.remix_modal_id(task.id),
+            title=text.clip(f"Remix task #{task_id}", MODAL_TITLE),
+            custom_id=buttons.remix_modal_id(task_id),
             timeout=None,
         )
         self.add_item(
@@ -89,7 +88,7 @@ class RemixModal(discord.ui.Modal):
                 label="Prompt",
                 custom_id="prompt",
                 style=discord.TextStyle.paragraph,
-                default=text.clip(str(task.request.get("prompt", "")), MAX_PROMPT),
+                default=text.clip(request.prompt, MAX_PROMPT),
                 min_length=1,
                 max_length=MAX_PROMPT,
             )
@@ -100,8 +99,7 @@ class RemixModal(discord.ui.Modal):
                     label="Negative prompt (what to avoid)",
                     custom_id="negative_prompt",
                     style=discord.TextStyle.paragraph,
-                    default=text.clip(str(task.request.get("negative_prompt") or ""), MAX_PROMPT)
-                    or None,
+                    default=text.clip(request.negative_prompt or "", MAX_PROMPT) or None,
                     required=False,
                     max_length=MAX_PROMPT,
                 )
@@ -174,24 +172,17 @@ class ActionBar(commands.Cog, name=HANDLER_COG):
 
     async def _task_for(self, task_id: int, interaction: discord.Interaction) -> TaskRow:
         """The task, if it is this server's and the clicker may act on it."""
-        task = await self.bot.store.get_task(task_id)
-        if task is None or task.guild_id != interaction.guild_id:
-            raise UserError(f"I no longer know task #{task_id}.")
-        if interaction.user.id != task.requester_id and not self._is_moderator(interaction):
-            raise UserError(
-                f"Only <@{task.requester_id}>, who asked for task #{task.id}, or a "
-                "moderator can use these buttons."
-            )
-        return task
+        return await self.bot.generations.task_to_act_on(
+            task_id,
+            guild_id=interaction.guild_id,
+            user_id=interaction.user.id,
+            is_moderator=self._is_moderator(interaction),
+        )
 
     async def _first_press(self, interaction: discord.Interaction) -> bool:
         """False for a repeated delivery of an interaction already acted on."""
-        return await self.bot.store.claim_reaction(
-            interaction.id,
-            interaction.user.id,
-            DEDUP_KEY,
-            now=time.time(),
-            window=INTERACTION_DEDUP_WINDOW,
+        return await self.bot.generations.first_time(
+            interaction.id, interaction.user.id, DEDUP_KEY, window=INTERACTION_DEDUP_WINDOW
         )
 
     @staticmethod
@@ -244,20 +235,17 @@ class ActionBar(commands.Cog, name=HANDLER_COG):
         try:
             request = await self.animate.rerun_request(task)
             if vary:
-                provider = self.bot.generations.provider_for(task.provider)
-                if "seed" not in provider.capabilities.options:
-                    raise UserError(f"`{task.provider}` does not take a seed, so it cannot vary.")
-                request["seed"] = _new_seed(request.get("seed"))
+                request = self.bot.generations.varied(task, request)
             new_task = await self._rerun(task, interaction, request)
         except UserError as exc:
             raise UserError(f"I can't run task #{task.id} again: {exc}") from exc
         if new_task is None:
             raise UserError("Discord did not take the status message; try again shortly.")
-        seed = f" with seed `{new_task.request['seed']}`" if vary else ""
+        seed = f" with seed `{VideoRequest.of(new_task).seed}`" if vary else ""
         await self._answer(interaction, f"✅ Running it again{seed} as task #{new_task.id}.")
 
     async def _rerun(
-        self, task: TaskRow, interaction: discord.Interaction, request: dict[str, Any]
+        self, task: TaskRow, interaction: discord.Interaction, request: VideoRequest
     ) -> TaskRow | None:
         return await self.animate.run_again(
             task,
@@ -289,13 +277,8 @@ class ActionBar(commands.Cog, name=HANDLER_COG):
             pass  # already gone: the outcome asked for
         except discord.HTTPException as exc:
             raise UserError(f"Discord did not let me delete it ({exc.status}).") from exc
-        await self.bot.store.audit(
-            task.guild_id,
-            interaction.user.id,
-            "delete_result",
-            target_id=task.requester_id,
-            details=f"task #{task.id}, message {message.id}",
-            now=time.time(),
+        await self.bot.generations.audit(
+            task, interaction.user.id, "delete_result", f"task #{task.id}, message {message.id}"
         )
         log.info(
             "task %s: final message %s deleted by %s", task.id, message.id, interaction.user.id
@@ -311,11 +294,12 @@ class ActionBar(commands.Cog, name=HANDLER_COG):
     # --- Remix --------------------------------------------------------------------------
     async def _open_remix(self, task: TaskRow, interaction: discord.Interaction) -> None:
         try:
-            await self.animate.rerun_request(task)
+            request = await self.animate.rerun_request(task)
         except UserError as exc:
             raise UserError(f"I can't remix task #{task.id}: {exc}") from exc
         provider = self.bot.generations.providers[task.provider]
-        modal = RemixModal(task, negative="negative_prompt" in provider.capabilities.options)
+        negative = "negative_prompt" in provider.capabilities.options
+        modal = RemixModal(task.id, request, negative=negative)
         await _send_stateless_modal(interaction, modal)
 
     async def _remix_submitted(self, task_id: int, interaction: discord.Interaction) -> None:
@@ -325,18 +309,11 @@ class ActionBar(commands.Cog, name=HANDLER_COG):
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
-            request = await self.animate.rerun_request(task)
-            request["prompt"] = clean_text(
-                values.get("prompt", ""), field="prompt", limit=MAX_PROMPT
+            request = remix(
+                await self.animate.rerun_request(task),
+                values.get("prompt", ""),
+                values.get("negative_prompt"),
             )
-            if "negative_prompt" in values:
-                negative = values["negative_prompt"].strip()
-                if negative:
-                    request["negative_prompt"] = clean_text(
-                        negative, field="negative prompt", limit=MAX_PROMPT
-                    )
-                else:
-                    request.pop("negative_prompt", None)
             new_task = await self._rerun(task, interaction, request)
         except UserError as exc:
             raise UserError(f"I can't remix task #{task.id}: {exc}") from exc
@@ -423,13 +400,6 @@ async def _send_stateless_modal(interaction: discord.Interaction, modal: discord
 def _data(interaction: discord.Interaction) -> dict[str, Any]:
     """The interaction's raw ``data`` (a union of typed dicts) as a plain mapping."""
     return cast(dict[str, Any], interaction.data or {})
-
-
-def _new_seed(old: object) -> int:
-    seed = secrets.randbelow(MAX_SEED + 1)
-    while seed == old:
-        seed = secrets.randbelow(MAX_SEED + 1)
-    return seed
 
 
 async def setup(bot: Reelbot) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +15,9 @@ from cogs.choices import choices
 from providers.base import Provider
 from reelbot import messages, text
 from reelbot.characters.names import character_ref
+from reelbot.generations import posting
 from reelbot.generations.service import AnimateRequest, UserError
+from reelbot.jobs.model import VideoRequest
 from reelbot.motions import MotionCache
 from reelbot.permissions import interaction_is_moderator, member_is_moderator
 from reelbot.store.models import TaskRow
@@ -42,64 +43,26 @@ class Animate(commands.Cog):
         self.bot = bot
         self.generations = bot.generations
         self.motions = MotionCache()
-        # Only configured providers are offered: the choices are known at start-up,
-        # not when the class is defined, so this instance gets its own parameter.
-        command = self.animate
-        param = command._params["provider"]
-        command._params["provider"] = dataclasses.replace(
-            param,
-            choices=[app_commands.Choice(name=pid, value=pid) for pid in bot.providers],
-        )
+        # Only configured providers are offered: the choices are known at start-up, not
+        # when the class is defined, so the command is built with this instance.
+        self.command = animate_command(self, list(bot.providers))
 
-    @app_commands.command(name="animate", description="Turn a prompt (and an image) into a video")
-    @app_commands.guild_only()
-    @app_commands.describe(
-        prompt="What should happen in the video (1–2000 characters)",
-        image="First frame: PNG, JPEG or WebP up to 20 MiB (image-to-video)",
-        provider="Which video service to use",
-        model="The provider's model",
-        duration="Length in seconds",
-        aspect_ratio="Frame shape",
-        resolution="Output resolution",
-        seed="Seed for reproducible results",
-        negative_prompt="What to avoid (providers that accept it)",
-        character="One of your trained characters (see /character)",
-        motion="Motion template (Higgsfield)",
-    )
-    @app_commands.choices(
-        aspect_ratio=[app_commands.Choice(name=v, value=v) for v in ("16:9", "9:16", "1:1")],
-        resolution=[app_commands.Choice(name=v, value=v) for v in ("480p", "720p", "1080p")],
-    )
+    async def cog_load(self) -> None:
+        self.bot.tree.add_command(self.command)
+
+    async def cog_unload(self) -> None:
+        self.bot.tree.remove_command(self.command.name)
+        self.motions.close()
+
     async def animate(
         self,
         interaction: discord.Interaction,
-        prompt: Prompt,
-        image: discord.Attachment | None = None,
-        provider: Choice | None = None,
-        model: Name | None = None,
-        duration: int | None = None,
-        aspect_ratio: Choice | None = None,
-        resolution: Choice | None = None,
-        seed: int | None = None,
-        negative_prompt: Prompt | None = None,
-        character: Name | None = None,
-        motion: Name | None = None,
+        request: AnimateRequest,
+        image: discord.Attachment | None,
     ) -> None:
-        # Acknowledge first: everything below may take longer than Discord's 3 s.
+        """/animate: acknowledge first (everything after may take longer than Discord's
+        3 s), then start."""
         await interaction.response.defer(ephemeral=True, thinking=True)
-        request = AnimateRequest(
-            prompt=prompt,
-            provider=provider,
-            model=model,
-            duration=duration,
-            aspect_ratio=aspect_ratio,
-            resolution=resolution,
-            seed=seed,
-            negative_prompt=negative_prompt,
-            motion=motion,
-            character=character,
-            has_image=image is not None,
-        )
         await self.start(interaction, request, image)
 
     async def start(
@@ -119,13 +82,10 @@ class Animate(commands.Cog):
                 request.character,
                 provider=request.provider,
             )
-            request.provider = chosen.provider
-            request.character = chosen.name
-        provider_obj, stored = await self.generations.prepare(interaction.guild_id, request)
-        if chosen is not None:
-            stored["character"] = chosen.name
-            stored["character_id"] = chosen.id  # 🔁 looks the character up again by it
-            stored["character_model_id"] = chosen.provider_model_id
+            request = dataclasses.replace(request, provider=chosen.provider, character=chosen.name)
+        provider_obj, stored = await self.generations.prepare(
+            interaction.guild_id, request, character=chosen
+        )
         upload = await self.generations.read_image(image) if image is not None else None
         channel = interaction.channel
         is_thread = isinstance(channel, discord.Thread)
@@ -141,8 +101,11 @@ class Animate(commands.Cog):
             role_ids=[r.id for r in getattr(interaction.user, "roles", ())],
         )
         try:
-            where = await self.generations.open_thread(
-                channel, task, author_name=interaction.user.display_name
+            where = await posting.open_thread(
+                channel,
+                task_id=task.id,
+                prompt=stored.prompt,
+                author_name=interaction.user.display_name,
             )
             task = await self.generations.post_status(
                 where, task, thread_id=where.id if isinstance(where, discord.Thread) else None
@@ -171,7 +134,6 @@ class Animate(commands.Cog):
         except UserError:
             return None
 
-    @animate.autocomplete("model")
     async def model_autocomplete(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
@@ -185,7 +147,6 @@ class Animate(commands.Cog):
         mark = f"{provider.id} is down · " if down is not None else ""
         return choices((f"{mark}{m}", m) for m in provider.models() if needle in m.lower())
 
-    @animate.autocomplete("motion")
     async def motion_autocomplete(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
@@ -195,7 +156,6 @@ class Animate(commands.Cog):
         motions = await self.motions.lookup(provider, current)
         return choices((m.name, m.id) for m in motions)
 
-    @animate.autocomplete("character")
     async def character_autocomplete(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
@@ -211,9 +171,6 @@ class Animate(commands.Cog):
             for c in usable
         )
 
-    async def cog_unload(self) -> None:
-        self.motions.close()
-
     # --- reactions ----------------------------------------------------------------------------
     @commands.Cog.listener()
     async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
@@ -224,7 +181,7 @@ class Animate(commands.Cog):
         emoji = str(payload.emoji)
         if emoji not in (RETRY_EMOJI, CANCEL_EMOJI):
             return
-        task = await self.bot.store.task_by_message(payload.message_id)
+        task = await self.generations.task_by_message(payload.message_id)
         if task is None:
             return
         allowed = payload.user_id == task.requester_id or member_is_moderator(
@@ -233,12 +190,8 @@ class Animate(commands.Cog):
         if not allowed:
             await self._remove_reaction(payload)
             return
-        if not await self.bot.store.claim_reaction(
-            payload.message_id,
-            payload.user_id,
-            emoji,
-            now=time.time(),
-            window=REACTION_DEDUP_WINDOW,
+        if not await self.generations.first_time(
+            payload.message_id, payload.user_id, emoji, window=REACTION_DEDUP_WINDOW
         ):
             return  # the same reaction, seen again: act once
         if emoji == RETRY_EMOJI and payload.message_id == task.result_message_id:
@@ -285,17 +238,12 @@ class Animate(commands.Cog):
                 payload.user_id,
             )
 
-    async def rerun_request(self, task: TaskRow) -> dict[str, Any]:
+    async def rerun_request(self, task: TaskRow) -> VideoRequest:
         """The request of ``task`` to run again, or UserError saying why it cannot be:
         only a video, its provider still configured, a character it used still usable
         by the requester (looked up afresh)."""
-        request = await self.bot.characters.request_for_rerun(task)
-        if task.provider not in self.generations.providers:
-            raise UserError(
-                f"`{task.provider}` is not a provider this bot offers any more "
-                "(it is no longer configured)."
-            )
-        return request
+        looked_up = await self.bot.characters.request_for_rerun(task)
+        return self.generations.rerun_request(task, looked_up)
 
     async def run_again(
         self,
@@ -304,7 +252,7 @@ class Animate(commands.Cog):
         actor_id: int,
         actor_is_moderator: bool,
         actor_role_ids: Sequence[int] | None,
-        request: dict[str, Any] | None = None,
+        request: VideoRequest | None = None,
     ) -> TaskRow | None:
         """🔁, Run again, Vary and Remix: ``request`` (default: the same one) as a new
         task of the same requester in the same thread, checked like a new request
@@ -351,16 +299,69 @@ class Animate(commands.Cog):
             cancelled = await self.generations.cancel(task)
         if cancelled:
             if actor_id != task.requester_id:
-                await self.bot.store.audit(
-                    task.guild_id,
-                    actor_id,
-                    "cancel",
-                    target_id=task.requester_id,
-                    details=f"task #{task.id}",
-                    now=time.time(),
-                )
+                await self.generations.audit(task, actor_id, "cancel", f"task #{task.id}")
             log.info("task %s cancelled by %s", task.id, actor_id)
         return cancelled
+
+
+def animate_command(
+    cog: Animate, provider_ids: Sequence[str]
+) -> app_commands.Command[Any, ..., None]:
+    """/animate for ``cog``, offering ``provider_ids`` as the provider's choices."""
+
+    @app_commands.command(name="animate", description="Turn a prompt (and an image) into a video")
+    @app_commands.guild_only()
+    @app_commands.describe(
+        prompt="What should happen in the video (1–2000 characters)",
+        image="First frame: PNG, JPEG or WebP up to 20 MiB (image-to-video)",
+        provider="Which video service to use",
+        model="The provider's model",
+        duration="Length in seconds",
+        aspect_ratio="Frame shape",
+        resolution="Output resolution",
+        seed="Seed for reproducible results",
+        negative_prompt="What to avoid (providers that accept it)",
+        character="One of your trained characters (see /character)",
+        motion="Motion template (Higgsfield)",
+    )
+    @app_commands.choices(
+        provider=[app_commands.Choice(name=pid, value=pid) for pid in provider_ids],
+        aspect_ratio=[app_commands.Choice(name=v, value=v) for v in ("16:9", "9:16", "1:1")],
+        resolution=[app_commands.Choice(name=v, value=v) for v in ("480p", "720p", "1080p")],
+    )
+    async def animate(
+        interaction: discord.Interaction,
+        prompt: Prompt,
+        image: discord.Attachment | None = None,
+        provider: Choice | None = None,
+        model: Name | None = None,
+        duration: int | None = None,
+        aspect_ratio: Choice | None = None,
+        resolution: Choice | None = None,
+        seed: int | None = None,
+        negative_prompt: Prompt | None = None,
+        character: Name | None = None,
+        motion: Name | None = None,
+    ) -> None:
+        request = AnimateRequest(
+            prompt=prompt,
+            provider=provider,
+            model=model,
+            duration=duration,
+            aspect_ratio=aspect_ratio,
+            resolution=resolution,
+            seed=seed,
+            negative_prompt=negative_prompt,
+            motion=motion,
+            character=character,
+            has_image=image is not None,
+        )
+        await cog.animate(interaction, request, image)
+
+    animate.autocomplete("model")(cog.model_autocomplete)
+    animate.autocomplete("motion")(cog.motion_autocomplete)
+    animate.autocomplete("character")(cog.character_autocomplete)
+    return animate
 
 
 async def setup(bot: Reelbot) -> None:

@@ -10,6 +10,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from reelbot import messages
+from reelbot.jobs.model import video_request
 from reelbot.permissions import interaction_is_moderator
 from reelbot.store.models import TaskRow
 from reelbot.text import clip_message
@@ -21,16 +22,18 @@ PAGE_SIZE = 10
 MAX_PAGES = 10
 
 
-def job_line(task: TaskRow, *, now: float, show_requester: bool) -> str:
+def job_line(task: TaskRow, *, now: float, show_requester: bool, about: str) -> str:
+    """One task of the list; ``about``: what it is about (its kind's ``JobKind.about``)."""
     state = messages.STATE_LABELS.get(task.state, task.state)
     if task.state in ("queued", "running") and task.progress is not None:
         state += f" {task.progress}%"
-    model = f" · {task.request['model']}" if task.request.get("model") else ""
+    video = video_request(task)
+    model = f" · {video.model}" if video is not None and video.model else ""
     who = f" · <@{task.requester_id}>" if show_requester else ""
     link = f"https://discord.com/channels/{task.guild_id}/{task.reply_channel_id}"
     if task.result_message_id:
         link += f"/{task.result_message_id}"
-    prompt = messages.preview(task.request.get("prompt") or task.request.get("name", ""), 60)
+    prompt = messages.preview(about, 60)
     return (
         f"**#{task.id}** {state} · {task.provider}{model}{who} · "
         f"{messages.format_duration(now - task.created_at)} ago · [thread]({link})\n"
@@ -42,6 +45,10 @@ class Jobs(commands.Cog):
     def __init__(self, bot: Reelbot) -> None:
         self.bot = bot
 
+    def _about(self, task: TaskRow) -> str:
+        kind = self.bot.delivery.kinds.get(task.kind)
+        return kind.about(task) if kind is not None else ""
+
     @app_commands.command(name="jobs", description="Your in-flight and recent generations")
     @app_commands.guild_only()
     @app_commands.describe(page="Page number (10 tasks per page)")
@@ -50,15 +57,12 @@ class Jobs(commands.Cog):
     ) -> None:
         assert interaction.guild_id is not None
         moderator = interaction_is_moderator(interaction, self.bot.config.moderator_role_ids)
-        fetch = PAGE_SIZE * MAX_PAGES
-        if moderator:
-            tasks = await self.bot.store.guild_tasks(interaction.guild_id, limit=fetch)
-        else:
-            tasks = await self.bot.store.user_tasks(
-                interaction.guild_id, interaction.user.id, limit=fetch
-            )
-        # In-flight first, then the most recent.
-        tasks.sort(key=lambda t: (not t.in_flight, -t.id))
+        tasks = await self.bot.generations.recent_tasks(
+            interaction.guild_id,
+            interaction.user.id,
+            everyone=moderator,
+            limit=PAGE_SIZE * MAX_PAGES,
+        )
         pages = max(1, -(-len(tasks) // PAGE_SIZE))
         page = min(page, pages)
         shown = tasks[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
@@ -69,7 +73,9 @@ class Jobs(commands.Cog):
             now = time.time()
             in_flight = sum(t.in_flight for t in tasks)
             header = f"**{scope.capitalize()} tasks** — {in_flight} in flight · page {page}/{pages}"
-            body = "\n".join(job_line(t, now=now, show_requester=moderator) for t in shown)
+            body = "\n".join(
+                job_line(t, now=now, show_requester=moderator, about=self._about(t)) for t in shown
+            )
             text = f"{header}\n{body}"
             if page < pages:
                 text += f"\n-# More: /jobs page:{page + 1}"

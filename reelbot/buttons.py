@@ -19,6 +19,7 @@ from typing import Any, Literal, Protocol, cast
 import discord
 from discord.ext import commands
 
+from reelbot.jobs.model import video_request
 from reelbot.jobs.scheduling import CompletionModel
 from reelbot.store.models import TaskRow
 
@@ -154,7 +155,8 @@ def final_view(task: TaskRow, *, can_vary: bool) -> discord.ui.View:
 
 def seed_line(task: TaskRow) -> str:
     """The seed a video was made with, when the request fixed one (Vary always does)."""
-    seed = task.request.get("seed")
+    video = video_request(task)
+    seed = video.seed if video is not None else None
     return f"**Seed:** `{seed}`" if isinstance(seed, int) else ""
 
 
@@ -230,12 +232,11 @@ class EtaBook:
         return found
 
     def observe(self, task: TaskRow) -> None:
-        if task.kind != "video" or task.state != "succeeded":
+        video = video_request(task)  # only videos: a training's time says nothing here
+        if video is None or task.state != "succeeded" or task.finished_at is None:
             return
         started = task.submitted_at or task.created_at
-        if task.finished_at is None:
-            return
-        self._model(task.provider, task.request.get("model")).observe(task.finished_at - started)
+        self._model(task.provider, video.model).observe(task.finished_at - started)
 
     def model_for(
         self,
@@ -244,7 +245,9 @@ class EtaBook:
         provider_model: CompletionModel | None = None,
         single_model: bool = False,
     ) -> CompletionModel | None:
-        own = self._models.get((task.provider, str(task.request.get("model") or "")))
+        video = video_request(task)
+        model = video.model if video is not None else None
+        own = self._models.get((task.provider, str(model or "")))
         if own is not None and own.ready:
             return own
         if single_model and provider_model is not None and provider_model.ready:

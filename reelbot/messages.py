@@ -6,12 +6,12 @@ Pure functions of a task row, so they are easy to test and the same everywhere.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import urlsplit
 
 import discord
 
 from reelbot import text, vocabulary
+from reelbot.jobs.model import VideoRequest, video_request
 from reelbot.store.models import TaskRow
 
 STATE_LABELS = {
@@ -77,11 +77,10 @@ def preview(value: str, limit: int = PROMPT_PREVIEW) -> str:
     return text.clip(" ".join(value.split()), limit)
 
 
-def failover_lines(request: dict[str, Any]) -> list[str]:
+def failover_lines(request: VideoRequest) -> list[str]:
     """The note "hiapi is unavailable: sent to foxapi" when failover moved a request."""
-    info = request.get("failover")
-    note = info.get("note") if isinstance(info, dict) else None
-    return [f"↪️ {short(str(note), FAILOVER_NOTE_LIMIT)}"] if note else []
+    note = request.failover.note if request.failover is not None else ""
+    return [f"↪️ {short(note, FAILOVER_NOTE_LIMIT)}"] if note else []
 
 
 ETA_MARK = "-# ⏱️ "
@@ -100,17 +99,19 @@ def shown_eta(status: str | None) -> str | None:
 def status_text(task: TaskRow, *, eta: str | None = None) -> str:
     """The status message: prompt, provider, model, requester, state, progress, elapsed,
     and while in flight ``eta`` ("usually ready in about 4 min", reelbot/buttons.py)."""
-    req = task.request
+    video = video_request(task)
     label = STATE_LABELS.get(task.state, task.state)
-    if task.kind == "training":
-        title = f"{vocabulary.TRAINING_TITLE} `{short(req.get('name', ''), NAME_LIMIT)}`"
+    if video is None:
+        name = task.request.get("name", "")
+        title = f"{vocabulary.TRAINING_TITLE} `{short(name, NAME_LIMIT)}`"
     else:
-        title = f"{vocabulary.STATUS_TITLE} {preview(req.get('prompt', ''))}"
+        title = f"{vocabulary.STATUS_TITLE} {preview(video.prompt)}"
+    model = video.model if video is not None else None
     lines = [
         title,
         f"**Provider:** {task.provider}"
-        + (f" · **Model:** {short(req['model'], MODEL_LIMIT)}" if req.get("model") else ""),
-        *failover_lines(req),
+        + (f" · **Model:** {short(model, MODEL_LIMIT)}" if model else ""),
+        *(failover_lines(video) if video is not None else []),
         f"**Requested by:** <@{task.requester_id}> · started <t:{int(task.created_at)}:R>",
         f"**State:** {label}"
         + (
@@ -126,8 +127,8 @@ def status_text(task: TaskRow, *, eta: str | None = None) -> str:
         lines.append(f"**Took:** {format_duration(task.finished_at - task.created_at)}")
     if task.state == "failed" and task.error_code:
         lines.append(f"**Error:** `{short(task.error_code, CODE_LIMIT)}`")
-    if task.kind == "video" and isinstance(req.get("seed"), int):
-        lines.append(f"**Seed:** `{req['seed']}`")
+    if video is not None and isinstance(video.seed, int):
+        lines.append(f"**Seed:** `{video.seed}`")
     if task.state in ("submitting", "queued", "running"):
         if eta:
             lines.append(f"{ETA_MARK}{eta}")
@@ -226,8 +227,9 @@ def success_message(task: TaskRow, links: list[tuple[str, str, float | None]]) -
             f"{len(url)} characters long, more than a Discord message can carry, so I "
             f"cannot post it. It is on {host}{ref}{expiry}."
         )
-    if isinstance(task.request.get("seed"), int):
-        lines.append(f"**Seed:** `{task.request['seed']}`")
+    video = video_request(task)
+    if video is not None and isinstance(video.seed, int):
+        lines.append(f"**Seed:** `{video.seed}`")
     lines.append("Use the buttons below, or react 🔁 to run it again.")
     return Outgoing(text.clip_message("\n".join(lines), footer(task)), embeds)
 

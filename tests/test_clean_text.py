@@ -1,5 +1,5 @@
 """Prompt text: emoji sequences and joining scripts pass, hidden or bidi-dangerous
-characters are refused (reelbot.generations.service.clean_text)."""
+characters are refused (reelbot.generations.validation.clean_text)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import pytest
 
 from doubles.harness import World
-from reelbot.generations.service import UserError, clean_text
+from reelbot.generations.validation import UserError, clean_text
 from tests.helpers import started, video_lands
 
 ZWJ, ZWNJ, VS15, VS16, KEYCAP = "\u200d", "\u200c", "\ufe0e", "\ufe0f", "\u20e3"

@@ -23,6 +23,7 @@ from reelbot.failover.mapping import (
     options,
     refusal_moves,
 )
+from reelbot.jobs.model import VideoRequest
 
 IMG = {"sha256": "ab", "content_type": "image/png", "url": "https://cdn.example/a.png"}
 # A request each provider could have been given by /animate.
@@ -96,7 +97,8 @@ def test_every_pair_is_in_the_table() -> None:
 @pytest.mark.parametrize(("source", "target"), PAIRS)
 async def test_options_mapping_for_each_pair(source: str, target: str) -> None:
     cls = provider_class(target)
-    request = {"prompt": "a lighthouse at dusk", **REQUESTS[source], "provider_chosen": False}
+    stored = {"prompt": "a lighthouse at dusk", **REQUESTS[source], "provider_chosen": False}
+    request = VideoRequest.from_stored(stored)
     mapped = map_request(request, target, cls.capabilities, default_model=cls(None).default_model())  # type: ignore[arg-type]
     expected = EXPECTED[(source, target)]
     if isinstance(expected, str):
@@ -105,10 +107,11 @@ async def test_options_mapping_for_each_pair(source: str, target: str) -> None:
     assert not isinstance(mapped, Unfit)
     # What the mapping gives, the new provider's adapter accepts (its local checks).
     assert await dry_check(cls(None), mapped) is None  # type: ignore[arg-type]
-    assert mapped.pop("prompt") == "a lighthouse at dusk"
-    assert mapped.pop("provider_chosen") is False
-    assert mapped.pop("image", None) == request.get("image")
-    assert mapped == expected
+    got = mapped.to_stored()
+    assert got.pop("prompt") == "a lighthouse at dusk"
+    assert got.pop("provider_chosen") is False
+    assert got.pop("image", None) == stored.get("image")
+    assert got == expected
 
 
 @pytest.mark.parametrize(
@@ -122,21 +125,35 @@ def test_duration_goes_to_the_nearest_the_provider_accepts(provider, asked, give
 
 def test_a_character_request_is_never_moved() -> None:
     cls = provider_class("foxapi")
-    request = {
-        "prompt": "p",
-        "character_id": 4,
-        "character_model_id": "m",
-        "provider_chosen": False,
-    }
+    request = VideoRequest(
+        prompt="p", character_id=4, character_model_id="m", provider_chosen=False
+    )
     assert isinstance(map_request(request, "foxapi", cls.capabilities), Unfit)
-    assert not may_move("video", request)
+    assert not may_move(request)
+    assert not may_move(VideoRequest(prompt="p", character_model_id="m", provider_chosen=False))
 
 
 def test_only_requests_that_named_no_provider_move() -> None:
-    assert may_move("video", {"prompt": "p", "provider_chosen": False})
-    assert not may_move("video", {"prompt": "p", "provider_chosen": True})
-    assert not may_move("video", {"prompt": "p"})  # stored before the flag: as named
-    assert not may_move("training", {"prompt": "p", "provider_chosen": False})
+    assert may_move(VideoRequest.from_stored({"prompt": "p", "provider_chosen": False}))
+    assert not may_move(VideoRequest.from_stored({"prompt": "p", "provider_chosen": True}))
+    # Stored before the flag: as named.
+    assert not may_move(VideoRequest.from_stored({"prompt": "p"}))
+
+
+def test_a_move_leaves_the_old_note_and_unknown_keys_behind() -> None:
+    cls = provider_class("foxapi")
+    request = VideoRequest.from_stored(
+        {
+            "prompt": "p",
+            "provider_chosen": False,
+            "failover": {"from": "gptge", "tried": ["gptge"], "note": "gptge is unavailable"},
+            "from_a_newer_version": 1,
+        }
+    )
+    mapped = map_request(request, "foxapi", cls.capabilities)
+    assert isinstance(mapped, VideoRequest)
+    assert mapped.failover is None and mapped.extra == {}
+    assert mapped.to_stored() == {"prompt": "p", "provider_chosen": False, "model": HH_T2V}
 
 
 def _err(kind: ErrorKind, delivery: Delivery, status: int | None = None, code: str | None = None):
@@ -161,7 +178,7 @@ def test_the_first_failover_provider_that_is_up_and_fits_takes_it() -> None:
     caps = {pid: provider_class(pid).capabilities for pid in PROVIDER_IDS}
     models = {pid: provider_class(pid)(None).default_model() for pid in PROVIDER_IDS}  # type: ignore[arg-type]
     down, _ = apply(Health("foxapi"), Outcome.CREDITS, now=100.0)
-    request = {"prompt": "p", "duration": 8, "provider_chosen": False}
+    request = VideoRequest(prompt="p", duration=8, provider_chosen=False)
     order = ["hiapi", "higgsfield_feed", "foxapi", "gptge", "nope"]
     assert candidates("hiapi", order, caps) == ["higgsfield_feed", "foxapi", "gptge"]
     found, why = options(
@@ -175,7 +192,7 @@ def test_the_first_failover_provider_that_is_up_and_fits_takes_it() -> None:
     )
     assert [o.target for o in found] == ["gptge"]
     assert why == {"higgsfield_feed": "it only animates an image", "foxapi": "it is down too"}
-    assert found[0].request["duration"] == 10
+    assert found[0].request.duration == 10
     note = moved_note("hiapi", "gptge", None, _err(ErrorKind.CREDITS, Delivery.REFUSED, 402))
     assert note == "hiapi is unavailable: sent to gptge (hiapi is out of credits)"
     assert moved_note("hiapi", "foxapi", None, None) == "hiapi is unavailable: sent to foxapi"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from providers.base import Provider, TaskStatus
+from reelbot.characters.model import StoredTraining
 from reelbot.characters.service import Characters
 from reelbot.jobs.kinds import Attempt, JobKind
 from reelbot.jobs.lease import Lease
@@ -45,3 +46,6 @@ class TrainingKind(JobKind):
 
     async def final_words(self, task: TaskRow) -> str | None:
         return await self.characters.finish_training(task)
+
+    def about(self, task: TaskRow) -> str:
+        return StoredTraining.from_stored(task.request).name

@@ -18,6 +18,7 @@ from typing import Any
 from providers.base import Provider, ProviderError
 from reelbot.failover import mapping
 from reelbot.failover.health import Health, Outcome, Verdict, classify, describe, verdict
+from reelbot.jobs.model import VideoRequest
 from reelbot.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ class Move:
     """Failover's outcome: send this request to ``target`` instead (SPEC §4)."""
 
     target: str
-    request: dict[str, Any]
+    request: VideoRequest
     note: str  # "hiapi is unavailable: sent to foxapi"
 
 
@@ -158,7 +159,7 @@ class HealthBook:
     async def find_move(
         self,
         current: str,
-        request: Mapping[str, Any],
+        request: VideoRequest,
         exc: ProviderError | None = None,
         *,
         exclude: Collection[str] = (),

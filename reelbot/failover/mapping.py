@@ -1,6 +1,6 @@
 """Failover at submit (SPEC §4 "Failover", issue 16): pure, table-driven decisions.
 
-A request that named no provider (``request["provider_chosen"]`` False) and whose
+A request that named no provider (``VideoRequest.provider_chosen`` False) and whose
 provider is down or refused it (402, 429 past its retries, a connection that never
 opened) may be moved to the first provider of ``FAILOVER_PROVIDERS`` that is up and
 can honour it. Never after an ambiguous submit (the caller only asks when nothing
@@ -25,12 +25,12 @@ from providers.base import (
     Capabilities,
     Delivery,
     ErrorKind,
-    GenerationRequest,
     InputImage,
     Provider,
     ProviderError,
 )
 from reelbot.failover.health import Health, is_available
+from reelbot.jobs.model import VideoRequest
 
 CONNECTION_CODE = "connection_error"  # providers/http.py: ClientConnectorError
 ASPECT_ORDER = ("9:16", "3:4", "1:1", "4:3", "16:9", "21:9")  # narrow → wide
@@ -89,9 +89,6 @@ ACCEPTS: dict[str, Accepts] = {
     ),
 }
 
-# Keys of a stored request that are about the member's request itself, kept on a move.
-CARRIED = ("prompt", "image", "seed", "negative_prompt", "motion", "provider_chosen")
-
 
 @dataclass(frozen=True, slots=True)
 class Unfit:
@@ -119,72 +116,75 @@ def _nearest(value: str, order: Sequence[str], offered: Iterable[str]) -> str | 
 
 
 def map_request(
-    request: Mapping[str, Any],
+    request: VideoRequest,
     target: str,
     caps: Capabilities,
     *,
     default_model: str | None = None,
-) -> dict[str, Any] | Unfit:
-    """The stored request as ``target`` would take it, or why it cannot."""
+) -> VideoRequest | Unfit:
+    """The request as ``target`` would take it, or why it cannot. What is about the
+    member's request itself (prompt, image, seed, negative prompt, motion, whether they
+    named the provider) is carried; the model and the sizes are ``target``'s; anything
+    else (a failover note, keys this version does not know) stays behind."""
     accepts = ACCEPTS.get(target, Accepts())
     options = caps.options
-    has_image = bool(request.get("image"))
-    if request.get("character_id") or request.get("character_model_id"):
+    has_image = bool(request.image)
+    if request.has_character:
         return Unfit("a character is bound to its provider")
     if has_image and not caps.image_to_video:
         return Unfit("it cannot start from an image")
     if not has_image and not caps.text_to_video:
         return Unfit("it only animates an image")
-    if request.get("motion") and "motion" not in options:
+    if request.motion and "motion" not in options:
         return Unfit("it has no motion templates")
-    if request.get("negative_prompt") and (
+    if request.negative_prompt and (
         "negative_prompt" not in options or not accepts.negative_prompt
     ):
         return Unfit("it takes no negative prompt")
-    mapped: dict[str, Any] = {k: request[k] for k in CARRIED if request.get(k) is not None}
     model = (accepts.image_model if has_image else accepts.text_model) or default_model
-    if model:
-        mapped["model"] = model
-    if "seed" in mapped and ("seed" not in options or not accepts.seed):
-        del mapped["seed"]
-    duration = request.get("duration")
-    if duration is not None and "duration" in options:
-        mapped["duration"] = nearest_duration(int(duration), accepts)
-    aspect = request.get("aspect_ratio")
-    if aspect and "aspect_ratio" in options:
+    seed = request.seed if "seed" in options and accepts.seed else None
+    duration = None
+    if request.duration is not None and "duration" in options:
+        duration = nearest_duration(int(request.duration), accepts)
+    aspect = None
+    if request.aspect_ratio and "aspect_ratio" in options:
         if accepts.aspect_ratios is None:
-            mapped["aspect_ratio"] = aspect
-        elif (near := _nearest(aspect, ASPECT_ORDER, accepts.aspect_ratios)) is not None:
-            mapped["aspect_ratio"] = near
-    resolution = request.get("resolution")
-    if resolution and "resolution" in options:
+            aspect = request.aspect_ratio
+        else:
+            aspect = _nearest(request.aspect_ratio, ASPECT_ORDER, accepts.aspect_ratios)
+    resolution = None
+    if request.resolution and "resolution" in options:
         offered = accepts.resolutions if accepts.resolutions is not None else _ALL_RES
-        length = mapped.get("duration")
         allowed = [
             r
             for r in offered
             if r not in accepts.resolution_only_at
-            or (length or accepts.resolution_only_at[r]) == accepts.resolution_only_at[r]
+            or (duration or accepts.resolution_only_at[r]) == accepts.resolution_only_at[r]
         ]
-        near = (
-            resolution
+        resolution = (
+            request.resolution
             if accepts.resolutions is None
-            else _nearest(resolution, RESOLUTION_ORDER, allowed)
+            else _nearest(request.resolution, RESOLUTION_ORDER, allowed)
         )
-        if near is not None:
-            mapped["resolution"] = near
-    return mapped
+    return VideoRequest(
+        prompt=request.prompt,
+        image=request.image,
+        seed=seed,
+        negative_prompt=request.negative_prompt,
+        motion=request.motion,
+        provider_chosen=request.provider_chosen,
+        model=model or None,
+        duration=duration,
+        aspect_ratio=aspect,
+        resolution=resolution,
+    )
 
 
 # --- deciding -----------------------------------------------------------------------------------
-def may_move(kind: str, request: Mapping[str, Any]) -> bool:
-    """Only a video request the member gave no provider for, and without a character.
-    A request stored before the flag existed counts as named: it is never moved."""
-    if kind != "video":
-        return False
-    if request.get("provider_chosen", True):
-        return False
-    return not (request.get("character_id") or request.get("character_model_id"))
+def may_move(request: VideoRequest) -> bool:
+    """Only a request the member gave no provider for, and without a character. A
+    request stored before the flag existed counts as named: it is never moved."""
+    return request.provider_chosen is False and not request.has_character
 
 
 def refusal_moves(exc: ProviderError, *, retries_left: bool) -> bool:
@@ -232,11 +232,11 @@ def candidates(current: str, order: Sequence[str], configured: Iterable[str]) ->
 @dataclass(frozen=True, slots=True)
 class Option:
     target: str
-    request: dict[str, Any]
+    request: VideoRequest
 
 
 def options(
-    request: Mapping[str, Any],
+    request: VideoRequest,
     current: str,
     *,
     order: Sequence[str],
@@ -294,12 +294,12 @@ class _NoNetwork:
         raise _WouldSend
 
 
-async def dry_check(provider: Provider, request: Mapping[str, Any]) -> str | None:
-    """Run the adapter's local checks on a stored request without sending anything:
-    None when it would send it, else the adapter's reason (as /animate's precheck)."""
+async def dry_check(provider: Provider, request: VideoRequest) -> str | None:
+    """Run the adapter's local checks on a request without sending anything: None when
+    it would send it, else the adapter's reason (as /animate's precheck)."""
     image = None
-    if request.get("image"):
-        meta = request["image"]
+    if request.image:
+        meta = request.image
         image = InputImage(
             url=meta.get("url") or "https://example.invalid/first-frame.png",
             data=b"",
@@ -307,20 +307,7 @@ async def dry_check(provider: Provider, request: Mapping[str, Any]) -> str | Non
         )
     dry = type(provider)(_NoNetwork())  # type: ignore[arg-type]
     try:
-        await dry.submit(
-            GenerationRequest(
-                prompt=request["prompt"],
-                model=request.get("model"),
-                image=image,
-                duration=request.get("duration"),
-                aspect_ratio=request.get("aspect_ratio"),
-                resolution=request.get("resolution"),
-                seed=request.get("seed"),
-                negative_prompt=request.get("negative_prompt"),
-                motion=request.get("motion"),
-            ),
-            idempotency_key="failover-check",
-        )
+        await dry.submit(request.generation(image), idempotency_key="failover-check")
     except _WouldSend:
         return None
     except ProviderError as exc:

@@ -10,6 +10,7 @@ from reelbot.jobs.inputs import InputStore
 from reelbot.jobs.kinds import Attempt, JobKind
 from reelbot.jobs.lease import Lease
 from reelbot.jobs.model import VideoRequest
+from reelbot.store.models import TaskRow
 
 CALLBACK_TOKEN_BYTES = 24  # 192 random bits in each task's callback URL
 
@@ -36,7 +37,7 @@ class VideoKind(JobKind):
             # A resend under the same key: the stored first request, byte for byte.
             call, key = SubmitCall.from_json(task.submit_call), task.submit_key
         else:
-            req = VideoRequest.from_stored(task.request)
+            req = VideoRequest.of(task)
             image = None
             if req.image:
                 image = await self.inputs.input_image(req.image, refresh=task.retry_of is not None)
@@ -70,3 +71,6 @@ class VideoKind(JobKind):
 
     async def status(self, provider: Provider, provider_task_id: str) -> TaskStatus:
         return await provider.status(provider_task_id)
+
+    def about(self, task: TaskRow) -> str:
+        return VideoRequest.of(task).prompt

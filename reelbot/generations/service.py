@@ -2,14 +2,17 @@
 
 Cogs translate Discord events into calls here and turn :class:`UserError` into
 ephemeral replies; everything that must be true of a request is checked here,
-before a task exists and long before a provider is called.
+before a task exists and long before a provider is called. Requests travel as
+:class:`~reelbot.jobs.model.VideoRequest`; what is posted on Discord is sent by
+posting.py and what a member typed is checked by validation.py.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import secrets
 import time
-import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -18,27 +21,27 @@ from typing import Any
 import discord
 
 from providers.base import ErrorKind, InputImage, Provider, ProviderError
-from reelbot import buttons, messages, text
+from reelbot import messages
 from reelbot.config import Config
 from reelbot.failover import mapping
 from reelbot.failover.book import HealthBook, Move
 from reelbot.failover.health import describe
+from reelbot.generations import posting
+from reelbot.generations.validation import UserError as UserError  # callers' import
+from reelbot.generations.validation import clean_text
 from reelbot.jobs.downloads import sniff_content_type
 from reelbot.jobs.inputs import ALLOWED_IMAGE_TYPES, MAX_IMAGE_BYTES, InputStore
-from reelbot.jobs.model import VideoRequest
+from reelbot.jobs.model import VideoRequest, video_request
 from reelbot.settings import ServerSettings, SettingsError
 from reelbot.spending import Spending
 from reelbot.store.base import Store
-from reelbot.store.models import NewTask, SubmissionRefused, TaskRow
-from reelbot.vocabulary import CANCEL_EMOJI, NO_PINGS
+from reelbot.store.models import CharacterRow, NewTask, SubmissionRefused, TaskRow
 
 log = logging.getLogger(__name__)
 
 MAX_PROMPT = 2000
 MAX_DURATION = 60
 MAX_SEED = 2**31 - 1
-THREAD_NAME_LIMIT = 90  # within Discord's 100, leaving room for an ellipsis
-THREAD_ARCHIVE_MINUTES = 1440
 ECHO_LIMIT = 100  # what a member typed, quoted back in a refusal
 ANNOUNCE_GRACE = 120.0  # seconds a new task waits for /animate to post its status message
 
@@ -61,10 +64,6 @@ def _offers(option: str, provider: Provider) -> bool:
     return option in provider.capabilities.options
 
 
-class UserError(Exception):
-    """Bad input or a refused action; the message is shown to the user, ephemerally."""
-
-
 @dataclass(frozen=True, slots=True)
 class Upload:
     """A validated first-frame image, not stored yet: ``create`` keeps it on disk only
@@ -74,8 +73,10 @@ class Upload:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class AnimateRequest:
+    """What the member asked for, as the cog received it (before any check)."""
+
     prompt: str
     provider: str | None = None
     model: str | None = None
@@ -87,129 +88,6 @@ class AnimateRequest:
     motion: str | None = None
     character: str | None = None
     has_image: bool = False
-
-
-def clean_text(value: str, *, field: str, limit: int) -> str:
-    """Trimmed text without hidden characters (newlines, tabs and emoji sequences are fine)."""
-    value = value.strip()
-    if not value:
-        raise UserError(f"The {field} is empty. Describe what you want to see.")
-    if len(value) > limit:
-        raise UserError(f"The {field} is {len(value)} characters long; the limit is {limit}.")
-    hidden = hidden_character(value)
-    if hidden is not None:
-        index, why = hidden
-        raise UserError(
-            f"The {field} contains an invisible control character "
-            f"(U+{ord(value[index]):04X}{why}); please remove it."
-        )
-    return value
-
-
-# --- what counts as hidden ----------------------------------------------------------------
-# Python's unicodedata has no Extended_Pictographic property: these ranges cover it
-# (and the Unicode 15+ emoji that this Python still lists as unassigned).
-_PICTOGRAPHIC = (
-    (0x00A9, 0x00A9), (0x00AE, 0x00AE), (0x203C, 0x203C), (0x2049, 0x2049),
-    (0x2122, 0x2122), (0x2139, 0x2139), (0x2194, 0x21AA), (0x231A, 0x23FF),
-    (0x24C2, 0x24C2), (0x25AA, 0x25FE), (0x2600, 0x27BF), (0x2934, 0x2935),
-    (0x2B05, 0x2B55), (0x3030, 0x3030), (0x303D, 0x303D), (0x3297, 0x3299),
-    (0x1F000, 0x1FAFF), (0x1FC00, 0x1FFFD),
-)  # fmt: skip
-# Scripts whose spelling uses ZWJ/ZWNJ (Arabic, Syriac, Thaana, N'Ko, Indic, Sinhala,
-# Tibetan, Myanmar, Khmer, Mongolian...): a joiner after their letters is real text.
-_JOINING_SCRIPTS = (
-    (0x0600, 0x08FF), (0x0900, 0x0DFF), (0x0F00, 0x0FFF), (0x1000, 0x109F),
-    (0x1780, 0x18AF), (0xA8E0, 0xA8FF), (0xFB50, 0xFDFF), (0xFE70, 0xFEFF),
-)  # fmt: skip
-_RTL_SCRIPTS = ((0x0590, 0x08FF), (0xFB1D, 0xFDFF), (0xFE70, 0xFEFF), (0x10800, 0x10FFF))
-ZWJ, ZWNJ, VS16, BLACK_FLAG, CANCEL_TAG = 0x200D, 0x200C, 0xFE0F, 0x1F3F4, 0xE007F
-# Embeddings, overrides and isolates reorder what follows ("Trojan Source").
-_BIDI_CONTROLS = frozenset(range(0x202A, 0x202F)) | frozenset(range(0x2066, 0x206A))
-_DIRECTION_MARKS = frozenset({0x200E, 0x200F, 0x061C})  # LRM, RLM, ALM: only in RTL text
-_BLANK_LETTERS = frozenset({0x3164, 0xFFA0})  # Hangul fillers: letters that show nothing
-_TAG_SPEC = frozenset(range(0xE0030, 0xE003A)) | frozenset(range(0xE0061, 0xE007B))
-_REFUSED_CATEGORIES = ("Cc", "Cf", "Cs", "Co", "Cn")
-
-
-def _within(cp: int, ranges: tuple[tuple[int, int], ...]) -> bool:
-    return any(lo <= cp <= hi for lo, hi in ranges)
-
-
-def _is_selector(cp: int) -> bool:
-    return 0xFE00 <= cp <= 0xFE0F or 0xE0100 <= cp <= 0xE01EF
-
-
-def _flag_tag_end(cps: list[int], i: int) -> int | None:
-    """Index after a valid flag tag sequence starting at ``cps[i]`` (🏴 + 2–7 tag letters
-    or digits + CANCEL TAG, as in 🏴󠁧󠁢󠁳󠁣󠁴󠁿), else None."""
-    j = i + 1
-    while j < len(cps) and cps[j] in _TAG_SPEC:
-        j += 1
-    if 2 <= j - i - 1 <= 7 and j < len(cps) and cps[j] == CANCEL_TAG:
-        return j + 1
-    return None
-
-
-def hidden_character(value: str) -> tuple[int, str] | None:
-    """(index, why) of the first character that hides or disguises text, or None.
-
-    Allowed: ZWJ between emoji (👨‍👩‍👧, 🧑🏽‍🚀) and after letters of scripts that spell with
-    it, ZWNJ after such letters (Persian), one variation selector after a visible base
-    (❤️, ☺︎, keycaps 1️⃣), tag characters only inside a flag tag sequence, and direction
-    marks only in text that has right-to-left letters. Refused: other format and control
-    characters (zero-width spaces, word joiners, soft hyphens, BOMs), bidi embeddings,
-    overrides and isolates, blank letters, private-use and unassigned code points.
-    """
-    cps = [ord(ch) for ch in value]
-    has_rtl = any(_within(cp, _RTL_SCRIPTS) for cp in cps)
-    i = 0
-    while i < len(cps):
-        cp = cps[i]
-        prev = cps[i - 1] if i else None
-        nxt = cps[i + 1] if i + 1 < len(cps) else None
-        if cp == BLACK_FLAG and nxt is not None and 0xE0000 <= nxt <= 0xE007F:
-            end = _flag_tag_end(cps, i)
-            if end is None:
-                return i + 1, ", a tag character outside a flag"
-            i = end
-            continue
-        if _is_selector(cp):
-            base = value[i - 1] if i else ""
-            if (
-                not base
-                or base.isspace()
-                or _is_selector(prev or 0)
-                or (unicodedata.category(base) in _REFUSED_CATEGORIES)
-            ):
-                return i, ", a variation selector without a character to vary"
-        elif cp in (ZWJ, ZWNJ):
-            before = cps[i - 2] if prev == VS16 and i >= 2 else prev
-            between_emoji = (
-                cp == ZWJ
-                and before is not None
-                and nxt is not None
-                and _within(before, _PICTOGRAPHIC)
-                and _within(nxt, _PICTOGRAPHIC)
-            )
-            in_script = prev is not None and _within(prev, _JOINING_SCRIPTS)
-            if not (between_emoji or in_script) or nxt in (ZWJ, ZWNJ):
-                return i, ", a zero-width joiner outside an emoji or a word"
-        elif cp in _DIRECTION_MARKS:
-            if not has_rtl:
-                return i, ", a direction mark in left-to-right text"
-        elif cp in _BIDI_CONTROLS:
-            return i, ", a text-direction control that can disguise the text"
-        elif cp in _BLANK_LETTERS:
-            return i, ", a blank filler"
-        elif value[i] not in "\n\t":
-            category = unicodedata.category(value[i])
-            if category in _REFUSED_CATEGORIES and not (
-                category == "Cn" and _within(cp, _PICTOGRAPHIC)  # newer emoji
-            ):
-                return i, ""
-        i += 1
-    return None
 
 
 class Generations:
@@ -258,23 +136,32 @@ class Generations:
         able = [pid for pid, p in self.providers.items() if predicate(p)]
         return ", ".join(f"`{p}`" for p in able) if able else "none of the configured providers"
 
-    async def prepare(self, guild_id: int, req: AnimateRequest) -> tuple[Provider, dict[str, Any]]:
+    async def prepare(
+        self, guild_id: int, req: AnimateRequest, *, character: CharacterRow | None = None
+    ) -> tuple[Provider, VideoRequest]:
         """``validate`` after this server's default provider and model (/settings
-        defaults) fill what the request left open. The stored request remembers whether
-        the member chose the provider (``provider_chosen``): only a request that named
-        none may fail over to another provider (SPEC §4)."""
+        defaults) fill what the request left open. The request remembers whether the
+        member chose the provider (``provider_chosen``): only a request that named none
+        may fail over to another provider (SPEC §4). ``character``: the one the member
+        chose (``Characters.for_use``), which 🔁 looks up again by its id."""
         chosen = req.provider is not None
         if req.provider is None:
             default, model = await self.settings.defaults(guild_id)
             if default is not None:
-                req.provider = default
-                req.model = req.model or model
+                req = dataclasses.replace(req, provider=default, model=req.model or model)
         provider, request = self.validate(req)
-        request["provider_chosen"] = chosen
+        request = dataclasses.replace(request, provider_chosen=chosen)
+        if character is not None:
+            request = dataclasses.replace(
+                request,
+                character=character.name,
+                character_id=character.id,
+                character_model_id=character.provider_model_id,
+            )
         return provider, request
 
-    def validate(self, req: AnimateRequest) -> tuple[Provider, dict[str, Any]]:
-        """Check a request against the provider; return it with the stored request dict."""
+    def validate(self, req: AnimateRequest) -> tuple[Provider, VideoRequest]:
+        """Check a request against the provider; return it with the request to store."""
         provider = self.provider_for(req.provider)
         caps = provider.capabilities
         prompt = clean_text(req.prompt, field="prompt", limit=MAX_PROMPT)
@@ -312,21 +199,21 @@ class Generations:
                 "Pick one from the list "
                 f"(e.g. {', '.join(f'`{m}`' for m in known[:5])})."
             )
-        request: dict[str, Any] = {
-            "prompt": prompt,
-            "model": model or provider.default_model(),
-            "duration": req.duration,
-            "aspect_ratio": req.aspect_ratio,
-            "resolution": req.resolution,
-            "seed": req.seed,
-            "negative_prompt": (
+        request = VideoRequest(
+            prompt=prompt,
+            model=model or provider.default_model(),
+            duration=req.duration,
+            aspect_ratio=req.aspect_ratio,
+            resolution=req.resolution,
+            seed=req.seed,
+            negative_prompt=(
                 clean_text(req.negative_prompt, field="negative prompt", limit=MAX_PROMPT)
                 if req.negative_prompt
                 else None
             ),
-            "motion": req.motion,
-        }
-        return provider, {k: v for k, v in request.items() if v is not None}
+            motion=req.motion,
+        )
+        return provider, request
 
     async def read_image(self, attachment: discord.Attachment) -> Upload:
         """Fetch and validate the first-frame image (``create`` stores it)."""
@@ -356,7 +243,7 @@ class Generations:
         self,
         *,
         provider: Provider,
-        request: dict[str, Any],
+        request: VideoRequest,
         guild_id: int,
         channel_id: int,
         requester_id: int,
@@ -376,10 +263,10 @@ class Generations:
         await self._check_settings(guild_id, channel_id, requester_id, request)
         # A re-run of a request that failover moved starts where it ended up, without
         # the old note ("hiapi is unavailable: sent to foxapi" was about that task).
-        request = {k: v for k, v in request.items() if k != "failover"}
+        request = request.unmoved()
         if image is not None:
-            request = dict(request, image=image.meta)
-        elif request.get("image") and not await self.inputs.touch(request["image"]):
+            request = dataclasses.replace(request, image=image.meta)
+        elif request.image and not await self.inputs.touch(request.image):
             days = self.config.input_retention_days
             raise UserError(
                 f"The first-frame image of this request is no longer kept (images are kept "
@@ -398,12 +285,12 @@ class Generations:
                     guild_id=guild_id,
                     channel_id=channel_id,
                     requester_id=requester_id,
-                    request=request,
+                    request=request.to_stored(),
                     poll_interval=self.config.poll_interval,
                     thread_id=thread_id,
                     retry_of=retry_of,
                     # The store checks, with the insert, that it is still usable.
-                    character_id=request.get("character_id"),
+                    character_id=request.character_id,
                     quota_weight=price,
                 ),
                 now=time.time(),
@@ -427,7 +314,7 @@ class Generations:
         await self.store.update_task(task.id, next_action_at=time.time() + ANNOUNCE_GRACE)
         return task
 
-    async def _check_health(self, provider: Provider, request: Mapping[str, Any]) -> None:
+    async def _check_health(self, provider: Provider, request: VideoRequest) -> None:
         """A provider that is down (and not due for its probe) takes nothing: a request
         that named it is refused naming providers that are up; one that did not is
         refused only when no FAILOVER_PROVIDERS provider can take it instead."""
@@ -437,7 +324,7 @@ class Generations:
         if down is None:
             return
         state = describe(down)
-        if mapping.may_move("video", request) and request.get("character_id") is None:
+        if mapping.may_move(request):
             found = await self.health.find_move(provider.id, request)
             if isinstance(found, Move):
                 return  # the worker sends it there (and says so in the status message)
@@ -451,11 +338,14 @@ class Generations:
         raise UserError(f"`{provider.id}` is {state}. {others} Your quota was not used.")
 
     async def _check_settings(
-        self, guild_id: int, channel_id: int, requester_id: int, request: Mapping[str, Any]
+        self, guild_id: int, channel_id: int, requester_id: int, request: VideoRequest
     ) -> None:
         """/settings: allowed channels and banned words, before anything is stored."""
         try:
-            await self.settings.check_request(guild_id, channel_id, requester_id, request)
+            # ServerSettings reads the prompt words of the stored form.
+            await self.settings.check_request(
+                guild_id, channel_id, requester_id, request.to_stored()
+            )
         except SettingsError as exc:
             raise UserError(str(exc)) from exc
 
@@ -466,22 +356,18 @@ class Generations:
         in_use = await self.store.input_images_in_use(since=since)
         return await self.inputs.sweep(in_use, now=now, grace=INPUT_SWEEP_GRACE)
 
-    async def precheck(self, provider: Provider, request: dict[str, Any]) -> None:
+    async def precheck(self, provider: Provider, request: VideoRequest) -> None:
         """Run the provider's own checks of a request (which durations, seeds, sizes its
         models take) now, so a request it would refuse gets an ephemeral error instead of
         a task. Adapters make those checks before any network call: a dry copy of the
         adapter whose transport refuses to send tells which way it went."""
-        stored = VideoRequest.from_stored(request)
         image = None
-        if stored.image:
-            meta = stored.image
+        if request.image:
+            meta = request.image
             image = InputImage(url=meta.get("url"), data=b"", content_type=meta["content_type"])
         dry = type(provider)(_NoNetwork())  # type: ignore[arg-type]
         try:
-            await dry.submit(
-                stored.generation(image),
-                idempotency_key="precheck",
-            )
+            await dry.submit(request.generation(image), idempotency_key="precheck")
         except _WouldSend:
             return
         except ProviderError as exc:
@@ -494,10 +380,13 @@ class Generations:
         """Whether Vary (the same request with another seed) can work: the provider
         takes a seed and its own checks accept one for this model."""
         provider = self.providers.get(task.provider)
-        if task.kind != "video" or provider is None or "seed" not in provider.capabilities.options:
+        if provider is None or "seed" not in provider.capabilities.options:
             return False
         try:
-            await self.precheck(provider, dict(task.request, seed=0))
+            request = video_request(task)  # None: not a video (a training varies nothing)
+            if request is None:
+                return False
+            await self.precheck(provider, dataclasses.replace(request, seed=0))
         except UserError:
             return False
         except (TypeError, KeyError, ValueError):  # a request stored in an older shape
@@ -505,64 +394,101 @@ class Generations:
             return False
         return True
 
-    async def open_thread(
-        self, channel: discord.abc.Messageable, task: TaskRow, *, author_name: str
-    ) -> discord.abc.Messageable:
-        """A thread for this request, unless we already are in one."""
-        if isinstance(channel, discord.Thread):
-            return channel
-        if not isinstance(channel, discord.TextChannel):
-            return channel
-        prompt = task.request.get("prompt", "")
-        anchor = await channel.send(
-            f"🎬 **{messages.short(author_name, 100)}** asked for: {messages.preview(prompt, 200)}",
-            allowed_mentions=NO_PINGS,
-        )
-        name = text.clip_thread_name(
-            messages.preview(prompt, THREAD_NAME_LIMIT), f"Reelbot task {task.id}"
-        )
-        try:
-            return await anchor.create_thread(
-                name=name, auto_archive_duration=text.archive_duration(THREAD_ARCHIVE_MINUTES)
+    # --- re-runs: 🔁, Run again, Vary, Remix -------------------------------------------------
+    def rerun_request(self, task: TaskRow, looked_up: dict[str, Any]) -> VideoRequest:
+        """The request of ``task`` to run again: ``looked_up`` is its stored request as
+        ``Characters.request_for_rerun`` checked it (only a video; a character it used
+        looked up afresh). UserError when its provider is no longer configured."""
+        if task.provider not in self.providers:
+            raise UserError(
+                f"`{task.provider}` is not a provider this bot offers any more "
+                "(it is no longer configured)."
             )
-        except discord.Forbidden:
-            # No Create Public Threads permission: follow the request in the channel.
-            log.warning("task %s: no thread allowed in %s; using the channel", task.id, channel.id)
-            return channel
+        return VideoRequest.from_stored(looked_up)
 
+    def varied(self, task: TaskRow, request: VideoRequest) -> VideoRequest:
+        """Vary: ``request`` with a new random seed (UserError if the provider takes none)."""
+        provider = self.provider_for(task.provider)
+        if "seed" not in provider.capabilities.options:
+            raise UserError(f"`{task.provider}` does not take a seed, so it cannot vary.")
+        return vary(request)
+
+    # --- the tasks behind messages and buttons ------------------------------------------------
+    async def task_to_act_on(
+        self, task_id: int, *, guild_id: int | None, user_id: int, is_moderator: bool
+    ) -> TaskRow:
+        """The task a button names, if it is this server's and ``user_id`` may act on it:
+        its requester, or a moderator."""
+        task = await self.store.get_task(task_id)
+        if task is None or task.guild_id != guild_id:
+            raise UserError(f"I no longer know task #{task_id}.")
+        if user_id != task.requester_id and not is_moderator:
+            raise UserError(
+                f"Only <@{task.requester_id}>, who asked for task #{task.id}, or a "
+                "moderator can use these buttons."
+            )
+        return task
+
+    async def task_by_message(self, message_id: int) -> TaskRow | None:
+        """The task whose status or final message this is (reactions on it)."""
+        return await self.store.task_by_message(message_id)
+
+    async def first_time(self, key: int, user_id: int, what: str, *, window: float) -> bool:
+        """False when the same ``what`` by ``user_id`` on ``key`` (a message, or an
+        interaction) was seen within ``window`` seconds: a duplicated gateway event or a
+        double click is acted on once, whichever process sees it."""
+        return await self.store.claim_reaction(key, user_id, what, now=time.time(), window=window)
+
+    async def recent_tasks(
+        self, guild_id: int, user_id: int, *, everyone: bool, limit: int
+    ) -> list[TaskRow]:
+        """/jobs: the member's tasks, or the whole server's (``everyone``: a moderator),
+        in flight first, then the most recent."""
+        if everyone:
+            tasks = await self.store.guild_tasks(guild_id, limit=limit)
+        else:
+            tasks = await self.store.user_tasks(guild_id, user_id, limit=limit)
+        tasks.sort(key=lambda t: (not t.in_flight, -t.id))
+        return tasks
+
+    async def audit(self, task: TaskRow, actor_id: int, action: str, details: str) -> None:
+        """Record an action on someone else's task (a moderator's cancel, a delete)."""
+        await self.store.audit(
+            task.guild_id,
+            actor_id,
+            action,
+            target_id=task.requester_id,
+            details=details,
+            now=time.time(),
+        )
+
+    # --- posting ------------------------------------------------------------------------------
     async def post_status(
         self, where: discord.abc.Messageable, task: TaskRow, *, thread_id: int | None
     ) -> TaskRow:
-        """Post the status message and hand the task to the poller."""
-        text = messages.status_text(task, eta=self.eta(task))
-        files = []
-        image = task.request.get("image")
+        """Post the status message (posting.py), record it and hand the task to the poller."""
+        content = messages.status_text(task, eta=self.eta(task))
+        request = video_request(task)  # only a video has a first frame
+        image = request.image if request is not None else None
+        first_frame = None
         if image:
             # Re-posting the first frame here gives 🔁 a Discord copy to refresh later.
             data = (await self.inputs.input_image(image)).data
-            ext = image["content_type"].split("/")[-1].replace("jpeg", "jpg")
-            import io
-
-            files.append(discord.File(io.BytesIO(data), filename=f"first-frame.{ext}"))
-        status = await where.send(
-            text, files=files, allowed_mentions=NO_PINGS, view=buttons.status_view(task)
-        )  # with Cancel, the same as ❌
+            first_frame = (data, str(image["content_type"]))
+        status = await posting.send_status(where, task, content, first_frame=first_frame)
         fields: dict[str, Any] = {
             "thread_id": thread_id,
             "status_message_id": status.id,
-            "status_text": text,
+            "status_text": content,
             "status_edited_at": time.time(),
             "next_action_at": time.time(),
         }
-        if image and status.attachments:
-            image = dict(image, status_channel_id=status.channel.id, status_message_id=status.id)
-            fields["request"] = dict(task.request, image=image)
+        if request is not None and image and status.attachments:
+            posted = dict(image, status_channel_id=status.channel.id, status_message_id=status.id)
+            fields["request"] = dataclasses.replace(request, image=posted).to_stored()
         await self.store.update_task(task.id, **fields)
         self.wake()
-        try:
-            await status.add_reaction(CANCEL_EMOJI)
-        except discord.HTTPException:
-            log.debug("task %s: could not add the cancel reaction", task.id)
+        await posting.add_cancel_reaction(status, task.id)
         updated = await self.store.get_task(task.id)
         assert updated is not None
         return updated
@@ -597,6 +523,37 @@ class Generations:
                 log.warning("task %s: provider cancel failed (%r); stopped tracking", task.id, exc)
         self.wake()
         return True
+
+
+# --- requests built from requests (pure) ---------------------------------------------------------
+def new_seed(old: int | None) -> int:
+    """A random seed, never the one the request had."""
+    seed = secrets.randbelow(MAX_SEED + 1)
+    while seed == old:
+        seed = secrets.randbelow(MAX_SEED + 1)
+    return seed
+
+
+def vary(request: VideoRequest) -> VideoRequest:
+    """Vary: the same request with another seed."""
+    return dataclasses.replace(request, seed=new_seed(request.seed))
+
+
+def remix(request: VideoRequest, prompt: str, negative_prompt: str | None) -> VideoRequest:
+    """Remix: the same request with the prompt the member edited. ``negative_prompt``:
+    None when the form had no such field (kept as it was), blank to remove it."""
+    request = dataclasses.replace(
+        request, prompt=clean_text(prompt, field="prompt", limit=MAX_PROMPT)
+    )
+    if negative_prompt is None:
+        return request
+    negative = negative_prompt.strip()
+    return dataclasses.replace(
+        request,
+        negative_prompt=(
+            clean_text(negative, field="negative prompt", limit=MAX_PROMPT) if negative else None
+        ),
+    )
 
 
 class _WouldSend(Exception):

@@ -18,17 +18,18 @@ The one write, moving the task and its charge, goes through the poller's Lease.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from providers.base import ProviderError
 from reelbot.failover import mapping
 from reelbot.failover.book import HealthBook, Move, NoMove
 from reelbot.failover.health import Outcome, describe
 from reelbot.jobs.lease import Lease
+from reelbot.jobs.model import Moved, VideoRequest
 from reelbot.store.models import BudgetExceeded, QuotaExceeded, QuotaPolicy, TaskChange, TaskRow
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,12 @@ def _fail(now: float, code: str, message: str) -> TaskChange:
     }
 
 
+def _counted(task: TaskRow) -> bool:
+    """Health and failover are about making videos: a training's submits and polls
+    neither count towards its provider's health nor move (its model lives there)."""
+    return task.kind == "video"
+
+
 def up_note(up: tuple[str, ...] | list[str]) -> str:
     if not up:
         return "no other provider is up right now"
@@ -76,19 +83,18 @@ class SubmitFailover:
         # A resend under hiapi's key goes as before (the provider may already have it).
         # A task that named its provider and is retrying it keeps its retry budget; one
         # that may move is gated on every attempt (moved as soon as its provider is down).
-        if task.kind != "video" or task.submitted_at is not None:
+        if not _counted(task) or task.submitted_at is not None:
             return Gate()
-        if task.error_streak and not mapping.may_move(task.kind, task.request):
+        request = VideoRequest.of(task)
+        if task.error_streak and not mapping.may_move(request):
             return Gate()
         seen = await self.book.gate(task.provider)
         if seen != "skip":
             return Gate(probe=seen == "probe")
         health = (await self.book.snapshot()).get(task.provider)
         state = describe(health)
-        if mapping.may_move(task.kind, task.request):
-            found = await self.book.find_move(
-                task.provider, task.request, exclude=_tried(task.request)
-            )
+        if mapping.may_move(request):
+            found = await self.book.find_move(task.provider, request, exclude=request.tried)
             if isinstance(found, Move):
                 return Gate(fields=await self._move(lease, found))
             return Gate(
@@ -110,7 +116,7 @@ class SubmitFailover:
         )
 
     async def succeeded(self, task: TaskRow, *, probe: bool) -> None:
-        if task.kind == "video":
+        if _counted(task):
             await self.book.record(task.provider, Outcome.OK, probe=probe)
 
     async def failed(
@@ -118,18 +124,17 @@ class SubmitFailover:
     ) -> TaskChange | None:
         """Fields of a move, or None: the usual error handling decides (retry or fail)."""
         task = lease.task
-        if task.kind != "video":
+        if not _counted(task):
             return None
         await self.book.record_submit_error(task.provider, exc, probe=probe)
         if unsure or exc.ambiguous:
             return None  # never pay twice: the provider may have it
-        if not mapping.may_move(task.kind, task.request):
+        request = VideoRequest.of(task)
+        if not mapping.may_move(request):
             return None
         if not mapping.refusal_moves(exc, retries_left=retries_left):
             return None
-        found = await self.book.find_move(
-            task.provider, task.request, exc, exclude=_tried(task.request)
-        )
+        found = await self.book.find_move(task.provider, request, exc, exclude=request.tried)
         if isinstance(found, NoMove):
             log.info(
                 "task %s: %s refused it and no provider can take it instead", task.id, task.provider
@@ -139,7 +144,7 @@ class SubmitFailover:
 
     async def polled(self, task: TaskRow, *, good: bool, error: str | None = None) -> None:
         """A poll failed, or a task ended: the success rate moves, never the state."""
-        if task.kind == "video":
+        if _counted(task):
             outcome = Outcome.OK if good else Outcome.ERROR
             await self.book.record(task.provider, outcome, submit=False, error=error)
 
@@ -149,17 +154,18 @@ class SubmitFailover:
     async def _move(self, lease: Lease, move: Move) -> TaskChange:
         task = lease.task
         now = time.time()
-        tried = [*_tried(task.request), task.provider]
-        request = {
-            **move.request,
-            "failover": {"from": task.provider, "tried": tried, "note": move.note[:MAX_NOTE]},
-        }
+        moved = Moved(
+            origin=task.provider,
+            tried=(*VideoRequest.of(task).tried, task.provider),
+            note=move.note[:MAX_NOTE],
+        )
+        request = dataclasses.replace(move.request, failover=moved)
         price = await self.price_of(task.guild_id, move.target)
         policy = await self.policy_of(task)
         try:
-            moved = await lease.move(
+            done = await lease.move(
                 provider=move.target,
-                request=request,
+                request=request.to_stored(),
                 price=price,
                 policy=policy,
                 now=now,
@@ -176,15 +182,9 @@ class SubmitFailover:
                 f"{move.note.split(':', 1)[0]}; {move.target} could take it, but at "
                 f"{price} credit(s) it would pass {what}",
             )
-        if not moved:
+        if not done:
             return {}
         log.info("task %s: %s", task.id, move.note)
         # Due at once, now in the new provider's lane; "state" re-renders the status
         # message, which says where it went and why.
         return {"state": "submitting", "next_action_at": now}
-
-
-def _tried(request: dict[str, Any]) -> list[str]:
-    info = request.get("failover")
-    tried = info.get("tried") if isinstance(info, dict) else None
-    return [str(p) for p in tried] if isinstance(tried, list) else []

@@ -44,6 +44,11 @@ class JobKind(ABC):
         failure / cancellation words)."""
         return None
 
+    def about(self, task: TaskRow) -> str:
+        """What the task is about in the member's words, for lists (/jobs): a video's
+        prompt, a training's character name. Only the kind knows its request's keys."""
+        return ""
+
 
 class JobKinds(dict[str, JobKind]):
     """The registry: kind name → its :class:`JobKind`."""

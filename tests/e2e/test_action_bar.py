@@ -398,7 +398,7 @@ def _finished(provider: str, model: str | None, *, seconds: float):
         submitted_at = 1000.0
         created_at = 1000.0
         finished_at = 1000.0 + seconds
-        request = {"model": model}
+        request = {"prompt": "a fox", "model": model}
 
     row = Row()
     row.provider = provider  # type: ignore[attr-defined]

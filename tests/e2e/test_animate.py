@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from cogs.animate import Animate
 from doubles.harness import World, input_png, sample_video
 from doubles.providers import Step
 from providers import PROVIDER_IDS
@@ -165,3 +166,19 @@ async def test_a_throttled_status_change_is_shown_by_a_later_poll(world: World) 
     thread_id, task_id = await started(world, ix)
     status = await status_shows(world, thread_id, task_id, "🎬 Generating")
     assert "Task #" in status.content
+
+
+async def test_animate_leaves_with_its_cog_and_comes_back_with_the_providers_of_the_new_one(
+    world_factory,
+) -> None:
+    """/animate is built per cog instance (its provider choices are the configured ones):
+    unloading the cog takes it out of the tree, so a new instance can add its own."""
+    world = await world_factory(provider_ids=("hiapi", "gptge"))
+    bot = world.bot
+    await bot.remove_cog("Animate")
+    assert bot.tree.get_command("animate") is None
+    await bot.add_cog(Animate(bot))
+    command = bot.tree.get_command("animate")
+    assert command is not None
+    provider = next(p for p in command.parameters if p.name == "provider")
+    assert [c.value for c in provider.choices] == ["hiapi", "gptge"]
