@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cogs.jobs import job_line
-from reelbot.characters.service import TrainingKind
+from reelbot.characters.kind import TrainingKind
 from reelbot.generations.kind import VideoKind
 from reelbot.jobs.kinds import JobKind
 from tests.jobs.test_delivery import finished_task

@@ -68,7 +68,7 @@ def _task(**kw: object) -> TaskRow:
         "id": 1,
         "kind": "video",
         "provider": "foxapi",
-        "request": {},
+        "request": {"prompt": "a cat on a skateboard"},
         "state": "running",
         "outputs": [],
         "created_at": 0.0,
