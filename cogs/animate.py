@@ -293,15 +293,12 @@ class Animate(commands.Cog):
         False when it was no longer in flight."""
         if not task.in_flight:
             return False
-        if task.kind == "training":
-            cancelled = await self.bot.characters.cancel_training(task)
-        else:
-            cancelled = await self.generations.cancel(task)
-        if cancelled:
-            if actor_id != task.requester_id:
-                await self.generations.audit(task, actor_id, "cancel", f"task #{task.id}")
-            log.info("task %s cancelled by %s", task.id, actor_id)
-        return cancelled
+        if not await self.generations.cancel(task):
+            return False
+        if actor_id != task.requester_id:
+            await self.generations.audit(task, actor_id, "cancel", f"task #{task.id}")
+        log.info("task %s cancelled by %s", task.id, actor_id)
+        return True
 
 
 def animate_command(

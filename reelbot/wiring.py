@@ -187,25 +187,27 @@ def wire(config: Config, role: Role, resources: Resources, client: discord.Clien
     # Each kind of task is registered by its owner; the poller and delivery read them.
     kinds.register(VideoKind(inputs, callback_base=config.public_base_url))
     kinds.register(TrainingKind(characters))
+    # Cycles: delivery feeds the poller (deliver, on_status), yet shows an ETA read from
+    # the poller's completion models; the ETA needs both.
+    eta = eta_of(providers, delivery.eta_book, poller.completion_models)
     generations = Generations(
         config=config,
         store=store,
         providers=providers,
         inputs=inputs,
         wake=poller.wake,
+        kinds=kinds,
         health=health_book,
+        eta=eta,
+        spending=spending,
     )
 
     # --- Links made after construction ------------------------------------------------
-    # Cycles: delivery feeds the poller (deliver, on_status), yet shows an ETA read from
-    # the poller's completion models and offers Vary by the generations' rules, and the
-    # generations need the poller's wake.
-    eta = eta_of(providers, delivery.eta_book, poller.completion_models)
+    # Delivery is built first (the poller needs it), yet shows that ETA and offers Vary
+    # by the generations' rules, which are built last.
     delivery.eta = eta
     delivery.can_vary = generations.can_vary
-    # No cycle, but Delivery and Generations take these as attributes, not arguments.
-    generations.eta = eta
-    generations.spending.roles_of = roles_of
+    # No cycle, but Delivery takes it as an attribute, not an argument.
     if config.callbacks_enabled:
         delivery.shorten = ShortLinks(store, config.public_base_url).shorten
 

@@ -47,5 +47,8 @@ class TrainingKind(JobKind):
     async def final_words(self, task: TaskRow) -> str | None:
         return await self.characters.finish_training(task)
 
+    async def cancelled(self, task: TaskRow, provider: Provider | None) -> None:
+        await self.characters.training_cancelled(task)
+
     def about(self, task: TaskRow) -> str:
         return StoredTraining.from_stored(task.request).name

@@ -341,18 +341,14 @@ class Characters:
             log.info("task %s: training %s outlived its character; deleting", task.id, model_id)
             await self._delete_model(task.provider, model_id)
 
-    async def cancel_training(self, task: TaskRow) -> bool:
-        """❌ on a training: stop tracking it and delete the model at the provider."""
-        if not await self.store.cancel_task(task.id, now=time.time()):
-            return False
-        self.wake()
+    async def training_cancelled(self, task: TaskRow) -> None:
+        """❌ on a training (recorded): free the character, delete the model at the provider."""
         # Free the character now: its final message may take a while to be posted.
         training = StoredTraining.from_stored(task.request)
         await self.store.update_character(training.character_id, state="failed", error="cancelled")
         current = await self.store.get_task(task.id)
         if current is not None and current.provider_task_id:
             await self._delete_model(current.provider, current.provider_task_id)
-        return True
 
     async def _delete_model(self, provider_id: str, model_id: str) -> bool:
         provider = self.providers.get(provider_id)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import secrets
 
-from providers.base import Provider, SubmitCall, TaskStatus
+from providers.base import Provider, ProviderError, SubmitCall, TaskStatus
 from reelbot.jobs.inputs import InputStore
 from reelbot.jobs.kinds import Attempt, JobKind
 from reelbot.jobs.lease import Lease
@@ -13,6 +14,8 @@ from reelbot.jobs.model import VideoRequest
 from reelbot.store.models import TaskRow
 
 CALLBACK_TOKEN_BYTES = 24  # 192 random bits in each task's callback URL
+
+log = logging.getLogger(__name__)
 
 
 def callback_url(base: str, provider_id: str, token: str) -> str:
@@ -71,6 +74,21 @@ class VideoKind(JobKind):
 
     async def status(self, provider: Provider, provider_task_id: str) -> TaskStatus:
         return await provider.status(provider_task_id)
+
+    async def cancelled(self, task: TaskRow, provider: Provider | None) -> None:
+        # Not every provider can stop a generation; either way we stop tracking it.
+        if provider is None or not task.provider_task_id:
+            return
+        try:
+            accepted = await provider.cancel(task.provider_task_id)
+        except ProviderError as exc:
+            log.warning("task %s: provider cancel failed (%r); stopped tracking", task.id, exc)
+            return
+        log.info(
+            "task %s: provider cancel %s",
+            task.id,
+            "accepted" if accepted else "not available; stopped tracking",
+        )
 
     def about(self, task: TaskRow) -> str:
         return VideoRequest.of(task).prompt

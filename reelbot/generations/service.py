@@ -31,6 +31,7 @@ from reelbot.generations.validation import UserError as UserError  # callers' im
 from reelbot.generations.validation import clean_text
 from reelbot.jobs.downloads import sniff_content_type
 from reelbot.jobs.inputs import ALLOWED_IMAGE_TYPES, MAX_IMAGE_BYTES, InputStore
+from reelbot.jobs.kinds import JobKinds
 from reelbot.jobs.model import VideoRequest, video_request
 from reelbot.settings import ServerSettings, SettingsError
 from reelbot.spending import Spending
@@ -99,7 +100,10 @@ class Generations:
         providers: Mapping[str, Provider],
         inputs: InputStore,
         wake: Callable[[], None],
+        kinds: JobKinds,
         health: HealthBook | None = None,
+        eta: Callable[[TaskRow], str | None] = lambda _task: None,
+        spending: Spending,
     ) -> None:
         self.config = config
         # Provider health (SPEC §4 "Failover"): a request for a provider that is down is
@@ -111,9 +115,10 @@ class Generations:
         self.wake = wake
         # Server settings and spending: checked in create(), whatever the entry point.
         self.settings = ServerSettings(config=config, store=store, providers=providers)
-        self.spending = Spending(config=config, store=store)
-        # "usually ready in about N min" (app.py wires Reelbot.eta_for in).
-        self.eta: Callable[[TaskRow], str | None] = lambda _task: None
+        self.spending = spending
+        self.kinds = kinds
+        # "usually ready in about N min" on a new status message (wiring.eta_of).
+        self.eta = eta
 
     # --- validation -------------------------------------------------------------------------
     def provider_for(self, provider_id: str | None) -> Provider:
@@ -507,21 +512,13 @@ class Generations:
 
     # --- reactions ----------------------------------------------------------------------------
     async def cancel(self, task: TaskRow) -> bool:
-        """Cancel an in-flight task; True if it was still in flight."""
+        """Cancel an in-flight task of any kind; True if it was still in flight. The
+        store records it first (the poller's next release then finds it cancelled);
+        what else a cancel stops, at the provider or in our rows, is the kind's."""
         if not await self.store.cancel_task(task.id, now=time.time()):
             return False
-        provider = self.providers.get(task.provider)
-        if provider is not None and task.provider_task_id:
-            try:
-                accepted = await provider.cancel(task.provider_task_id)
-                log.info(
-                    "task %s: provider cancel %s",
-                    task.id,
-                    "accepted" if accepted else "not available; stopped tracking",
-                )
-            except ProviderError as exc:
-                log.warning("task %s: provider cancel failed (%r); stopped tracking", task.id, exc)
         self.wake()
+        await self.kinds[task.kind].cancelled(task, self.providers.get(task.provider))
         return True
 
 

@@ -44,6 +44,11 @@ class JobKind(ABC):
         failure / cancellation words)."""
         return None
 
+    @abstractmethod
+    async def cancelled(self, task: TaskRow, provider: Provider | None) -> None:
+        """After a member's cancel is recorded: stop what can be stopped of the task
+        outside the store (``provider``: None when it is no longer configured)."""
+
     def about(self, task: TaskRow) -> str:
         """What the task is about in the member's words, for lists (/jobs): a video's
         prompt, a training's character name. Only the kind knows its request's keys."""
