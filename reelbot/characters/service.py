@@ -9,12 +9,12 @@ share or delete what) and the audit entries they leave are decided here.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import discord
 
@@ -26,6 +26,7 @@ from reelbot.characters.names import matching, validate_name
 from reelbot.characters.photos import MIN_IMAGES, Photos, shown
 from reelbot.config import Config
 from reelbot.generations.service import UserError
+from reelbot.jobs.model import VideoRequest, video_request
 from reelbot.spending import Spending, member_roles_via
 from reelbot.store.base import Store
 from reelbot.store.models import (
@@ -39,6 +40,8 @@ from reelbot.store.models import (
 from reelbot.vocabulary import NO_PINGS
 
 log = logging.getLogger(__name__)
+
+NO_CHARACTER = (None, None, None)  # a request's (character, character_id, character_model_id)
 
 ONLY_MODERATORS = "Only moderators (Manage Server, or a moderator role) can do that."
 
@@ -134,31 +137,31 @@ class Characters:
             if self.may_use(c, user_id) and needle in c.name.lower()
         ]
 
-    async def request_for_rerun(self, task: TaskRow) -> dict[str, Any]:
+    async def request_for_rerun(self, task: TaskRow) -> VideoRequest:
         """The request of ``task`` to submit again (🔁), checked like a new one.
 
         Only videos run again. A character the video used is looked up afresh: it must
         still exist, be ready and be usable by the task's requester (whose request and
         quota the re-run is), and its current model id is what gets sent.
         """
-        if task.kind != "video" or "prompt" not in task.request:
+        request = video_request(task) if "prompt" in task.request else None
+        if request is None:
             what = f"a {task.kind} task"
             if task.kind == "training":
                 name = StoredTraining.from_stored(task.request).name
                 what = f"the training of character `{name}`"
             raise UserError(f"🔁 only runs a video request again, and this was {what}.")
-        request = dict(task.request)
-        if not any(k in request for k in ("character", "character_id", "character_model_id")):
-            return request
-        name = request.get("character") or "?"
+        if (request.character, request.character_id, request.character_model_id) == NO_CHARACTER:
+            return request  # no character: nothing to look up
+        name = request.character or "?"
         candidates = await self.store.guild_characters(task.guild_id)
-        if "character_id" in request:
-            found = [c for c in candidates if c.id == request["character_id"]]
+        if request.character_id is not None:
+            found = [c for c in candidates if c.id == request.character_id]
         else:  # recorded before tasks kept the id: the model id names the character
             found = [
                 c
                 for c in candidates
-                if c.provider_model_id and c.provider_model_id == request.get("character_model_id")
+                if c.provider_model_id and c.provider_model_id == request.character_model_id
             ]
         if not found:
             raise UserError(f"character `{name}` no longer exists.")
@@ -170,12 +173,12 @@ class Characters:
             raise UserError(
                 f"character `{character.name}` only works on `{character.provider}` now."
             )
-        request.update(
+        return dataclasses.replace(
+            request,
             character=character.name,
             character_id=character.id,
             character_model_id=character.provider_model_id,
         )
-        return request
 
     async def visible(self, guild_id: int, user_id: int, *, moderator: bool) -> list[CharacterRow]:
         return [

@@ -400,8 +400,8 @@ class Generations:
         return True
 
     # --- re-runs: 🔁, Run again, Vary, Remix -------------------------------------------------
-    def rerun_request(self, task: TaskRow, looked_up: dict[str, Any]) -> VideoRequest:
-        """The request of ``task`` to run again: ``looked_up`` is its stored request as
+    def rerun_request(self, task: TaskRow, looked_up: VideoRequest) -> VideoRequest:
+        """The request of ``task`` to run again: ``looked_up`` is its request as
         ``Characters.request_for_rerun`` checked it (only a video; a character it used
         looked up afresh). UserError when its provider is no longer configured."""
         if task.provider not in self.providers:
@@ -409,7 +409,7 @@ class Generations:
                 f"`{task.provider}` is not a provider this bot offers any more "
                 "(it is no longer configured)."
             )
-        return VideoRequest.from_stored(looked_up)
+        return looked_up
 
     def varied(self, task: TaskRow, request: VideoRequest) -> VideoRequest:
         """Vary: ``request`` with a new random seed (UserError if the provider takes none)."""
