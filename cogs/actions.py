@@ -22,9 +22,9 @@ from discord.ext import commands
 
 from reelbot import buttons, text, vocabulary
 from reelbot.buttons import ANIMATE_MODAL, HANDLER_COG, REMIX_MODAL, Action
+from reelbot.generations.request import VideoRequest
 from reelbot.generations.service import MAX_PROMPT, AnimateRequest, UserError, remix
 from reelbot.jobs.inputs import ALLOWED_IMAGE_TYPES
-from reelbot.jobs.model import VideoRequest
 from reelbot.permissions import interaction_is_moderator
 from reelbot.store.models import TaskRow
 

@@ -16,8 +16,8 @@ from providers.base import Provider
 from reelbot import messages, text
 from reelbot.characters.names import character_ref
 from reelbot.generations import posting
+from reelbot.generations.request import VideoRequest
 from reelbot.generations.service import AnimateRequest, UserError
-from reelbot.jobs.model import VideoRequest
 from reelbot.motions import MotionCache
 from reelbot.permissions import interaction_is_moderator, member_is_moderator
 from reelbot.store.models import TaskRow

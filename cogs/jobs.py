@@ -10,7 +10,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from reelbot import messages
-from reelbot.jobs.model import video_request
+from reelbot.generations.request import video_request
 from reelbot.permissions import interaction_is_moderator
 from reelbot.store.models import TaskRow
 from reelbot.text import clip_message

@@ -19,7 +19,7 @@ from typing import Any, Literal, Protocol, cast
 import discord
 from discord.ext import commands
 
-from reelbot.jobs.model import video_request
+from reelbot.generations.request import video_request
 from reelbot.jobs.scheduling import CompletionModel
 from reelbot.store.models import TaskRow
 

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import discord
 
 from reelbot import text, vocabulary
-from reelbot.jobs.model import VideoRequest, video_request
+from reelbot.generations.request import VideoRequest, video_request
 from reelbot.store.models import TaskRow
 
 STATE_LABELS = {

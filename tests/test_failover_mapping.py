@@ -23,7 +23,7 @@ from reelbot.failover.mapping import (
     options,
     refusal_moves,
 )
-from reelbot.jobs.model import VideoRequest
+from reelbot.generations.request import VideoRequest
 
 IMG = {"sha256": "ab", "content_type": "image/png", "url": "https://cdn.example/a.png"}
 # A request each provider could have been given by /animate.

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from reelbot.generations.request import Moved, VideoRequest
 from reelbot.generations.service import MAX_SEED, new_seed, remix, vary
 from reelbot.generations.validation import UserError
-from reelbot.jobs.model import Moved, VideoRequest
 
 ASKED = VideoRequest(
     prompt="a fox",

@@ -1,6 +1,6 @@
 """A character training as the store keeps it, and the one codec between the two.
 
-A training task's request column is JSON, like a video's (reelbot/jobs/model.py); this
+A training task's request column is JSON, like a video's (reelbot/generations/request.py); this
 is the only place that knows its keys. Unknown keys (written by a newer version, or by
 another branch's feature) are kept as they are, so a round trip through
 :class:`StoredTraining` never loses anything.

@@ -25,8 +25,8 @@ from reelbot.characters.model import StoredTraining
 from reelbot.characters.names import matching, validate_name
 from reelbot.characters.photos import MIN_IMAGES, Photos, shown
 from reelbot.config import Config
+from reelbot.generations.request import VideoRequest, video_request
 from reelbot.generations.service import UserError
-from reelbot.jobs.model import VideoRequest, video_request
 from reelbot.spending import Spending, member_roles_via
 from reelbot.store.base import Store
 from reelbot.store.models import (

@@ -18,7 +18,7 @@ from typing import Any
 from providers.base import Provider, ProviderError
 from reelbot.failover import mapping
 from reelbot.failover.health import Health, Outcome, Verdict, classify, describe, verdict
-from reelbot.jobs.model import VideoRequest
+from reelbot.generations.request import VideoRequest
 from reelbot.store.base import Store
 
 log = logging.getLogger(__name__)

@@ -30,7 +30,7 @@ from providers.base import (
     ProviderError,
 )
 from reelbot.failover.health import Health, is_available
-from reelbot.jobs.model import VideoRequest
+from reelbot.generations.request import VideoRequest
 
 CONNECTION_CODE = "connection_error"  # providers/http.py: ClientConnectorError
 ASPECT_ORDER = ("9:16", "3:4", "1:1", "4:3", "16:9", "21:9")  # narrow → wide

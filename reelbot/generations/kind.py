@@ -7,10 +7,10 @@ import logging
 import secrets
 
 from providers.base import Provider, ProviderError, SubmitCall, TaskStatus
+from reelbot.generations.request import VideoRequest
 from reelbot.jobs.inputs import InputStore
 from reelbot.jobs.kinds import Attempt, JobKind
 from reelbot.jobs.lease import Lease
-from reelbot.jobs.model import VideoRequest
 from reelbot.store.models import TaskRow
 
 CALLBACK_TOKEN_BYTES = 24  # 192 random bits in each task's callback URL

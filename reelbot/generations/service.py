@@ -3,7 +3,7 @@
 Cogs translate Discord events into calls here and turn :class:`UserError` into
 ephemeral replies; everything that must be true of a request is checked here,
 before a task exists and long before a provider is called. Requests travel as
-:class:`~reelbot.jobs.model.VideoRequest`; what is posted on Discord is sent by
+:class:`~reelbot.generations.request.VideoRequest`; what is posted on Discord is sent by
 posting.py and what a member typed is checked by validation.py.
 """
 
@@ -27,12 +27,12 @@ from reelbot.failover import mapping
 from reelbot.failover.book import HealthBook, Move
 from reelbot.failover.health import describe
 from reelbot.generations import posting
+from reelbot.generations.request import VideoRequest, video_request
 from reelbot.generations.validation import UserError as UserError  # callers' import
 from reelbot.generations.validation import clean_text
 from reelbot.jobs.downloads import sniff_content_type
 from reelbot.jobs.inputs import ALLOWED_IMAGE_TYPES, MAX_IMAGE_BYTES, InputStore
 from reelbot.jobs.kinds import JobKinds
-from reelbot.jobs.model import VideoRequest, video_request
 from reelbot.settings import ServerSettings, SettingsError
 from reelbot.spending import Spending
 from reelbot.store.base import Store

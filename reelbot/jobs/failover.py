@@ -28,8 +28,8 @@ from providers.base import ProviderError
 from reelbot.failover import mapping
 from reelbot.failover.book import HealthBook, Move, NoMove
 from reelbot.failover.health import Outcome, describe
+from reelbot.generations.request import Moved, VideoRequest
 from reelbot.jobs.lease import Lease
-from reelbot.jobs.model import Moved, VideoRequest
 from reelbot.store.models import BudgetExceeded, QuotaExceeded, QuotaPolicy, TaskChange, TaskRow
 
 log = logging.getLogger(__name__)

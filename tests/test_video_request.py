@@ -1,4 +1,4 @@
-"""The stored video request and its one codec (reelbot/jobs/model.py)."""
+"""The stored video request and its one codec (reelbot/generations/request.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from providers.base import InputImage
-from reelbot.jobs.model import Moved, VideoRequest, video_request
+from reelbot.generations.request import Moved, VideoRequest, video_request
 from tests.jobs.test_delivery import finished_task
 
 STORED = {
