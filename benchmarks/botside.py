@@ -170,12 +170,21 @@ async def control(
 
 
 def start_pyspy(path: str, seconds: float) -> subprocess.Popen[bytes] | None:
-    """Sample this process with py-spy for the measured window (``--pyspy PATH``)."""
+    """Sample this process with py-spy for the measured window (``--pyspy PATH``).
+
+    ``PATH`` ending in ``+threads``: every busy thread (the SQLite thread's statements
+    too, which run without the GIL), written to ``PATH`` without that suffix.
+    """
     if not path:
         return None
+    all_threads = path.endswith("+threads")
+    path = path.removesuffix("+threads")
     cmd = [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(os.getpid())]
     cmd += ["--duration", str(max(1, int(seconds))), "--format", "raw", "--output", path]
-    cmd += ["--gil"]  # what holds the GIL: the one core the event loop runs on
+    if not all_threads:
+        cmd += ["--gil"]  # what holds the GIL: the one core the event loop runs on
+    else:
+        cmd += ["--threads"]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
