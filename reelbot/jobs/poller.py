@@ -297,31 +297,51 @@ class Poller:
 
     # --- the loop -------------------------------------------------------------------------
     async def _tick(self) -> None:
+        """Claim for every lane that wants more, all at once: the claims go to the store
+        together (SQLite writes them in one batch, one trip to its thread), not one
+        round trip per lane."""
         self.ticks += 1
+        if self._stopping:
+            return
         now = time.time()
-        for lane in (*self._lanes.values(), self._delivery_lane):
-            if self._stopping:
-                return
-            wanted = lane.wanted
-            if wanted <= 0:
+        wanting = [
+            (lane, wanted)
+            for lane in (*self._lanes.values(), self._delivery_lane)
+            if (wanted := lane.wanted) > 0
+        ]
+        if not wanting:
+            return
+        results = await asyncio.gather(
+            *(
+                self.store.claim_due(
+                    now=now,
+                    limit=wanted,
+                    owner=self.owner,
+                    lease_seconds=self.settings.lease_seconds,
+                    provider=None if lane is self._delivery_lane else lane.name,
+                    delivery=lane is self._delivery_lane,
+                )
+                for lane, wanted in wanting
+            ),
+            return_exceptions=True,
+        )
+        failed: BaseException | None = None
+        for (lane, wanted), claimed in zip(wanting, results, strict=True):
+            if isinstance(claimed, BaseException):
+                failed = failed or claimed
                 continue
-            claimed = await self.store.claim_due(
-                now=now,
-                limit=wanted,
-                owner=self.owner,
-                lease_seconds=self.settings.lease_seconds,
-                provider=None if lane is self._delivery_lane else lane.name,
-                delivery=lane is self._delivery_lane,
-            )
             lane.saturated = len(claimed) >= wanted
             for task in claimed:
                 self.in_hand.add(task.id)
                 self.claimed_total += 1
                 lane.put(task)
-            if self._stopping:  # stop() came while we claimed: hand them back
-                await self._release_ready()
-                return
-            self._start_ready(lane)
+        if self._stopping:  # stop() came while we claimed: hand them back
+            await self._release_ready()
+        else:
+            for lane, _ in wanting:
+                self._start_ready(lane)
+        if failed is not None:  # what the other lanes claimed is in hand: only now
+            raise failed
 
     def _start_ready(self, lane: Lane) -> None:
         while lane.ready and lane.free > 0 and not self._stopping:

@@ -524,8 +524,9 @@ class SqliteStore(SharedQueries):
             f" AND {lane} ORDER BY next_action_at LIMIT ?) RETURNING *"
         )
         params = (owner, now + lease_seconds, now, now, *lane_params, limit)
-        async with self._write_lock:  # one statement: autocommit, one trip to the thread
-            rows = await self.db.execute_fetchall(sql, params)
+        # In the next batch with the releases and the other lanes' claims of this tick
+        # (the poller asks for them together): one trip to the SQLite thread for all.
+        rows = await self._batched(sql, params, fetch=True)
         tasks = [TaskRow.from_mapping(r) for r in rows]
         tasks.sort(key=lambda t: t.next_action_at or 0.0)
         return tasks
