@@ -94,10 +94,14 @@ class Delivery:
             return {}
         final = task.state in ("succeeded", "failed", "cancelled")
         key = _shown_key(task)
-        if final:
-            self._settled.pop(task.id, None)
-        elif self._settled.get(task.id) == key:
-            return {}  # rendered from these very fields before, and shown as it is
+        if self._settled.get(task.id) == key:
+            # Rendered from these very fields before and shown as it is. For a final
+            # state that includes the call after the delivery, whose row was claimed
+            # before the poll's "done" edit was recorded (it still holds the text from
+            # before that edit): it used to edit the message a second time.
+            if task.delivered:
+                del self._settled[task.id]  # nothing renders this task again
+            return {}
         shown_eta = messages.shown_eta(task.status_text)
         eta = shown_eta or self.eta(task)
         text = messages.status_text(task, eta=eta)
@@ -129,7 +133,9 @@ class Delivery:
             else:
                 log.warning("task %s: status edit failed (%s)", task.id, exc.status)
                 return {}
-        if not final and eta is not None:
+        if final:
+            self._settle(task.id, key)  # as the delivery's stale copy of the row reads
+        elif eta is not None:
             self._settle(task.id, (*key[:-1], text))
         return {"status_text": text, "status_edited_at": now}
 
