@@ -338,8 +338,9 @@ class Population:
             )
             queued = age < 0.2 * total
             progress = None
-            if pid == "foxapi" and not queued:  # the only protocol that reports progress
+            if pid == "foxapi":  # the only protocol that reports progress (0 while queued)
                 progress = 25 if age < 0.4667 * total else 50 if age < 0.7333 * total else 75
+                progress = 0 if queued else progress
             # Where the policy under test would have put the next poll of a task this
             # old; a uniform phase within it, as if the bot had been running all along.
             extra = {"model": models[pid]} if models else {}
