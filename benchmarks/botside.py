@@ -173,12 +173,21 @@ async def control(
 
 
 def start_pyspy(path: str, seconds: float) -> subprocess.Popen[bytes] | None:
-    """Sample this process with py-spy for the measured window (``--pyspy PATH``)."""
+    """Sample this process with py-spy for the measured window (``--pyspy PATH``).
+
+    ``PATH`` ending in ``+threads``: every busy thread (the SQLite thread's statements
+    too, which run without the GIL), written to ``PATH`` without that suffix.
+    """
     if not path:
         return None
+    all_threads = path.endswith("+threads")
+    path = path.removesuffix("+threads")
     cmd = [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(os.getpid())]
     cmd += ["--duration", str(max(1, int(seconds))), "--format", "raw", "--output", path]
-    cmd += ["--gil"]  # what holds the GIL: the one core the event loop runs on
+    if not all_threads:
+        cmd += ["--gil"]  # what holds the GIL: the one core the event loop runs on
+    else:
+        cmd += ["--threads"]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -341,8 +350,9 @@ class Population:
             )
             queued = age < 0.2 * total
             progress = None
-            if pid == "foxapi" and not queued:  # the only protocol that reports progress
+            if pid == "foxapi":  # the only protocol that reports progress (0 while queued)
                 progress = 25 if age < 0.4667 * total else 50 if age < 0.7333 * total else 75
+                progress = 0 if queued else progress
             # Where the policy under test would have put the next poll of a task this
             # old; a uniform phase within it, as if the bot had been running all along.
             extra = {"model": models[pid]} if models else {}
@@ -455,15 +465,27 @@ class Population:
 
 
 async def add_history(
-    store: SqliteStore, world: dict[str, Any], workload: Workload, rng: random.Random, now: float
+    store: SqliteStore,
+    world: dict[str, Any],
+    workload: Workload,
+    rng: random.Random,
+    now: float,
+    models: dict[str, str | None],
 ) -> None:
     """Delivered tasks of the past hour, as a bot that has been running would have.
 
     Rows only (no provider or Discord side): they give a poller that learns from the
-    store's history something to start from, and the store its realistic size.
+    store's history something to start from, and the store its realistic size. Of the
+    model the benchmark's tasks use (``models``, per provider): without it the ETA per
+    model came only once enough of them finished during the round, and then every
+    status message in flight was edited to show it (13 of the 14.4 edits per delivery
+    at N = 10,000).
     """
     rows = []
     for pid in workload.providers:
+        request: dict[str, Any] = {"prompt": "an earlier clip"}
+        if models.get(pid):
+            request["model"] = models[pid]
         for i in range(HISTORY_PER_PROVIDER):
             took = workload.duration(pid, rng)
             finished = now - 3600 + 3600 * i / HISTORY_PER_PROVIDER
@@ -473,7 +495,7 @@ async def add_history(
                     world["guild_id"],
                     world["channel_id"],
                     REQUESTER,
-                    json.dumps({"prompt": "an earlier clip"}),
+                    json.dumps(request),
                     1.0,
                     finished - took,
                     finished,
@@ -551,8 +573,9 @@ async def prepare(
     await store.open()
     ref_wall = time.time()
     try:
-        await add_history(store, world, workload, population.rng, ref_wall)
         providers = build_providers(config, session)
+        defaults = {pid: p.default_model() for pid, p in providers.items()}
+        await add_history(store, world, workload, population.rng, ref_wall, defaults)
         await population.probe_raw_words(providers)
         await population.in_flight(store, providers, args.tasks, ref_wall)
         population.eta = await eta_as_the_bot_shows(store, providers)

@@ -97,6 +97,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tick-reps", type=int, default=40)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--quick", action="store_true", help="smoke run: N=300, a few seconds")
+    p.add_argument(
+        "--pyspy", default="", help="py-spy samples (raw, --gil) of the adaptive round's window"
+    )
+    p.add_argument(
+        "--no-naive", action="store_true", help="poller: the adaptive round only (no baseline)"
+    )
     args = p.parse_args(argv)
     if args.quick:
         for key, value in QUICK.items():
@@ -199,11 +205,12 @@ def meets_delay_target(figures: dict[str, Any], poll_interval: float) -> bool:
 
 
 def poller_mode(args: argparse.Namespace) -> dict[str, Any]:
-    adaptive = run_round("poller", args, "--policy", "adaptive")
-    if args.callbacks:  # the naive baseline ignores callbacks: nothing to compare
+    spy = ("--pyspy", args.pyspy) if args.pyspy else ()
+    adaptive = run_round("poller", args, "--policy", "adaptive", *spy)
+    if args.callbacks or args.no_naive:  # the naive baseline ignores callbacks: nothing to compare
         return {
             "tasks": args.tasks,
-            "callbacks": True,
+            "callbacks": args.callbacks,
             "poll_interval_s": args.poll_interval,
             "workload": adaptive["workload"],
             **{key: adaptive[key] for key in SHARED_FIGURES},

@@ -24,7 +24,9 @@ log = logging.getLogger(__name__)
 
 # A status or submit answer is small; anything bigger is not what we asked for.
 MAX_JSON_BYTES = 4 * 1024 * 1024
-DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10, sock_read=25)
+# No sock_read: the total bounds a slow answer as well, and a per-read timeout is a
+# timer cancelled and re-armed for every piece of every answer (~5 % of a poll's CPU).
+DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10)
 MAX_RETRY_AFTER = 600.0
 MAX_CODE = 100  # provider error codes are untrusted and unbounded
 MAX_CACHED_URLS = 50_000  # ProviderHttp's parsed URLs (one per task polled lately)
@@ -277,8 +279,12 @@ async def read_body(resp: aiohttp.ClientResponse, cap: int) -> bytes:
     body that arrives in two TCP segments yields half of it.
     """
     declared = resp.content_length
-    if declared is not None and declared > cap:
-        raise _Oversized
+    if declared is not None:
+        if declared > cap:
+            raise _Oversized
+        # Content-Length bounds what aiohttp reads (a body cut short raises
+        # ClientPayloadError): one call, however many pieces it comes in.
+        return await resp.read()
     chunks: list[bytes] = []
     size = 0
     while chunk := await resp.content.read(64 * 1024):

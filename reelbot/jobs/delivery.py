@@ -42,6 +42,7 @@ MAX_DELIVERY_ATTEMPTS = 12
 # rate-limited or failed upload on its own for a while before giving up.
 SEND_WINDOW = 15 * 60.0
 CLOCK_SKEW = 60.0  # our clock against Discord's snowflake timestamps
+MAX_SETTLED = 100_000  # Delivery._settled: one entry per task in flight
 task_nonce = vocabulary.nonce
 
 
@@ -78,6 +79,11 @@ class Delivery:
         self.can_vary: Callable[[TaskRow], Awaitable[bool]] = self._takes_a_seed
         # Recent completion times per provider and model, fed as videos are delivered.
         self.eta_book = buttons.EtaBook()
+        # Per task in flight: what its status message shows, as of the task fields
+        # the text is made of (_shown_key). Most polls change none of them ("still
+        # running, 50 %"), and rendering the text again to find it unchanged was a
+        # measurable part of every poll's CPU.
+        self._settled: dict[int, tuple[Any, ...]] = {}
 
     # --- status message -------------------------------------------------------------------
     async def update_status(self, task: TaskRow, *, force: bool = False) -> TaskChange:
@@ -85,12 +91,24 @@ class Delivery:
         fields to record (the poller writes them)."""
         if task.status_message_id is None:
             return {}
-        eta = messages.shown_eta(task.status_text) or self.eta(task)
+        final = task.state in ("succeeded", "failed", "cancelled")
+        key = _shown_key(task)
+        if self._settled.get(task.id) == key:
+            # Rendered from these very fields before and shown as it is. For a final
+            # state that includes the call after the delivery, whose row was claimed
+            # before the poll's "done" edit was recorded (it still holds the text from
+            # before that edit): it used to edit the message a second time.
+            if task.delivered:
+                del self._settled[task.id]  # nothing renders this task again
+            return {}
+        shown_eta = messages.shown_eta(task.status_text)
+        eta = shown_eta or self.eta(task)
         text = messages.status_text(task, eta=eta)
         if text == task.status_text:
+            if shown_eta is not None:  # without one an estimate may still come: render again
+                self._settle(task.id, key)
             return {}
         now = time.time()
-        final = task.state in ("succeeded", "failed", "cancelled")
         if (
             not (force or final)
             and task.status_edited_at
@@ -114,7 +132,16 @@ class Delivery:
             else:
                 log.warning("task %s: status edit failed (%s)", task.id, exc.status)
                 return {}
+        if final:
+            self._settle(task.id, key)  # as the delivery's stale copy of the row reads
+        elif eta is not None:
+            self._settle(task.id, (*key[:-1], text))
         return {"status_text": text, "status_edited_at": now}
+
+    def _settle(self, task_id: int, key: tuple[Any, ...]) -> None:
+        if len(self._settled) >= MAX_SETTLED and task_id not in self._settled:
+            self._settled.clear()  # forgetting only costs a render each
+        self._settled[task_id] = key
 
     async def _status_refused(
         self, task: TaskRow, channel: discord.PartialMessageable, exc: discord.HTTPException
@@ -469,6 +496,13 @@ class Delivery:
             raise _RetryLater(f"Discord answered {again.status} to the fallback") from again
         except (aiohttp.ClientError, TimeoutError) as again:
             raise _RetryLater(f"Discord unreachable ({type(again).__name__})") from again
+
+
+def _shown_key(task: TaskRow) -> tuple[Any, ...]:
+    """What a status text is made of that can change while the task is in flight (the
+    rest, such as its prompt or requester, is fixed once it exists; a failover's note
+    comes with a new provider and state), and last the text its message shows."""
+    return (task.state, task.raw_state, task.progress, task.provider, task.status_text)
 
 
 def _with_note(note: str, content: str) -> str:

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import heapq
 import logging
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -54,8 +56,19 @@ IDLE_WAKE = 30.0  # re-check the store at least this often even when nothing is 
 # worth waking the loop for (its due time is less than this before the planned wake).
 MIN_TICK_GAP = 0.02
 RELEASE_CHUNK = 500  # stop(): tasks handed back at once
-# Fields of an outcome that make it a change worth recording (besides these it only
-# counts attempts and schedules the next poll).
+# A poll that changed nothing ("still running", same words, same progress) whose next
+# poll is this close is not written to the store: the task stays leased to this worker
+# and waits in memory (Lane.held) for that poll. Most polls are such polls, and each
+# one cost a release and a later claim (two trips to the store). What such a poll would
+# have written (the attempt count, the next poll time) is lost if the process dies,
+# which costs nothing: a restart polls every unfinished task again anyway.
+HOLD_HORIZON = 20.0
+# ... at most this many polls in a row, then its row is written as usual: the store
+# stays roughly current, and a task moved by another process meanwhile (a cancel) is
+# noticed by that release at the latest (lease renewal usually notices it first).
+MAX_HOLDS = 25
+# Fields of an outcome that are no change worth recording when their values are the
+# task's own: besides these, a quiet poll only counts an attempt and sets the next poll.
 _QUIET_FIELDS = frozenset(
     {
         "attempts",
@@ -68,6 +81,40 @@ _QUIET_FIELDS = frozenset(
         "next_action_at",
     }
 )
+_BOOKKEEPING = frozenset({"attempts", "poll_interval", "next_action_at"})
+
+
+# Thousands of provider requests a second keep each one's objects alive across many of
+# the default 700-allocation young collections, so they reach the oldest generation as
+# garbage and full collections ran every second or two, each 60-90 ms with a bot's
+# caches in memory (the event loop's p99 lag at N = 10,000). A young generation this
+# large lets request objects die young; what start-up left (caches, the loaded code)
+# is frozen out of every later collection.
+GC_YOUNG_THRESHOLD = 50_000
+
+
+_gc_tuned = False
+
+
+def tune_gc() -> None:
+    """When the first worker loop of the process starts (process-wide; later calls, such
+    as the many pollers of a test session, change nothing). Does nothing with the
+    collector disabled or a larger young generation already set."""
+    global _gc_tuned
+    if _gc_tuned:
+        return
+    _gc_tuned = True
+    young, middle, old = gc.get_threshold()
+    if 0 < young < GC_YOUNG_THRESHOLD:
+        gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+    gc.collect()  # no garbage of the start-up is frozen with it
+    gc.freeze()
+
+
+def _update_in_place(task: TaskRow, **fields: Any) -> None:
+    """Set fields of a TaskRow (frozen for everyone else) that only the poller holds."""
+    for name, value in fields.items():
+        object.__setattr__(task, name, value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,9 +152,29 @@ class Lane:
         self.saturated = False  # the last claim took all it asked for: more may be due
         # Earliest due first (claimed ones and held ones alike): (due, id, row).
         self.ready: list[tuple[float, int, TaskRow]] = []
+        # Leased tasks waiting in memory for their next poll (not due yet), earliest
+        # first: see HOLD_HORIZON.
+        self.held: list[tuple[float, int, TaskRow]] = []
 
     def put(self, task: TaskRow) -> None:
         heapq.heappush(self.ready, (task.next_action_at or 0.0, task.id, task))
+
+    def hold(self, task: TaskRow) -> None:
+        heapq.heappush(self.held, (task.next_action_at or 0.0, task.id, task))
+
+    def ripe(self, now: float) -> list[TaskRow]:
+        """Held tasks whose next poll has come (taken out of ``held``)."""
+        out = []
+        while self.held and self.held[0][0] <= now:
+            out.append(heapq.heappop(self.held)[2])
+        return out
+
+    def forget(self, task_ids: set[int]) -> None:
+        """Drop held tasks this worker no longer leases."""
+        kept = [entry for entry in self.held if entry[1] not in task_ids]
+        if len(kept) != len(self.held):
+            heapq.heapify(kept)
+            self.held = kept
 
     def take(self) -> TaskRow:
         return heapq.heappop(self.ready)[2]
@@ -169,6 +236,7 @@ class Poller:
         self.ticks = 0
         self.in_hand: set[int] = set()  # task ids being acted on now (health endpoint)
         self.claimed_total = 0
+        self._holds: dict[int, int] = {}  # task id -> quiet polls in a row kept in memory
         # Per provider: how long its generations took lately (sets the poll schedule).
         self.completion_models = {pid: CompletionModel() for pid in providers}
 
@@ -180,6 +248,7 @@ class Poller:
     async def run(self) -> None:
         log.info("poller %s started (%d providers)", self.owner, len(self._lanes))
         await self._seed_models()
+        tune_gc()
         self._renewal = asyncio.create_task(self._renew_leases(), name="lease-renewal")
         try:
             while not self._stopping:
@@ -245,6 +314,9 @@ class Poller:
         for lane in (*self._lanes.values(), self._delivery_lane):
             while lane.ready:
                 tasks.append(lane.take())
+            tasks.extend(entry[2] for entry in lane.held)  # their next poll as planned
+            lane.held.clear()
+        self._holds.clear()
         for start in range(0, len(tasks), RELEASE_CHUNK):  # together: the store batches them
             chunk = tasks[start : start + RELEASE_CHUNK]
             await asyncio.gather(
@@ -287,6 +359,14 @@ class Poller:
             # Finished meanwhile is normal; still acting on it means another process
             # (a cancel, or a claimer after a stall longer than the lease) has the task.
             lost = set(held).difference(kept).intersection(self.in_hand)
+            waiting = {e[1] for lane in self._lanes.values() for e in lane.held} & lost
+            if waiting:  # held for their next poll (cancelled meanwhile): let them go
+                for lane in self._lanes.values():
+                    lane.forget(waiting)
+                for task_id in waiting:
+                    self._holds.pop(task_id, None)
+                self.in_hand.difference_update(waiting)
+                lost -= waiting
             for task_id in sorted(lost):
                 log.warning(
                     "task %s: no longer leased to this worker (cancelled, or taken over "
@@ -296,31 +376,79 @@ class Poller:
 
     # --- the loop -------------------------------------------------------------------------
     async def _tick(self) -> None:
+        """Claim for every lane that wants more, all at once: the claims go to the store
+        together (SQLite writes them in one batch, one trip to its thread), not one
+        round trip per lane."""
         self.ticks += 1
+        if self._stopping:
+            return
         now = time.time()
-        for lane in (*self._lanes.values(), self._delivery_lane):
-            if self._stopping:
-                return
-            wanted = lane.wanted
-            if wanted <= 0:
+        ripe = [(lane, lane.ripe(now)) for lane in self._lanes.values() if lane.held]
+        ripe = [(lane, tasks) for lane, tasks in ripe if tasks]
+        wanting = [
+            (lane, wanted)
+            for lane in (*self._lanes.values(), self._delivery_lane)
+            if (wanted := lane.wanted) > 0
+        ]
+        if not wanting and not ripe:
+            return
+        ripe_ids = [t.id for _, tasks in ripe for t in tasks]
+        # Held tasks about to be polled again: still ours? (A cancel, or another
+        # process, may have taken the row meanwhile.) One statement for all of them,
+        # in the claims' batch; it renews their leases too.
+        renewal = asyncio.ensure_future(self._still_ours(ripe_ids)) if ripe_ids else None
+        results = await asyncio.gather(
+            *(
+                self.store.claim_due(
+                    now=now,
+                    limit=wanted,
+                    owner=self.owner,
+                    lease_seconds=self.settings.lease_seconds,
+                    provider=None if lane is self._delivery_lane else lane.name,
+                    delivery=lane is self._delivery_lane,
+                )
+                for lane, wanted in wanting
+            ),
+            return_exceptions=True,
+        )
+        failed: BaseException | None = None
+        ours: set[int] = set()
+        if renewal is not None:
+            try:
+                ours = await renewal
+            except Exception as exc:  # noqa: BLE001 - poll them: their release will tell
+                failed, ours = exc, set(ripe_ids)
+        for lane, tasks in ripe:
+            for task in tasks:
+                if task.id in ours:
+                    lane.put(task)
+                else:
+                    self._holds.pop(task.id, None)
+                    self.in_hand.discard(task.id)
+                    log.info("task %s: no longer leased to this worker; not polled", task.id)
+        for (lane, wanted), claimed in zip(wanting, results, strict=True):
+            if isinstance(claimed, BaseException):
+                failed = failed or claimed
                 continue
-            claimed = await self.store.claim_due(
-                now=now,
-                limit=wanted,
-                owner=self.owner,
-                lease_seconds=self.settings.lease_seconds,
-                provider=None if lane is self._delivery_lane else lane.name,
-                delivery=lane is self._delivery_lane,
-            )
             lane.saturated = len(claimed) >= wanted
             for task in claimed:
                 self.in_hand.add(task.id)
                 self.claimed_total += 1
                 lane.put(task)
-            if self._stopping:  # stop() came while we claimed: hand them back
-                await self._release_ready()
-                return
-            self._start_ready(lane)
+        if self._stopping:  # stop() came while we claimed: hand them back
+            await self._release_ready()
+        else:
+            for lane in {lane for lane, _ in ripe} | {lane for lane, _ in wanting}:
+                self._start_ready(lane)
+        if failed is not None:  # what the other lanes claimed is in hand: only now
+            raise failed
+
+    async def _still_ours(self, task_ids: list[int]) -> set[int]:
+        if not task_ids:
+            return set()
+        until = time.time() + self.settings.lease_seconds
+        kept = await self.store.renew_leases(task_ids, self.owner, until=until, due_at_end=True)
+        return set(kept)
 
     def _start_ready(self, lane: Lane) -> None:
         while lane.ready and lane.free > 0 and not self._stopping:
@@ -329,7 +457,14 @@ class Poller:
     async def _sleep(self) -> None:
         if self._stopping:
             return
+        # Until the wake-up time is known, any outcome with a next action wakes us: one
+        # recorded while the store was being asked may not be in its answer (an action
+        # quicker than that query left its task unpolled until the idle wake, 30 s).
+        self._sleep_until = math.inf
         next_due = await self.store.next_due_at()
+        held = [lane.held[0][0] for lane in self._lanes.values() if lane.held]
+        if held:
+            next_due = min(held) if next_due is None else min(next_due, *held)
         now = time.time()
         idle = self.settings.idle_wake
         # Something due already belongs to a lane with enough in hand (its actions wake
@@ -375,6 +510,12 @@ class Poller:
             lane.busy -= 1
             self.in_hand.discard(task.id)
             self._start_ready(lane)  # the next claimed task takes the slot at once
+        if self._may_hold(lane, task, fields):
+            self.in_hand.add(task.id)  # still leased: renewed, released at stop()
+            if await self._hold(lane, task, fields):
+                return
+            self.in_hand.discard(task.id)
+        self._holds.pop(task.id, None)
         try:
             changed = await self.store.release(
                 task.id, self.owner, expected_state=task.state, **fields
@@ -402,13 +543,55 @@ class Poller:
                 except Exception:
                     log.warning("task %s: after-delivery step failed", task.id, exc_info=True)
 
-    async def _status_changed(self, task: TaskRow) -> None:
+    async def _status_changed(self, task: TaskRow) -> dict[str, Any]:
         try:
             fields = await self._on_status(task)
             if fields:  # after the release: the row is no longer claimed by anyone
                 await self.store.update_task(task.id, **fields)
+                return fields
         except Exception:
             log.warning("task %s: status message update failed", task.id, exc_info=True)
+        return {}
+
+    def _may_hold(self, lane: Lane, task: TaskRow, fields: dict[str, Any]) -> bool:
+        """A quiet poll (nothing but the attempt count and the next poll changed) of a
+        polled-only task whose next poll is near: see HOLD_HORIZON."""
+        next_at = fields.get("next_action_at")
+        return (
+            lane is not self._delivery_lane
+            and not self._stopping
+            and task.state in ("queued", "running")
+            and task.callback_token is None  # a callback must find it in the store
+            and next_at is not None
+            and next_at - time.time() <= HOLD_HORIZON
+            and self._holds.get(task.id, 0) < MAX_HOLDS
+            and fields.keys() <= _QUIET_FIELDS
+            and all(getattr(task, k) == v for k, v in fields.items() if k not in _BOOKKEEPING)
+        )
+
+    async def _hold(self, lane: Lane, task: TaskRow, fields: dict[str, Any]) -> bool:
+        """Keep a quietly polled task in memory for its next poll; False if stop() came
+        meanwhile (then its outcome is released as usual)."""
+        # The row as it now reads, in place: this worker's own copy, which nothing else
+        # refers to once its poll ended; a quiet poll changes only these few fields
+        # (dataclasses.replace, 40 fields, was most of the cost of holding a task).
+        # The values stay the ones the store would have (what a release would write).
+        changes = {k: fields[k] for k in _BOOKKEEPING if k in fields}
+        _update_in_place(task, **changes, updated_at=time.time())
+        # As after any answer: a change the last edit was too recent to show (queued →
+        # running within seconds) is shown now. Usually nothing to do (Delivery knows
+        # the text is shown already, without rendering it).
+        status = await self._status_changed(task)
+        if self._stopping:
+            return False
+        if status:
+            _update_in_place(task, **status)
+        self._holds[task.id] = self._holds.get(task.id, 0) + 1
+        lane.hold(task)
+        next_at = fields["next_action_at"]
+        if next_at < self._sleep_until - MIN_TICK_GAP:
+            self.wake()
+        return True
 
     @property
     def _schedule(self) -> Schedule:

@@ -128,13 +128,16 @@ class Store(Protocol):
         ...
 
     async def renew_leases(
-        self, task_ids: Collection[int], owner: str, *, until: float
+        self, task_ids: Collection[int], owner: str, *, until: float, due_at_end: bool = False
     ) -> list[int]:
         """Extend to ``until`` the leases ``owner`` still holds on these tasks.
 
         Only rows leased by ``owner`` move: a lease that lapsed and was taken over by
         another process, or was voided by a cancel, stays theirs. Returns the ids
-        whose lease was extended.
+        whose lease was extended. ``due_at_end``: their stored next action is also put
+        no earlier than ``until`` (tasks the poller keeps in memory for their next
+        poll: if this process dies, that is when another may take them over anyway,
+        and claims no longer walk past them in the due-time index).
         """
         ...
 

@@ -509,13 +509,14 @@ class PostgresStore(SharedQueries):
         (``single_process``); the app never calls it for Postgres."""
         async with self._transaction() as conn:
             status = await conn.execute(
-                "UPDATE tasks SET lease_owner = NULL, lease_until = NULL "
-                "WHERE lease_owner IS NOT NULL"
+                "UPDATE tasks SET lease_owner = NULL, lease_until = NULL, "
+                "next_action_at = LEAST(next_action_at, $1) WHERE lease_owner IS NOT NULL",
+                time.time(),
             )
         return _rows_changed(status)
 
     async def renew_leases(
-        self, task_ids: Collection[int], owner: str, *, until: float
+        self, task_ids: Collection[int], owner: str, *, until: float, due_at_end: bool = False
     ) -> list[int]:
         """Extend the leases ``owner`` still holds on these tasks; the ids extended.
 
@@ -525,8 +526,9 @@ class PostgresStore(SharedQueries):
         ids = sorted(set(task_ids))
         if not ids:
             return []
+        due = ", next_action_at = GREATEST(next_action_at, $1)" if due_at_end else ""
         rows = await self.pool.fetch(
-            "UPDATE tasks SET lease_until = $1 WHERE id = ANY($2::BIGINT[]) "
+            f"UPDATE tasks SET lease_until = $1{due} WHERE id = ANY($2::BIGINT[]) "  # noqa: S608
             "AND lease_owner = $3 RETURNING id",
             until,
             ids,

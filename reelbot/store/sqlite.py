@@ -39,6 +39,8 @@ __all__ = ["SqliteStore", "load_migrations"]
 
 log = logging.getLogger(__name__)
 
+RENEW_CHUNK = 500  # renew_leases: ids per statement
+
 
 class SqliteStore(SharedQueries):
     # One process per database file, so a starting process owns every lease in it.
@@ -475,31 +477,45 @@ class SqliteStore(SharedQueries):
             return cur.rowcount == 1
 
     async def release_all_leases(self) -> int:
-        """Single-process start-up: leases of a previous run of this process are void."""
+        """Single-process start-up: leases of a previous run of this process are void,
+        and their tasks due now (a task the poller held in memory for its next poll had
+        its stored next action put at its lease's end)."""
         async with self._transaction() as db:
             cur = await db.execute(
-                "UPDATE tasks SET lease_owner = NULL, lease_until = NULL "
-                "WHERE lease_owner IS NOT NULL"
+                "UPDATE tasks SET lease_owner = NULL, lease_until = NULL, "
+                "next_action_at = MIN(next_action_at, ?) WHERE lease_owner IS NOT NULL",
+                (time.time(),),
             )
             return cur.rowcount
 
     async def renew_leases(
-        self, task_ids: Collection[int], owner: str, *, until: float
+        self, task_ids: Collection[int], owner: str, *, until: float, due_at_end: bool = False
     ) -> list[int]:
         """Extend the leases ``owner`` still holds on these tasks; the ids extended."""
         ids = sorted(set(task_ids))
         if not ids:
             return []
-        # One placeholder per id: a poller holds a few dozen tasks at most (its lanes'
-        # capacity), far below SQLite's bound-parameter limit.
+        # One placeholder per id, RENEW_CHUNK ids a statement (a poller holds thousands
+        # of leased tasks waiting for their next poll), all in the next batch: the
+        # poller renews the leases of the tasks it is about to poll again every tick.
+        chunks = [ids[i : i + RENEW_CHUNK] for i in range(0, len(ids), RENEW_CHUNK)]
+        found = await asyncio.gather(
+            *(self._renew_chunk(c, owner, until, due_at_end) for c in chunks)
+        )
+        return sorted(int(r[0]) for rows in found for r in rows)
+
+    async def _renew_chunk(
+        self, ids: list[int], owner: str, until: float, due_at_end: bool
+    ) -> list[Any]:
         marks = ", ".join("?" * len(ids))
+        due = ", next_action_at = MAX(next_action_at, ?)" if due_at_end else ""
         sql = (
-            "UPDATE tasks SET lease_until = ? "  # noqa: S608 - only placeholders are inserted
+            f"UPDATE tasks SET lease_until = ?{due} "  # noqa: S608 - only constant text
             f"WHERE lease_owner = ? AND id IN ({marks}) RETURNING id"
         )
-        async with self._transaction() as db, db.execute(sql, (until, owner, *ids)) as cur:
-            rows = await cur.fetchall()
-        return sorted(int(r[0]) for r in rows)
+        params = (until, until, owner, *ids) if due_at_end else (until, owner, *ids)
+        rows: list[Any] = await self._batched(sql, params, fetch=True)
+        return rows
 
     async def claim_due(
         self,
@@ -530,8 +546,9 @@ class SqliteStore(SharedQueries):
             f" AND {lane} ORDER BY next_action_at LIMIT ?) RETURNING *"
         )
         params = (owner, now + lease_seconds, now, now, *lane_params, limit)
-        async with self._write_lock:  # one statement: autocommit, one trip to the thread
-            rows = await self.db.execute_fetchall(sql, params)
+        # In the next batch with the releases and the other lanes' claims of this tick
+        # (the poller asks for them together): one trip to the SQLite thread for all.
+        rows = await self._batched(sql, params, fetch=True)
         tasks = [TaskRow.from_mapping(r) for r in rows]
         tasks.sort(key=lambda t: t.next_action_at or 0.0)
         return tasks
