@@ -83,7 +83,7 @@ class Delivery:
         # the text is made of (_shown_key). Most polls change none of them ("still
         # running, 50 %"), and rendering the text again to find it unchanged was a
         # measurable part of every poll's CPU.
-        self._settled: dict[int, tuple[Any, ...]] = {}
+        self._settled: dict[int, tuple[object, ...]] = {}
 
     # --- status message -------------------------------------------------------------------
     async def update_status(self, task: TaskRow, *, force: bool = False) -> TaskChange:
@@ -138,7 +138,7 @@ class Delivery:
             self._settle(task.id, (*key[:-1], text))
         return {"status_text": text, "status_edited_at": now}
 
-    def _settle(self, task_id: int, key: tuple[Any, ...]) -> None:
+    def _settle(self, task_id: int, key: tuple[object, ...]) -> None:
         if len(self._settled) >= MAX_SETTLED and task_id not in self._settled:
             self._settled.clear()  # forgetting only costs a render each
         self._settled[task_id] = key
@@ -498,7 +498,7 @@ class Delivery:
             raise _RetryLater(f"Discord unreachable ({type(again).__name__})") from again
 
 
-def _shown_key(task: TaskRow) -> tuple[Any, ...]:
+def _shown_key(task: TaskRow) -> tuple[object, ...]:
     """What a status text is made of that can change while the task is in flight (the
     rest, such as its prompt or requester, is fixed once it exists; a failover's note
     comes with a new provider and state), and last the text its message shows."""

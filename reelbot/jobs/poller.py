@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import heapq
 import logging
 import math
@@ -84,34 +83,7 @@ _QUIET_FIELDS = frozenset(
 _BOOKKEEPING = frozenset({"attempts", "poll_interval", "next_action_at"})
 
 
-# Thousands of provider requests a second keep each one's objects alive across many of
-# the default 700-allocation young collections, so they reach the oldest generation as
-# garbage and full collections ran every second or two, each 60-90 ms with a bot's
-# caches in memory (the event loop's p99 lag at N = 10,000). A young generation this
-# large lets request objects die young; what start-up left (caches, the loaded code)
-# is frozen out of every later collection.
-GC_YOUNG_THRESHOLD = 50_000
-
-
-_gc_tuned = False
-
-
-def tune_gc() -> None:
-    """When the first worker loop of the process starts (process-wide; later calls, such
-    as the many pollers of a test session, change nothing). Does nothing with the
-    collector disabled or a larger young generation already set."""
-    global _gc_tuned
-    if _gc_tuned:
-        return
-    _gc_tuned = True
-    young, middle, old = gc.get_threshold()
-    if 0 < young < GC_YOUNG_THRESHOLD:
-        gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
-    gc.collect()  # no garbage of the start-up is frozen with it
-    gc.freeze()
-
-
-def _update_in_place(task: TaskRow, **fields: Any) -> None:
+def _update_in_place(task: TaskRow, **fields: object) -> None:
     """Set fields of a TaskRow (frozen for everyone else) that only the poller holds."""
     for name, value in fields.items():
         object.__setattr__(task, name, value)
@@ -248,7 +220,6 @@ class Poller:
     async def run(self) -> None:
         log.info("poller %s started (%d providers)", self.owner, len(self._lanes))
         await self._seed_models()
-        tune_gc()
         self._renewal = asyncio.create_task(self._renew_leases(), name="lease-renewal")
         try:
             while not self._stopping:
@@ -543,7 +514,7 @@ class Poller:
                 except Exception:
                     log.warning("task %s: after-delivery step failed", task.id, exc_info=True)
 
-    async def _status_changed(self, task: TaskRow) -> dict[str, Any]:
+    async def _status_changed(self, task: TaskRow) -> TaskChange:
         try:
             fields = await self._on_status(task)
             if fields:  # after the release: the row is no longer claimed by anyone
@@ -553,7 +524,7 @@ class Poller:
             log.warning("task %s: status message update failed", task.id, exc_info=True)
         return {}
 
-    def _may_hold(self, lane: Lane, task: TaskRow, fields: dict[str, Any]) -> bool:
+    def _may_hold(self, lane: Lane, task: TaskRow, fields: TaskChange) -> bool:
         """A quiet poll (nothing but the attempt count and the next poll changed) of a
         polled-only task whose next poll is near: see HOLD_HORIZON."""
         next_at = fields.get("next_action_at")
@@ -569,14 +540,14 @@ class Poller:
             and all(getattr(task, k) == v for k, v in fields.items() if k not in _BOOKKEEPING)
         )
 
-    async def _hold(self, lane: Lane, task: TaskRow, fields: dict[str, Any]) -> bool:
+    async def _hold(self, lane: Lane, task: TaskRow, fields: TaskChange) -> bool:
         """Keep a quietly polled task in memory for its next poll; False if stop() came
         meanwhile (then its outcome is released as usual)."""
         # The row as it now reads, in place: this worker's own copy, which nothing else
         # refers to once its poll ended; a quiet poll changes only these few fields
         # (dataclasses.replace, 40 fields, was most of the cost of holding a task).
         # The values stay the ones the store would have (what a release would write).
-        changes = {k: fields[k] for k in _BOOKKEEPING if k in fields}
+        changes = {k: v for k, v in fields.items() if k in _BOOKKEEPING}
         _update_in_place(task, **changes, updated_at=time.time())
         # As after any answer: a change the last edit was too recent to show (queued →
         # running within seconds) is shown now. Usually nothing to do (Delivery knows
@@ -588,8 +559,8 @@ class Poller:
             _update_in_place(task, **status)
         self._holds[task.id] = self._holds.get(task.id, 0) + 1
         lane.hold(task)
-        next_at = fields["next_action_at"]
-        if next_at < self._sleep_until - MIN_TICK_GAP:
+        next_at = fields.get("next_action_at")
+        if next_at is not None and next_at < self._sleep_until - MIN_TICK_GAP:
             self.wake()
         return True
 

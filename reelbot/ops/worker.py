@@ -13,6 +13,7 @@ import time
 
 from reelbot.generations.service import Generations
 from reelbot.jobs.poller import Poller
+from reelbot.ops.memory import tune_gc
 from reelbot.store import Store
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ class Worker:
         self.sweep_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        tune_gc()  # after start-up, whose objects it freezes
         await self.store.subscribe(self.poller.wake)  # work added by other processes
         self.poller_task = asyncio.create_task(self.poller.run(), name="poller")
         self.poller_task.add_done_callback(_log_crash)

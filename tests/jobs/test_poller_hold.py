@@ -32,6 +32,9 @@ class Running(JobKind):
     async def send(self, lease: Lease, provider: Provider, *, now: float, attempt: Attempt) -> str:
         raise AssertionError("nothing is submitted here")
 
+    async def cancelled(self, task: TaskRow, provider: Provider | None) -> None:
+        pass  # the store's cancel is all these tests look at
+
     async def status(self, provider: Provider, provider_task_id: str) -> TaskStatus:
         self.polls.append(provider_task_id)
         return TaskStatus(state="running", raw_state="running")
@@ -150,21 +153,3 @@ async def test_after_a_crash_a_held_task_is_due_at_once(tmp_path: Path) -> None:
     assert again is not None and again.next_action_at is not None
     assert again.next_action_at <= time.time()
     await store.close()
-
-
-def test_the_collector_is_tuned_once_per_process(monkeypatch) -> None:
-    """Full collections every second or two (60-90 ms each) were the loop's p99 lag at
-    N = 10,000: the young generation is enlarged and start-up's objects frozen, once."""
-    import gc
-
-    from reelbot.jobs import poller as poller_module
-
-    calls: list[str] = []
-    monkeypatch.setattr(poller_module, "_gc_tuned", False)
-    monkeypatch.setattr(gc, "get_threshold", lambda: (700, 10, 10))
-    monkeypatch.setattr(gc, "set_threshold", lambda *a: calls.append(f"threshold {a}"))
-    monkeypatch.setattr(gc, "collect", lambda *a: calls.append("collect") or 0)
-    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
-    poller_module.tune_gc()
-    poller_module.tune_gc()
-    assert calls == [f"threshold {(poller_module.GC_YOUNG_THRESHOLD, 10, 10)}", "collect", "freeze"]
