@@ -624,14 +624,31 @@ class Poller:
         log.info("task %s submitted to %s as %s", task.id, task.provider, provider_task_id)
         if self.failover is not None:
             await self.failover.succeeded(task, probe=probe)
-        return outcomes.submitted(
-            provider_task_id, sent_at=now, now=time.time(), interval=self.settings.poll_interval
-        )
+        interval = self.settings.poll_interval
+        if task.callback_token is not None:
+            # The provider calls back when it is done, failures included: the first
+            # poll is already the safety net's, not an early look (one request less
+            # per video, and most tasks are then polled only once, after the callback).
+            interval = callback_safety_net(
+                interval,
+                ceiling=self.settings.poll_max_interval,
+                timeout=self.settings.task_timeout,
+                age=0.0,
+                model=self._timed_model(task),
+            )
+        return outcomes.submitted(provider_task_id, sent_at=now, now=time.time(), interval=interval)
 
     async def _send(self, lease: Lease, provider: Provider, now: float, attempt: Attempt) -> str:
         """The task's kind builds the request (or takes the stored first one), marks the
         task as sent and sends it; the provider's task id."""
         return await self._kind(lease.task).send(lease, provider, now=now, attempt=attempt)
+
+    def _timed_model(self, task: TaskRow) -> CompletionModel | None:
+        """The completion times that schedule this task's polls (kinds that are timed)."""
+        kind = self.kinds.get(task.kind)
+        return (
+            self.completion_models.get(task.provider) if kind is not None and kind.timed else None
+        )
 
     def _kind(self, task: TaskRow) -> JobKind:
         kind = self.kinds.get(task.kind)
@@ -701,9 +718,7 @@ class Poller:
 
     def _apply_status(self, task: TaskRow, status: TaskStatus, now: float) -> Outcome:
         started = task.submitted_at or task.created_at
-        kind = self.kinds.get(task.kind)
-        timed = kind is not None and kind.timed
-        model = self.completion_models.get(task.provider) if timed else None
+        model = self._timed_model(task)
         if status.state == "succeeded" and model is not None:
             model.observe(now - started)
         interval = next_poll_interval(
