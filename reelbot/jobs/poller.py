@@ -625,7 +625,7 @@ class Poller:
         if self.failover is not None:
             await self.failover.succeeded(task, probe=probe)
         interval = self.settings.poll_interval
-        if task.callback_token is not None:
+        if lease.task.callback_token is not None:  # given while sending
             # The provider calls back when it is done, failures included: the first
             # poll is already the safety net's, not an early look (one request less
             # per video, and most tasks are then polled only once, after the callback).

@@ -31,7 +31,6 @@ from tests.helpers import (
     finish,
     gate_polls,
     hold,
-    polled,
     started,
     video_lands,
 )
@@ -54,13 +53,14 @@ def status_polls(double: ProviderDouble) -> int:
 
 
 async def held_task(world: World, provider: str) -> tuple[int, int, ProviderDouble, str]:
-    """A task submitted and polled once (running, held): thread, task id, double, URL."""
+    """A task submitted (held running at the provider, never polled yet: the provider
+    will call back, so its first poll is the sparse safety net's): thread, task id,
+    double, URL."""
     double = world.providers[provider]
     hold(double)
     ix = await world.animate("alice", prompt=f"a fox via {provider}", provider=provider)
     thread_id, task_id = await started(world, ix)
-    await polled(double)
-    await eventually(lambda: _polled_times(world, task_id, 1), description="the first poll")
+    await eventually(lambda: _submitted(world, task_id), description="the submit recorded")
     (pid,) = double.tasks
     url = double.callbacks.urls[pid]
     return thread_id, task_id, double, url
@@ -101,9 +101,11 @@ async def test_a_callback_delivers_with_no_poll_after_the_one_it_triggered(
             assert "callback" not in submitted["input"]
         else:
             assert submitted["callback_url"] == url
-        # The safety net is sparse: the next poll is half a minute away.
+        # The safety net is sparse, from the submit on: the first poll is half a minute
+        # away, and none was made before the callback.
         assert task.next_action_at is not None and task.next_action_at > time.time() + 20
         polls = status_polls(double)
+        assert polls == 0
         finish(double)
         await video_lands(world, thread_id, task_id)
         sent = double.callbacks.of(next(iter(double.tasks)))
@@ -139,7 +141,7 @@ async def test_forged_tokens_and_wrong_providers_get_404_and_change_nothing(
             assert status in (404, 405), (target, status)
         after = await task_row(world, task_id)
         assert after.next_action_at == before.next_action_at
-        assert after.state == "running" and status_polls(double) == 1
+        assert after.state == "queued" and status_polls(double) == 0
         assert world.bot is not None and world.bot.callbacks is not None
         assert world.bot.callbacks.received == 0
         assert url.endswith(token)
@@ -174,8 +176,8 @@ async def test_hiapi_unsigned_badly_signed_and_stale_callbacks_are_refused(
                 status, _ = await post(url, body, headers)
             assert status == expected, name
         after = await task_row(world, task_id)
-        assert after.next_action_at == before.next_action_at and after.state == "running"
-        assert status_polls(double) == 1
+        assert after.next_action_at == before.next_action_at and after.state == "queued"
+        assert status_polls(double) == 0
         # The genuine one (signed now, over the raw bytes) is taken.
         status, _ = await post(url, body, signed)
         assert status == 200
@@ -233,15 +235,21 @@ async def test_a_callback_carrying_a_url_never_makes_the_bot_download_it(
         }
         status, _ = await post(url, json.dumps(forged).encode())
         assert status == 200
-        await eventually(lambda: status_polls(double) >= 2, description="the hinted poll")
+        await eventually(lambda: status_polls(double) >= 1, description="the hinted poll")
         task = await eventually(
-            lambda: _polled_times(world, task_id, 2), description="the poll's answer recorded"
+            lambda: _polled_times(world, task_id, 1), description="the poll's answer recorded"
         )
         assert task.state == "running" and task.outputs == []
         assert fetched == []
     finally:
         await world.close()
         await runner.cleanup()
+
+
+async def _submitted(world: World, task_id: int):
+    """The task, once its submit is recorded."""
+    task = await task_row(world, task_id)
+    return task if task.provider_task_id and task.state == "queued" else None
 
 
 async def _polled_times(world: World, task_id: int, times: int):
@@ -341,6 +349,8 @@ async def test_a_callback_during_a_poll_is_not_lost(tmp_path: Path) -> None:
         double.script_next([Step.running(40, polls=2), Step.succeed()])
         ix = await world.animate("alice", prompt="a racing fox", provider="foxapi")
         thread_id, task_id = await started(world, ix)
+        await eventually(lambda: _submitted(world, task_id), description="the submit")
+        await fast_forward(world, task_id)  # poll 1, as if the safety net's time came
         await eventually(lambda: _polled_times(world, task_id, 1), description="poll 1")
         (pid,) = double.tasks
         url = double.callbacks.urls[pid]
