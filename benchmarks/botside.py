@@ -58,6 +58,7 @@ from reelbot import buttons, messages
 from reelbot.app import Reelbot
 from reelbot.config import Config, load_config
 from reelbot.generations.kind import CALLBACK_TOKEN_BYTES, VideoKind, callback_url
+from reelbot.generations.request import VideoRequest
 from reelbot.jobs import poller as poller_module
 from reelbot.jobs.inputs import InputStore
 from reelbot.ops.discordpy import use_api_base
@@ -388,7 +389,7 @@ class Population:
             if token is not None:
                 fields["callback_token"] = token
             shown = TaskRow(**{**_row_dict(row), **fields})
-            fields["status_text"] = messages.status_text(shown)
+            fields["status_text"] = _status_text(shown)
             await store.update_task(row.id, **fields)
             self.serial_to_task[serial] = row.id
 
@@ -437,7 +438,7 @@ class Population:
         await bot.store.update_task(
             row.id,
             status_message_id=status_id,
-            status_text=messages.status_text(row),
+            status_text=_status_text(row),
             status_edited_at=now,
             next_action_at=now,
         )
@@ -533,7 +534,7 @@ def shift_times(
         # The status text shows the start time: render it again, as the bot would have
         # (otherwise every task's first poll costs a Discord edit a steady state does not).
         def render(task: TaskRow) -> str:
-            return messages.status_text(task, eta=eta(task) if eta else None)
+            return _status_text(task, eta=eta(task) if eta else None)
 
         db.row_factory = sqlite3.Row
         rows = db.execute(
@@ -583,6 +584,11 @@ async def prepare(
         await store.close()
     log.warning("set-up of %d tasks took %.1f s", args.tasks, time.monotonic() - t0)
     return population, env, ref_wall
+
+
+def _status_text(task: TaskRow, eta: str | None = None) -> str:
+    """A video's status text as the bot renders it (the set-up's tasks are all videos)."""
+    return messages.status_text(task, title=messages.video_title(VideoRequest.of(task)), eta=eta)
 
 
 # --- rounds -------------------------------------------------------------------------------

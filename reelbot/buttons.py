@@ -134,10 +134,11 @@ def status_view(task: TaskRow) -> discord.ui.View:
     return _view([TaskButton("cancel", task.id)])
 
 
-def final_view(task: TaskRow, *, can_vary: bool) -> discord.ui.View:
+def final_view(task: TaskRow, *, rerunnable: bool, can_vary: bool) -> discord.ui.View:
     """A finished video: Run again, Vary (when its model takes a seed), Remix and
-    Delete. A failure or cancellation: Run again. Other kinds (training): none."""
-    if task.kind != "video":
+    Delete. A failure or cancellation: Run again. A kind that does not run again (a
+    training, ``rerunnable`` False): none."""
+    if not rerunnable:
         return _view([])
     if task.state != "succeeded":
         return _view([TaskButton("again", task.id)])

@@ -96,16 +96,20 @@ def shown_eta(status: str | None) -> str | None:
     return None
 
 
-def status_text(task: TaskRow, *, eta: str | None = None) -> str:
-    """The status message: prompt, provider, model, requester, state, progress, elapsed,
-    and while in flight ``eta`` ("usually ready in about 4 min", reelbot/buttons.py)."""
+def video_title(request: VideoRequest) -> str:
+    return f"{vocabulary.STATUS_TITLE} {preview(request.prompt)}"
+
+
+def training_title(name: str) -> str:
+    return f"{vocabulary.TRAINING_TITLE} `{short(name, NAME_LIMIT)}`"
+
+
+def status_text(task: TaskRow, *, title: str, eta: str | None = None) -> str:
+    """The status message: ``title`` (its kind's: reelbot/jobs/kinds.py), provider,
+    model, requester, state, progress, elapsed, and while in flight ``eta`` ("usually
+    ready in about 4 min", reelbot/buttons.py)."""
     video = video_request(task)
     label = STATE_LABELS.get(task.state, task.state)
-    if video is None:
-        name = task.request.get("name", "")
-        title = f"{vocabulary.TRAINING_TITLE} `{short(name, NAME_LIMIT)}`"
-    else:
-        title = f"{vocabulary.STATUS_TITLE} {preview(video.prompt)}"
     model = video.model if video is not None else None
     lines = [
         title,
@@ -253,10 +257,10 @@ def refused_text(task: TaskRow, *, refunded: bool) -> str:
     )
 
 
-def refused_status_text(task: TaskRow) -> str:
-    """A status message reduced to what cannot break a limit."""
+def refused_status_text(task: TaskRow, *, title: str) -> str:
+    """A status message reduced to what cannot break a limit (``title``: its kind's
+    first words, vocabulary.STATUS_TITLES)."""
     label = STATE_LABELS.get(task.state, "…")
-    title = vocabulary.TRAINING_TITLE if task.kind == "training" else vocabulary.STATUS_TITLE
     return (
         f"{title} (not shown: too long for Discord)\n**Provider:** {task.provider}\n"
         f"**State:** {label}{footer(task)}"

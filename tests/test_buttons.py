@@ -45,20 +45,22 @@ def test_custom_ids_carry_the_action_and_task_and_fit_discord() -> None:
 
 
 def test_which_buttons_each_message_gets() -> None:
-    assert ids(buttons.final_view(row(), can_vary=True)) == [
+    assert ids(buttons.final_view(row(), rerunnable=True, can_vary=True)) == [
         "reelbot:again:12",
         "reelbot:vary:12",
         "reelbot:remix:12",
         "reelbot:delete:12",
     ]
-    assert "reelbot:vary:12" not in ids(buttons.final_view(row(), can_vary=False))
+    assert "reelbot:vary:12" not in ids(buttons.final_view(row(), rerunnable=True, can_vary=False))
     for state in ("failed", "cancelled"):
-        assert ids(buttons.final_view(row(state=state), can_vary=True)) == ["reelbot:again:12"]
-    assert ids(buttons.final_view(row(kind="training"), can_vary=True)) == []
+        assert ids(buttons.final_view(row(state=state), rerunnable=True, can_vary=True)) == [
+            "reelbot:again:12"
+        ]
+    assert ids(buttons.final_view(row(kind="training"), rerunnable=False, can_vary=True)) == []
     for state in ("submitting", "queued", "running"):
         assert ids(buttons.status_view(row(state=state))) == ["reelbot:cancel:12"]
     assert ids(buttons.status_view(row(state="succeeded"))) == []
-    view = buttons.final_view(row(), can_vary=True)
+    view = buttons.final_view(row(), rerunnable=True, can_vary=True)
     assert view.timeout is None  # persistent
     [action_row] = view.to_components()
     assert len(action_row["components"]) <= 5

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from providers.base import Provider, TaskStatus
+from reelbot import messages, vocabulary
 from reelbot.characters.model import StoredTraining
 from reelbot.characters.service import Characters
 from reelbot.jobs.kinds import Attempt, JobKind
@@ -22,6 +23,7 @@ class TrainingKind(JobKind):
     """The character-training job kind, owned by :class:`Characters`."""
 
     name = "training"
+    title = vocabulary.TRAINING_TITLE
 
     def __init__(self, characters: Characters) -> None:
         self.characters = characters
@@ -49,6 +51,9 @@ class TrainingKind(JobKind):
 
     async def cancelled(self, task: TaskRow, provider: Provider | None) -> None:
         await self.characters.training_cancelled(task)
+
+    def status_title(self, task: TaskRow) -> str:
+        return messages.training_title(StoredTraining.from_stored(task.request).name)
 
     def about(self, task: TaskRow) -> str:
         return StoredTraining.from_stored(task.request).name

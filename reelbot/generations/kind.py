@@ -7,6 +7,7 @@ import logging
 import secrets
 
 from providers.base import Provider, ProviderError, SubmitCall, TaskStatus
+from reelbot import messages, vocabulary
 from reelbot.generations.request import VideoRequest
 from reelbot.jobs.inputs import InputStore
 from reelbot.jobs.kinds import Attempt, JobKind
@@ -25,6 +26,7 @@ def callback_url(base: str, provider_id: str, token: str) -> str:
 
 class VideoKind(JobKind):
     name = "video"
+    title = vocabulary.STATUS_TITLE
     rerunnable = True
     timed = True
 
@@ -89,6 +91,9 @@ class VideoKind(JobKind):
             task.id,
             "accepted" if accepted else "not available; stopped tracking",
         )
+
+    def status_title(self, task: TaskRow) -> str:
+        return messages.video_title(VideoRequest.of(task))
 
     def about(self, task: TaskRow) -> str:
         return VideoRequest.of(task).prompt

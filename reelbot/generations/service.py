@@ -472,7 +472,8 @@ class Generations:
         self, where: discord.abc.Messageable, task: TaskRow, *, thread_id: int | None
     ) -> TaskRow:
         """Post the status message (posting.py), record it and hand the task to the poller."""
-        content = messages.status_text(task, eta=self.eta(task))
+        title = self.kinds[task.kind].status_title(task)
+        content = messages.status_text(task, title=title, eta=self.eta(task))
         request = video_request(task)  # only a video has a first frame
         image = request.image if request is not None else None
         first_frame = None

@@ -28,7 +28,7 @@ import discord
 from providers.base import Output, Provider, ProviderError
 from reelbot import buttons, messages, text, vocabulary
 from reelbot.jobs.downloads import DownloadedFile, DownloadError, decode_inline, download_to_temp
-from reelbot.jobs.kinds import JobKind, JobKinds
+from reelbot.jobs.kinds import JobKind
 from reelbot.jobs.lease import Lease, applied
 from reelbot.store.base import Store
 from reelbot.store.models import TaskChange, TaskRow
@@ -62,7 +62,7 @@ class Delivery:
         providers: dict[str, Provider],
         session: aiohttp.ClientSession,
         settings: DeliverySettings,
-        kinds: Mapping[str, JobKind] | None = None,
+        kinds: Mapping[str, JobKind],
     ) -> None:
         self.client = client
         self.store = store
@@ -71,8 +71,8 @@ class Delivery:
         self.settings = settings
         # PUBLIC_BASE_URL set: (task id, long url, expiry) -> a short redirect link.
         self.shorten: Callable[[int, str, float | None], Awaitable[str]] | None = None
-        # What each kind of task says at the end (its owner registers it).
-        self.kinds: Mapping[str, JobKind] = kinds if kinds is not None else JobKinds()
+        # What each kind of task shows and says at the end (its owner registers it).
+        self.kinds = kinds
         # "usually ready in about N min" for a task in flight (wiring.py: eta_of).
         self.eta: Callable[[TaskRow], str | None] = lambda _task: None
         # Whether a final message gets Vary (wiring.py: Generations.can_vary).
@@ -103,7 +103,7 @@ class Delivery:
             return {}
         shown_eta = messages.shown_eta(task.status_text)
         eta = shown_eta or self.eta(task)
-        text = messages.status_text(task, eta=eta)
+        text = messages.status_text(task, title=self.kinds[task.kind].status_title(task), eta=eta)
         if text == task.status_text:
             if shown_eta is not None:  # without one an estimate may still come: render again
                 self._settle(task.id, key)
@@ -156,7 +156,8 @@ class Delivery:
         )
         try:
             await channel.get_partial_message(task.status_message_id).edit(
-                content=messages.refused_status_text(task), allowed_mentions=NO_PINGS
+                content=messages.refused_status_text(task, title=self.kinds[task.kind].title),
+                allowed_mentions=NO_PINGS,
             )
         except discord.HTTPException as again:
             log.error("task %s: the shortened status was refused too (%s)", task.id, again.status)
@@ -457,7 +458,7 @@ class Delivery:
         kind = self.kinds.get(task.kind)
         rerunnable = kind is None or kind.rerunnable
         can_vary = rerunnable and task.state == "succeeded" and await self.can_vary(task)
-        return buttons.final_view(task, can_vary=can_vary)
+        return buttons.final_view(task, rerunnable=rerunnable, can_vary=can_vary)
 
     async def _takes_a_seed(self, task: TaskRow) -> bool:
         provider = self.providers.get(task.provider)

@@ -27,6 +27,7 @@ class Attempt:
 
 class JobKind(ABC):
     name: str
+    title: str  # the first words of its status message (vocabulary.STATUS_TITLES)
     rerunnable: bool = False  # 🔁 under its final message runs it again
     timed: bool = False  # how long it took sets its provider's poll schedule
 
@@ -43,6 +44,10 @@ class JobKind(ABC):
         """The final message's text, or None for the default (the outputs, or the
         failure / cancellation words)."""
         return None
+
+    @abstractmethod
+    def status_title(self, task: TaskRow) -> str:
+        """The first line of its status message: ``title`` and what the task is of."""
 
     @abstractmethod
     async def cancelled(self, task: TaskRow, provider: Provider | None) -> None:

@@ -4,10 +4,14 @@ and that it changes the claimed row only through the poller's Lease."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from reelbot.generations.kind import VideoKind
 from reelbot.jobs.delivery import Delivery, DeliverySettings
+from reelbot.jobs.inputs import InputStore
+from reelbot.jobs.kinds import JobKinds
 from reelbot.jobs.lease import Lease
 from reelbot.store.models import TaskRow
 
@@ -81,6 +85,13 @@ class Client:
         return self.channel
 
 
+def video_kind() -> JobKinds:
+    """The registry with the video kind alone (its inputs are never read here)."""
+    kinds = JobKinds()
+    kinds.register(VideoKind(InputStore(Path("unused-inputs"))))
+    return kinds
+
+
 async def test_an_output_that_cannot_be_fetched_fails_the_task_in_the_outcome() -> None:
     """The lease bug of issue 12: the failure is part of the returned outcome, not a
     store write behind the poller's back (which made its release miss the row)."""
@@ -91,6 +102,7 @@ async def test_an_output_that_cannot_be_fetched_fails_the_task_in_the_outcome() 
         providers={},
         session=None,  # type: ignore[arg-type]
         settings=DeliverySettings(max_download_bytes=1 << 20, allow_local_urls=False),
+        kinds=video_kind(),
     )
     lease = Lease(store, "me", finished_task())  # type: ignore[arg-type]
     outcome = await delivery.deliver(lease)

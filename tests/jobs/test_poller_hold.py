@@ -25,12 +25,16 @@ class Running(JobKind):
     """Always "running": every poll after the first is a quiet one."""
 
     name = "video"
+    title = "**Prompt:**"
 
     def __init__(self) -> None:
         self.polls: list[str] = []
 
     async def send(self, lease: Lease, provider: Provider, *, now: float, attempt: Attempt) -> str:
         raise AssertionError("nothing is submitted here")
+
+    def status_title(self, task: TaskRow) -> str:
+        return f"{self.title} {task.request['prompt']}"
 
     async def cancelled(self, task: TaskRow, provider: Provider | None) -> None:
         pass  # the store's cancel is all these tests look at

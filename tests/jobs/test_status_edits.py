@@ -6,8 +6,10 @@ import dataclasses
 from typing import Any
 
 from reelbot import messages
+from reelbot.generations.request import VideoRequest
 from reelbot.jobs.delivery import Delivery, DeliverySettings
 from reelbot.store.models import TaskRow
+from tests.jobs.test_delivery import video_kind
 
 BASE: dict[str, Any] = {f.name: None for f in dataclasses.fields(TaskRow)}
 ETA = "usually ready in about 5 min"
@@ -70,6 +72,7 @@ def delivery() -> tuple[Delivery, Channel]:
         providers={},
         session=None,  # type: ignore[arg-type]
         settings=DeliverySettings(max_download_bytes=1 << 20, allow_local_urls=False),
+        kinds=video_kind(),
     )
     d.eta = lambda _task: ETA
     return d, client.channel
@@ -81,7 +84,9 @@ async def test_the_done_edit_is_made_once_though_delivery_sees_the_older_text() 
     shown before: that was a second, identical edit of every finished task."""
     d, channel = delivery()
     running = task()
-    shown = messages.status_text(running, eta=ETA)
+    shown = messages.status_text(
+        running, title=messages.video_title(VideoRequest.of(running)), eta=ETA
+    )
     done = dataclasses.replace(
         running, state="succeeded", progress=100, finished_at=1600.0, status_text=shown
     )
