@@ -24,6 +24,7 @@ class TrainingKind(JobKind):
 
     name = "training"
     title = vocabulary.TRAINING_TITLE
+    has_outputs = False  # the model id, known since the submit, is the result
 
     def __init__(self, characters: Characters) -> None:
         self.characters = characters

@@ -29,6 +29,8 @@ class JobKind(ABC):
     name: str
     title: str  # the first words of its status message (vocabulary.STATUS_TITLES)
     rerunnable: bool = False  # 🔁 under its final message runs it again
+    has_outputs: bool = True  # a success must bring outputs (a video does; a training's
+    # result is its model id, known since the submit)
     timed: bool = False  # how long it took sets its provider's poll schedule
 
     @abstractmethod

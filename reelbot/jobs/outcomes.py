@@ -188,8 +188,11 @@ def poll_error(task: TaskRow, exc: ProviderError, *, now: float, schedule: Sched
     }
 
 
-def from_status(task: TaskRow, status: TaskStatus, *, now: float, interval: float) -> Outcome:
-    """A real answer from the provider; ``interval``: the next poll, if one is needed."""
+def from_status(
+    task: TaskRow, status: TaskStatus, *, now: float, interval: float, outputs_expected: bool = True
+) -> Outcome:
+    """A real answer from the provider; ``interval``: the next poll, if one is needed;
+    ``outputs_expected``: a success without outputs is a failure (JobKind.has_outputs)."""
     common: Outcome = {
         "attempts": task.attempts + 1,
         "error_streak": 0,
@@ -200,7 +203,7 @@ def from_status(task: TaskRow, status: TaskStatus, *, now: float, interval: floa
         common["credits"] = status.credits
     if status.state == "succeeded":
         outputs = [output_dict(o) for o in status.outputs]
-        if not outputs and task.kind != "training":
+        if not outputs and outputs_expected:
             return common | failed(now, "no_output", "the provider returned no output")
         return common | {
             "state": "succeeded",

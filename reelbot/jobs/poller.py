@@ -739,4 +739,11 @@ class Poller:
                 age=now - started,
                 model=model,
             )
-        return outcomes.from_status(task, status, now=now, interval=interval)
+        kind = self.kinds.get(task.kind)
+        return outcomes.from_status(
+            task,
+            status,
+            now=now,
+            interval=interval,
+            outputs_expected=kind is None or kind.has_outputs,
+        )

@@ -127,7 +127,9 @@ def test_a_running_answer_schedules_the_next_poll() -> None:
 def test_a_success_without_output_fails_a_video_but_not_a_training() -> None:
     status = TaskStatus(state="succeeded", progress=100, raw_state="done")
     assert outcomes.from_status(task(), status, now=NOW, interval=1)["error_code"] == "no_output"
-    training = outcomes.from_status(task(kind="training"), status, now=NOW, interval=1)
+    training = outcomes.from_status(
+        task(kind="training"), status, now=NOW, interval=1, outputs_expected=False
+    )
     assert training["state"] == "succeeded"
 
 
