@@ -9,6 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("providers", "reelbot", "cogs")
+TEST_ONLY = ("doubles", "tests", "benchmarks")
 
 
 def product_modules() -> dict[str, Path]:
@@ -74,6 +75,24 @@ def test_every_product_module_imports() -> None:
 
 def test_no_import_cycles() -> None:
     assert cycles(import_graph(product_modules())) == []
+
+
+def test_nothing_test_only_in_the_product() -> None:
+    """The doubles and the tests stay outside the installed package (bot.py imports
+    the sandbox only for --sandbox, from a source checkout)."""
+    offenders = []
+    for name, path in product_modules().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [node.module]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                continue
+            offenders += [
+                f"{name}:{node.lineno} {t}" for t in targets if t.split(".")[0] in TEST_ONLY
+            ]
+    assert offenders == []
 
 
 def test_the_checker_sees_a_cycle() -> None:
