@@ -6,7 +6,7 @@ from cogs.jobs import job_line
 from reelbot.characters.kind import TrainingKind
 from reelbot.generations.kind import VideoKind
 from reelbot.jobs.kinds import JobKind
-from tests.jobs.test_delivery import finished_task
+from tests.jobs.rows import finished_task
 
 
 def test_each_kind_describes_its_own_request() -> None:

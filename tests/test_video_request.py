@@ -9,7 +9,7 @@ import pytest
 
 from providers.base import InputImage
 from reelbot.generations.request import Moved, VideoRequest, video_request
-from tests.jobs.test_delivery import finished_task
+from tests.jobs.rows import finished_task
 
 STORED = {
     "prompt": "a fox",

@@ -3,47 +3,12 @@ and that it changes the claimed row only through the poller's Lease."""
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from reelbot.generations.kind import VideoKind
 from reelbot.jobs.delivery import Delivery, DeliverySettings
-from reelbot.jobs.inputs import InputStore
-from reelbot.jobs.kinds import JobKinds
 from reelbot.jobs.lease import Lease
-from reelbot.store.models import TaskRow
-
-BASE: dict[str, Any] = {f.name: None for f in dataclasses.fields(TaskRow)}
-
-
-def finished_task(**kw: Any) -> TaskRow:
-    return TaskRow(
-        **{
-            **BASE,
-            "id": 9,
-            "kind": "video",
-            "provider": "foxapi",
-            "state": "succeeded",
-            "request": {"prompt": "a fox"},
-            "guild_id": 1,
-            "channel_id": 2,
-            "thread_id": 3,
-            "requester_id": 4,
-            "delivered": False,
-            "refunded": False,
-            "delivery_attempts": 0,
-            "error_streak": 0,
-            "not_found_streak": 0,
-            "attempts": 1,
-            "created_at": 0.0,
-            "updated_at": 0.0,
-            # The provider said "done" with an output we can never fetch.
-            "outputs": [{"kind": "video", "url": None, "data_base64": None, "file_id": None}],
-            **kw,
-        }
-    )
+from tests.jobs.rows import finished_task, video_kind
 
 
 class Recorder:
@@ -83,13 +48,6 @@ class Client:
 
     def get_partial_messageable(self, channel_id: int, *, guild_id: int) -> Channel:
         return self.channel
-
-
-def video_kind() -> JobKinds:
-    """The registry with the video kind alone (its inputs are never read here)."""
-    kinds = JobKinds()
-    kinds.register(VideoKind(InputStore(Path("unused-inputs"))))
-    return kinds
 
 
 async def test_an_output_that_cannot_be_fetched_fails_the_task_in_the_outcome() -> None:

@@ -9,7 +9,7 @@ from reelbot import messages
 from reelbot.generations.request import VideoRequest
 from reelbot.jobs.delivery import Delivery, DeliverySettings
 from reelbot.store.models import TaskRow
-from tests.jobs.test_delivery import video_kind
+from tests.jobs.rows import video_kind
 
 BASE: dict[str, Any] = {f.name: None for f in dataclasses.fields(TaskRow)}
 ETA = "usually ready in about 5 min"
