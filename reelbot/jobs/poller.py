@@ -206,7 +206,9 @@ class Poller:
         self._stopping = False
         self._sleep_until = 0.0
         self.ticks = 0
-        self.in_hand: set[int] = set()  # task ids being acted on now (health endpoint)
+        # Task ids this worker holds leased: claimed, acted on, or held in memory for their
+        # next poll (their leases are renewed; the health endpoint counts them).
+        self.in_hand: set[int] = set()
         self.claimed_total = 0
         self._holds: dict[int, int] = {}  # task id -> quiet polls in a row kept in memory
         # Per provider: how long its generations took lately (sets the poll schedule).
