@@ -27,6 +27,7 @@ from reelbot.generations.service import MAX_PROMPT, AnimateRequest, UserError, r
 from reelbot.jobs.inputs import ALLOWED_IMAGE_TYPES
 from reelbot.permissions import interaction_is_moderator
 from reelbot.store.models import TaskRow
+from reelbot.vocabulary import NO_PINGS
 
 if TYPE_CHECKING:
     from cogs.animate import Animate
@@ -42,7 +43,6 @@ DEDUP_KEY = "interaction"
 MODAL_TITLE = 45  # Discord's modal title limit
 PLACEHOLDER = 100  # text input placeholder limit
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
-NO_PINGS = discord.AllowedMentions.none()
 ALREADY_ANSWERED = 40060  # Discord: "Interaction has already been acknowledged"
 GENERIC_FAILURE = "Something went wrong on my side. It has been logged; please try again."
 

@@ -3,17 +3,15 @@ call one Spending method (reelbot/spending.py), reply."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from reelbot import text
-from reelbot.generations.service import UserError
+from cogs.choices import choices
+from cogs.replies import moderators_guild, reply
 from reelbot.permissions import interaction_is_moderator
-from reelbot.settings import SettingsError
 from reelbot.spending import Spending
 
 if TYPE_CHECKING:
@@ -21,7 +19,6 @@ if TYPE_CHECKING:
 
 MAX_LIMIT = 1_000_000
 MAX_PRICE = 10_000
-NO_PINGS = discord.AllowedMentions.none()
 
 
 @app_commands.guild_only()
@@ -35,19 +32,7 @@ class Quota(commands.GroupCog, group_name="quota", group_description="Daily cred
         return interaction_is_moderator(interaction, self.bot.config.moderator_role_ids)
 
     def _moderator(self, interaction: discord.Interaction) -> int:
-        if not self._is_moderator(interaction):
-            raise UserError("Only moderators (Manage Server, or a moderator role) can do that.")
-        assert interaction.guild_id is not None
-        return interaction.guild_id
-
-    async def _reply(self, interaction: discord.Interaction, answer: Awaitable[str]) -> None:
-        try:
-            words = await answer
-        except SettingsError as exc:
-            raise UserError(str(exc)) from exc
-        await interaction.response.send_message(
-            text.clip_message(words), ephemeral=True, allowed_mentions=NO_PINGS
-        )
+        return moderators_guild(interaction, self.bot.config.moderator_role_ids)
 
     @app_commands.command(name="show", description="Credits used today, your limit, the budget")
     @app_commands.describe(user="Whose usage to show (moderators only for others)")
@@ -65,7 +50,7 @@ class Quota(commands.GroupCog, group_name="quota", group_description="Daily cred
             role = guild.get_role(role_id) if guild is not None else None
             return role.name if role is not None else None
 
-        await self._reply(
+        await reply(
             interaction,
             self.spending.show(
                 interaction.guild_id,
@@ -86,9 +71,7 @@ class Quota(commands.GroupCog, group_name="quota", group_description="Daily cred
         limit: app_commands.Range[int, 0, MAX_LIMIT],
     ) -> None:
         guild = self._moderator(interaction)
-        await self._reply(
-            interaction, self.spending.set_user(guild, interaction.user.id, user.id, limit)
-        )
+        await reply(interaction, self.spending.set_user(guild, interaction.user.id, user.id, limit))
 
     @app_commands.command(name="default", description="Moderators: the server's default limit")
     @app_commands.describe(limit="Credits per member per UTC day (0 = unlimited)")
@@ -96,7 +79,7 @@ class Quota(commands.GroupCog, group_name="quota", group_description="Daily cred
         self, interaction: discord.Interaction, limit: app_commands.Range[int, 0, MAX_LIMIT]
     ) -> None:
         guild = self._moderator(interaction)
-        await self._reply(interaction, self.spending.set_default(guild, interaction.user.id, limit))
+        await reply(interaction, self.spending.set_default(guild, interaction.user.id, limit))
 
     @app_commands.command(name="role", description="Moderators: daily credit limit for a role")
     @app_commands.describe(
@@ -109,7 +92,7 @@ class Quota(commands.GroupCog, group_name="quota", group_description="Daily cred
         limit: app_commands.Range[int, 0, MAX_LIMIT] | None = None,
     ) -> None:
         guild = self._moderator(interaction)
-        await self._reply(
+        await reply(
             interaction,
             self.spending.set_role(guild, interaction.user.id, role.id, role.name, limit),
         )
@@ -120,7 +103,7 @@ class Quota(commands.GroupCog, group_name="quota", group_description="Daily cred
         self, interaction: discord.Interaction, limit: app_commands.Range[int, 0, MAX_LIMIT]
     ) -> None:
         guild = self._moderator(interaction)
-        await self._reply(interaction, self.spending.set_server(guild, interaction.user.id, limit))
+        await reply(interaction, self.spending.set_server(guild, interaction.user.id, limit))
 
     @app_commands.command(name="cost", description="Moderators: credits one generation costs")
     @app_commands.describe(provider="The provider", credits="Credits per generation")
@@ -131,7 +114,7 @@ class Quota(commands.GroupCog, group_name="quota", group_description="Daily cred
         credits: app_commands.Range[int, 0, MAX_PRICE],
     ) -> None:
         guild = self._moderator(interaction)
-        await self._reply(
+        await reply(
             interaction,
             self.spending.set_cost(
                 guild, interaction.user.id, provider, credits, offered=self.bot.providers
@@ -143,13 +126,13 @@ class Quota(commands.GroupCog, group_name="quota", group_description="Daily cred
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
         pairs = ((p, p) for p in self.bot.providers if current.lower() in p.lower())
-        return [app_commands.Choice(name=n, value=v) for n, v in text.choices(pairs)]
+        return choices(pairs)
 
     @app_commands.command(name="reset", description="Moderators: clear a member's usage today")
     @app_commands.describe(user="The member")
     async def reset(self, interaction: discord.Interaction, user: discord.Member) -> None:
         guild = self._moderator(interaction)
-        await self._reply(interaction, self.spending.reset(guild, interaction.user.id, user.id))
+        await reply(interaction, self.spending.reset(guild, interaction.user.id, user.id))
 
 
 async def setup(bot: Reelbot) -> None:

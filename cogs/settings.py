@@ -3,24 +3,21 @@ audit log. Thin: parse, call one ServerSettings method (reelbot/settings.py), re
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from reelbot import text
-from reelbot.generations.service import UserError
-from reelbot.permissions import interaction_is_moderator
-from reelbot.settings import ServerSettings, SettingsError
+from cogs.choices import choices
+from cogs.replies import moderators_guild, reply
+from reelbot.settings import ServerSettings
 
 if TYPE_CHECKING:
     from reelbot.app import Reelbot
 
 Words = app_commands.Range[str, 1, 1000]
 Name = app_commands.Range[str, 1, 100]
-NO_PINGS = discord.AllowedMentions.none()
 
 
 @app_commands.guild_only()
@@ -35,24 +32,12 @@ class Settings(commands.GroupCog, group_name="settings", group_description="Serv
         super().__init__()
 
     def _moderator(self, interaction: discord.Interaction) -> int:
-        if not interaction_is_moderator(interaction, self.bot.config.moderator_role_ids):
-            raise UserError("Only moderators (Manage Server, or a moderator role) can do that.")
-        assert interaction.guild_id is not None
-        return interaction.guild_id
-
-    async def _reply(self, interaction: discord.Interaction, answer: Awaitable[str]) -> None:
-        try:
-            words = await answer
-        except SettingsError as exc:
-            raise UserError(str(exc)) from exc
-        await interaction.response.send_message(
-            text.clip_message(words), ephemeral=True, allowed_mentions=NO_PINGS
-        )
+        return moderators_guild(interaction, self.bot.config.moderator_role_ids)
 
     @app_commands.command(name="show", description="This server's settings")
     async def show(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
-        await self._reply(interaction, self.settings.show(interaction.guild_id))
+        await reply(interaction, self.settings.show(interaction.guild_id))
 
     @app_commands.command(name="channel", description="Moderators: allow /animate in a channel")
     @app_commands.describe(
@@ -63,7 +48,7 @@ class Settings(commands.GroupCog, group_name="settings", group_description="Serv
         self, interaction: discord.Interaction, channel: discord.TextChannel, allowed: bool
     ) -> None:
         guild = self._moderator(interaction)
-        await self._reply(
+        await reply(
             interaction,
             self.settings.set_channel(guild, interaction.user.id, channel.id, allowed),
         )
@@ -72,20 +57,18 @@ class Settings(commands.GroupCog, group_name="settings", group_description="Serv
     @app_commands.describe(words="Comma-separated words or phrases")
     async def banned_add(self, interaction: discord.Interaction, words: Words) -> None:
         guild = self._moderator(interaction)
-        await self._reply(interaction, self.settings.add_words(guild, interaction.user.id, words))
+        await reply(interaction, self.settings.add_words(guild, interaction.user.id, words))
 
     @banned.command(name="remove", description="Moderators: allow banned words again")
     @app_commands.describe(words="Comma-separated words or phrases")
     async def banned_remove(self, interaction: discord.Interaction, words: Words) -> None:
         guild = self._moderator(interaction)
-        await self._reply(
-            interaction, self.settings.remove_words(guild, interaction.user.id, words)
-        )
+        await reply(interaction, self.settings.remove_words(guild, interaction.user.id, words))
 
     @banned.command(name="list", description="Moderators: the banned words and phrases")
     async def banned_list(self, interaction: discord.Interaction) -> None:
         guild = self._moderator(interaction)
-        await self._reply(interaction, self.settings.list_words(guild))
+        await reply(interaction, self.settings.list_words(guild))
 
     @app_commands.command(name="defaults", description="Moderators: default provider and model")
     @app_commands.describe(
@@ -99,7 +82,7 @@ class Settings(commands.GroupCog, group_name="settings", group_description="Serv
         model: Name | None = None,
     ) -> None:
         guild = self._moderator(interaction)
-        await self._reply(
+        await reply(
             interaction, self.settings.set_defaults(guild, interaction.user.id, provider, model)
         )
 
@@ -108,7 +91,7 @@ class Settings(commands.GroupCog, group_name="settings", group_description="Serv
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
         pairs = ((p, p) for p in self.bot.providers if current.lower() in p.lower())
-        return [app_commands.Choice(name=n, value=v) for n, v in text.choices(pairs)]
+        return choices(pairs)
 
     @defaults.autocomplete("model")
     async def model_autocomplete(
@@ -118,7 +101,7 @@ class Settings(commands.GroupCog, group_name="settings", group_description="Serv
         if provider is None:
             return []
         pairs = ((m, m) for m in provider.models() if current.lower() in m.lower())
-        return [app_commands.Choice(name=n, value=v) for n, v in text.choices(pairs)]
+        return choices(pairs)
 
     @app_commands.command(name="audit", description="Moderators: recent moderator actions")
     @app_commands.describe(page="Page (10 entries each, newest first)")
@@ -126,7 +109,7 @@ class Settings(commands.GroupCog, group_name="settings", group_description="Serv
         self, interaction: discord.Interaction, page: app_commands.Range[int, 1, 1000] = 1
     ) -> None:
         guild = self._moderator(interaction)
-        await self._reply(interaction, self.settings.audit_text(guild, page))
+        await reply(interaction, self.settings.audit_text(guild, page))
 
 
 async def setup(bot: Reelbot) -> None:

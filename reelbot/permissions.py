@@ -6,6 +6,8 @@ from collections.abc import Iterable
 
 import discord
 
+ONLY_MODERATORS = "Only moderators (Manage Server, or a moderator role) can do that."
+
 
 def is_moderator(
     *,

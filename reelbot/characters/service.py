@@ -27,6 +27,7 @@ from reelbot.characters.photos import MIN_IMAGES, Photos, shown
 from reelbot.config import Config
 from reelbot.generations.request import VideoRequest, video_request
 from reelbot.generations.service import UserError
+from reelbot.permissions import ONLY_MODERATORS
 from reelbot.spending import Spending, member_roles_via
 from reelbot.store.base import Store
 from reelbot.store.models import (
@@ -42,8 +43,6 @@ from reelbot.vocabulary import NO_PINGS
 log = logging.getLogger(__name__)
 
 NO_CHARACTER = (None, None, None)  # a request's (character, character_id, character_model_id)
-
-ONLY_MODERATORS = "Only moderators (Manage Server, or a moderator role) can do that."
 
 
 class Characters:
