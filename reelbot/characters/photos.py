@@ -180,7 +180,7 @@ class Photos:
                     continue
                 except (
                     zipfile.BadZipFile,
-                    NotImplementedError,
+                    NotImplementedError,  # zipfile: a compression method it cannot read
                     RuntimeError,
                     EOFError,
                     OSError,

@@ -3,12 +3,10 @@ and that it changes the claimed row only through the poller's Lease."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
-from reelbot.jobs.delivery import Delivery, DeliverySettings
 from reelbot.jobs.lease import Lease
-from tests.jobs.rows import finished_task, video_kind
+from tests.jobs.rows import Client, delivery_to, finished_task
 
 
 class Recorder:
@@ -28,40 +26,11 @@ class Recorder:
         raise AssertionError(f"delivery called store.{name} itself")
 
 
-class Channel:
-    def __init__(self) -> None:
-        self.sent: list[str] = []
-
-    async def send(self, *, content: str, **_: Any) -> Any:
-        self.sent.append(content)
-        return SimpleNamespace(id=555, content=content)
-
-
-class Client:
-    user = None
-
-    def __init__(self) -> None:
-        self.channel = Channel()
-
-    def get_guild(self, guild_id: int) -> None:
-        return None
-
-    def get_partial_messageable(self, channel_id: int, *, guild_id: int) -> Channel:
-        return self.channel
-
-
 async def test_an_output_that_cannot_be_fetched_fails_the_task_in_the_outcome() -> None:
     """The lease bug of issue 12: the failure is part of the returned outcome, not a
     store write behind the poller's back (which made its release miss the row)."""
     store, client = Recorder(), Client()
-    delivery = Delivery(
-        client=client,  # type: ignore[arg-type]
-        store=store,  # type: ignore[arg-type]
-        providers={},
-        session=None,  # type: ignore[arg-type]
-        settings=DeliverySettings(max_download_bytes=1 << 20, allow_local_urls=False),
-        kinds=video_kind(),
-    )
+    delivery = delivery_to(client, store)
     lease = Lease(store, "me", finished_task())  # type: ignore[arg-type]
     outcome = await delivery.deliver(lease)
 

@@ -7,73 +7,30 @@ from typing import Any
 
 from reelbot import messages
 from reelbot.generations.request import VideoRequest
-from reelbot.jobs.delivery import Delivery, DeliverySettings
+from reelbot.jobs.delivery import Delivery
 from reelbot.store.models import TaskRow
-from tests.jobs.rows import video_kind
+from tests.jobs.rows import Channel, Client, delivery_to, task_row
 
-BASE: dict[str, Any] = {f.name: None for f in dataclasses.fields(TaskRow)}
 ETA = "usually ready in about 5 min"
 
 
 def task(**kw: Any) -> TaskRow:
-    return TaskRow(
-        **{
-            **BASE,
-            "id": 7,
-            "kind": "video",
-            "provider": "foxapi",
-            "state": "running",
-            "raw_state": "processing",
-            "progress": 50,
-            "request": {"prompt": "a fox"},
-            "guild_id": 1,
-            "channel_id": 2,
-            "thread_id": 3,
-            "requester_id": 4,
-            "status_message_id": 99,
-            "delivered": False,
-            "refunded": False,
-            "created_at": 1000.0,
-            "updated_at": 1000.0,
-            **kw,
-        }
-    )
-
-
-class Message:
-    def __init__(self, edits: list[str]) -> None:
-        self.edits = edits
-
-    async def edit(self, *, content: str, **_: Any) -> None:
-        self.edits.append(content)
-
-
-class Channel:
-    def __init__(self) -> None:
-        self.edits: list[str] = []
-
-    def get_partial_message(self, message_id: int) -> Message:
-        return Message(self.edits)
-
-
-class Client:
-    def __init__(self) -> None:
-        self.channel = Channel()
-
-    def get_partial_messageable(self, channel_id: int, *, guild_id: int) -> Channel:
-        return self.channel
+    """In flight, with its status message posted."""
+    base: dict[str, Any] = {
+        "id": 7,
+        "raw_state": "processing",
+        "progress": 50,
+        "status_message_id": 99,
+        "attempts": 0,
+        "created_at": 1000.0,
+        "updated_at": 1000.0,
+    }
+    return task_row(**{**base, **kw})
 
 
 def delivery() -> tuple[Delivery, Channel]:
     client = Client()
-    d = Delivery(
-        client=client,  # type: ignore[arg-type]
-        store=None,  # type: ignore[arg-type]
-        providers={},
-        session=None,  # type: ignore[arg-type]
-        settings=DeliverySettings(max_download_bytes=1 << 20, allow_local_urls=False),
-        kinds=video_kind(),
-    )
+    d = delivery_to(client)
     d.eta = lambda _task: ETA
     return d, client.channel
 
